@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/numberd/numberd/internal/segment"
+)
+
+// Gap is a run of a segment's numbers that will never be handed out.
+type Gap struct {
+	Pool      string
+	SegmentID int64
+	// Range holds the gap's numbers, a sub-range of the segment's.
+	Range  segment.Range
+	Reason string // GapRecovery, GapExpired or GapRetired
+	At     time.Time
+}
+
+// Count is the number of numbers in the gap.
+func (g Gap) Count() int64 { return g.Range.Size() }
+
+type gapRow struct {
+	Pool      string `db:"pool"`
+	SegmentID int64  `db:"segment_id"`
+	Lo        int64  `db:"lo"`
+	Hi        int64  `db:"hi"`
+	Reason    string `db:"reason"`
+	At        int64  `db:"at"`
+	Prefix    string `db:"prefix"`
+	Digits    int    `db:"digits"`
+}
+
+// AddGap records a gap. A gap starting where one of the same segment already starts
+// is the same gap recorded again, by a retry or by a second node, and is ignored.
+func (s *Store) AddGap(ctx context.Context, g Gap) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error { return s.addGap(ctx, tx, g) })
+}
+
+func (s *Store) addGap(ctx context.Context, tx *sqlx.Tx, g Gap) error {
+	if g.Range.Lo > g.Range.Hi {
+		return fmt.Errorf("%w: empty gap %d..%d", ErrInvalid, g.Range.Lo, g.Range.Hi)
+	}
+	at := g.At
+	if at.IsZero() {
+		at = s.Now()
+	}
+	_, err := tx.ExecContext(ctx, s.dialect.insertIgnore+" INTO gaps (pool, segment_id, lo, hi, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+		g.Pool, g.SegmentID, g.Range.Lo, g.Range.Hi, g.Reason, at.UnixMicro())
+	return err
+}
+
+// Gaps returns the gaps of pool in the order they were recorded.
+func (s *Store) Gaps(ctx context.Context, pool string) ([]Gap, error) {
+	var rows []gapRow
+	err := s.db.SelectContext(ctx, &rows, `SELECT g.pool, g.segment_id, g.lo, g.hi, g.reason, g.at, s.prefix, p.digits
+		FROM gaps g JOIN segments s ON s.id = g.segment_id JOIN pools p ON p.id = g.pool
+		WHERE g.pool = ? ORDER BY g.id`, pool)
+	if err != nil {
+		return nil, s.unavailable(err)
+	}
+	gaps := make([]Gap, len(rows))
+	for i, r := range rows {
+		gaps[i] = Gap{
+			Pool: r.Pool, SegmentID: r.SegmentID,
+			Range:  segment.Range{Prefix: r.Prefix, Lo: r.Lo, Hi: r.Hi, Width: r.Digits},
+			Reason: r.Reason, At: fromMicros(r.At),
+		}
+	}
+	return gaps, nil
+}

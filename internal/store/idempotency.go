@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// IdempotencyRecord is the answer given to one Idempotency-Key, kept to answer it again.
+type IdempotencyRecord struct {
+	Pool  string
+	Scope string // who may replay it: the caller's token, never in clear text
+	Key   string
+	// Fingerprint is the request's meaning after defaults; a replay must match it.
+	Fingerprint string
+	// Answer is the encoded answer, opaque to the store.
+	Answer    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+type idempotencyRow struct {
+	Pool        string `db:"pool"`
+	Scope       string `db:"scope"`
+	Key         string `db:"idem_key"`
+	Fingerprint string `db:"fingerprint"`
+	Answer      string `db:"numbers"`
+	CreatedAt   int64  `db:"created_at"`
+	ExpiresAt   int64  `db:"expires_at"`
+}
+
+// Idempotency returns the unexpired record of key in pool and scope, and false if
+// there is none.
+func (s *Store) Idempotency(ctx context.Context, pool, scope, key string) (IdempotencyRecord, bool, error) {
+	var row idempotencyRow
+	err := s.db.GetContext(ctx, &row, "SELECT pool, scope, idem_key, fingerprint, numbers, created_at, expires_at FROM idempotency WHERE pool = ? AND scope = ? AND idem_key = ? AND expires_at > ?",
+		pool, scope, key, s.now())
+	if errors.Is(err, sql.ErrNoRows) {
+		return IdempotencyRecord{}, false, nil
+	}
+	if err != nil {
+		return IdempotencyRecord{}, false, s.unavailable(err)
+	}
+	return IdempotencyRecord{
+		Pool: row.Pool, Scope: row.Scope, Key: row.Key, Fingerprint: row.Fingerprint, Answer: row.Answer,
+		CreatedAt: fromMicros(row.CreatedAt), ExpiresAt: fromMicros(row.ExpiresAt),
+	}, true, nil
+}
+
+// PutIdempotency stores rec, replacing an expired record of the same key. It returns
+// ErrDuplicate if an unexpired record of the key exists.
+func (s *Store) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
+	row := idempotencyRow{
+		Pool: rec.Pool, Scope: rec.Scope, Key: rec.Key, Fingerprint: rec.Fingerprint, Answer: rec.Answer,
+		CreatedAt: rec.CreatedAt.UnixMicro(), ExpiresAt: rec.ExpiresAt.UnixMicro(),
+	}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE pool = ? AND scope = ? AND idem_key = ? AND expires_at <= ?",
+			row.Pool, row.Scope, row.Key, s.now()); err != nil {
+			return err
+		}
+		_, err := tx.NamedExecContext(ctx, "INSERT INTO idempotency (pool, scope, idem_key, fingerprint, numbers, created_at, expires_at) VALUES (:pool, :scope, :idem_key, :fingerprint, :numbers, :created_at, :expires_at)", row)
+		if s.dialect.isDuplicate(err) {
+			return ErrDuplicate
+		}
+		return err
+	})
+}
+
+// PurgeIdempotency deletes the records that expired before now and reports how many.
+func (s *Store) PurgeIdempotency(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ?", s.now())
+	if err != nil {
+		return 0, s.unavailable(err)
+	}
+	n, err := res.RowsAffected()
+	return n, s.unavailable(err)
+}

@@ -1,0 +1,126 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// DefaultRefillThreshold is a new pool's refill threshold when none is given:
+// refill when 50 numbers are left, "refill at end − 50".
+const DefaultRefillThreshold = 50
+
+// Pool is one independent number sequence and its settings.
+type Pool struct {
+	ID              string
+	Digits          int
+	RefillThreshold int64
+	Upstream        string // empty: refilled only by hand
+	RefillQuantity  int64  // 0: the upstream's own default
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// PoolUpdate holds the settings a PutPool call gives; nil fields keep their value
+// (or take the default, on create).
+type PoolUpdate struct {
+	Digits          *int
+	RefillThreshold *int64
+	Upstream        *string // "" removes the upstream
+	RefillQuantity  *int64  // 0 removes the quantity
+}
+
+type poolRow struct {
+	ID              string         `db:"id"`
+	Digits          int            `db:"digits"`
+	RefillThreshold int64          `db:"refill_threshold"`
+	Upstream        sql.NullString `db:"upstream"`
+	RefillQuantity  sql.NullInt64  `db:"refill_quantity"`
+	CreatedAt       int64          `db:"created_at"`
+	UpdatedAt       int64          `db:"updated_at"`
+}
+
+func (r poolRow) pool() Pool {
+	return Pool{
+		ID: r.ID, Digits: r.Digits, RefillThreshold: r.RefillThreshold,
+		Upstream: r.Upstream.String, RefillQuantity: r.RefillQuantity.Int64,
+		CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
+	}
+}
+
+const poolColumns = "id, digits, refill_threshold, upstream, refill_quantity, created_at, updated_at"
+
+// PutPool creates pool id, or updates its settings if it exists, and reports whether
+// it created it. It returns ErrInvalid if Digits is missing on create or differs from
+// the pool's on update: a pool's width never changes.
+func (s *Store) PutPool(ctx context.Context, id string, u PoolUpdate) (pool Pool, created bool, err error) {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var row poolRow
+		err := tx.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?"+s.dialect.forUpdate, id)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if u.Digits == nil {
+				return fmt.Errorf("%w: digits is required to create pool %s", ErrInvalid, id)
+			}
+			now := s.now()
+			row = poolRow{ID: id, Digits: *u.Digits, RefillThreshold: DefaultRefillThreshold, CreatedAt: now, UpdatedAt: now}
+			row.apply(u)
+			created = true
+			_, err = tx.NamedExecContext(ctx, "INSERT INTO pools ("+poolColumns+") VALUES (:id, :digits, :refill_threshold, :upstream, :refill_quantity, :created_at, :updated_at)", row)
+		case err != nil:
+			return err
+		default:
+			if u.Digits != nil && *u.Digits != row.Digits {
+				return fmt.Errorf("%w: digits of pool %s is %d and cannot change", ErrInvalid, id, row.Digits)
+			}
+			row.apply(u)
+			row.UpdatedAt = s.now()
+			_, err = tx.NamedExecContext(ctx, "UPDATE pools SET refill_threshold = :refill_threshold, upstream = :upstream, refill_quantity = :refill_quantity, updated_at = :updated_at WHERE id = :id", row)
+		}
+		pool = row.pool()
+		return err
+	})
+	return pool, created, err
+}
+
+func (r *poolRow) apply(u PoolUpdate) {
+	if u.RefillThreshold != nil {
+		r.RefillThreshold = *u.RefillThreshold
+	}
+	if u.Upstream != nil {
+		r.Upstream = nullString(*u.Upstream)
+	}
+	if u.RefillQuantity != nil {
+		r.RefillQuantity = sql.NullInt64{Int64: *u.RefillQuantity, Valid: *u.RefillQuantity > 0}
+	}
+}
+
+// Pool returns pool id, or ErrPoolNotFound.
+func (s *Store) Pool(ctx context.Context, id string) (Pool, error) {
+	var row poolRow
+	err := s.db.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?", id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Pool{}, fmt.Errorf("%w: %s", ErrPoolNotFound, id)
+	}
+	if err != nil {
+		return Pool{}, s.unavailable(err)
+	}
+	return row.pool(), nil
+}
+
+// Pools returns every pool, ordered by id.
+func (s *Store) Pools(ctx context.Context) ([]Pool, error) {
+	var rows []poolRow
+	if err := s.db.SelectContext(ctx, &rows, "SELECT "+poolColumns+" FROM pools ORDER BY id"); err != nil {
+		return nil, s.unavailable(err)
+	}
+	pools := make([]Pool, len(rows))
+	for i, r := range rows {
+		pools[i] = r.pool()
+	}
+	return pools, nil
+}

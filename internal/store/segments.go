@@ -1,0 +1,226 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/numberd/numberd/internal/segment"
+)
+
+// Segment is a range of numbers granted to a pool, with its durable allocation state.
+type Segment struct {
+	ID    int64
+	Pool  string
+	Range segment.Range
+	// State is StateOpen, StateExhausted, StateRetired or StateExpired.
+	State  string
+	Source string
+	Ref    string
+	Ywlsh  string
+	// ExpiresAt, when set, is the moment after which no number of the segment may
+	// be handed out.
+	ExpiresAt time.Time
+	// ReservedHi is the durable high-water mark: no suffix above it has been handed
+	// out. Range.Lo-1 while nothing is reserved.
+	ReservedHi int64
+	// Next is the checkpointed cursor: every suffix below it is issued or in a gap.
+	Next      int64
+	CreatedAt time.Time
+}
+
+// NewSegment describes a segment to add to a pool.
+type NewSegment struct {
+	Range     segment.Range
+	Source    string
+	Ref       string
+	Ywlsh     string
+	ExpiresAt time.Time
+}
+
+type segmentRow struct {
+	ID         int64          `db:"id"`
+	Pool       string         `db:"pool"`
+	Prefix     string         `db:"prefix"`
+	Lo         int64          `db:"lo"`
+	Hi         int64          `db:"hi"`
+	State      string         `db:"state"`
+	Source     string         `db:"source"`
+	Ref        sql.NullString `db:"ref"`
+	Ywlsh      sql.NullString `db:"ywlsh"`
+	ExpiresAt  sql.NullInt64  `db:"expires_at"`
+	ReservedHi int64          `db:"reserved_hi"`
+	Next       int64          `db:"next"`
+	CreatedAt  int64          `db:"created_at"`
+	Digits     int            `db:"digits"`
+}
+
+func (r segmentRow) segment() Segment {
+	return Segment{
+		ID: r.ID, Pool: r.Pool,
+		Range: segment.Range{Prefix: r.Prefix, Lo: r.Lo, Hi: r.Hi, Width: r.Digits},
+		State: r.State, Source: r.Source, Ref: r.Ref.String, Ywlsh: r.Ywlsh.String,
+		ExpiresAt: fromNullMicros(r.ExpiresAt), ReservedHi: r.ReservedHi, Next: r.Next,
+		CreatedAt: fromMicros(r.CreatedAt),
+	}
+}
+
+const segmentSelect = "SELECT s.id, s.pool, s.prefix, s.lo, s.hi, s.state, s.source, s.ref, s.ywlsh, s.expires_at, s.reserved_hi, s.next, s.created_at, p.digits FROM segments s JOIN pools p ON p.id = s.pool "
+
+// AddSegment adds a segment to pool, after every segment the pool has. Adding a
+// segment identical (same start and end) to one the pool has returns that segment
+// with created false and changes nothing. It returns ErrPoolNotFound, ErrInvalid if
+// the width is not the pool's, and ErrOverlap if the range shares a number with any
+// segment the pool ever had.
+func (s *Store) AddSegment(ctx context.Context, pool string, n NewSegment) (seg Segment, created bool, err error) {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		// Locking the pool row serialises segment loads of one pool, so two
+		// overlapping loads cannot both pass the overlap check.
+		var digits int
+		err := tx.GetContext(ctx, &digits, "SELECT digits FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrPoolNotFound, pool)
+		}
+		if err != nil {
+			return err
+		}
+		if n.Range.Width != digits {
+			return fmt.Errorf("%w: pool %s has %d-digit numbers, the segment %d-digit ones", ErrInvalid, pool, digits, n.Range.Width)
+		}
+		var clash []segmentRow
+		err = tx.SelectContext(ctx, &clash, segmentSelect+"WHERE s.pool = ? AND s.prefix = ? AND s.lo <= ? AND s.hi >= ? ORDER BY s.id LIMIT 1",
+			pool, n.Range.Prefix, n.Range.Hi, n.Range.Lo)
+		if err != nil {
+			return err
+		}
+		if len(clash) > 0 {
+			old := clash[0].segment()
+			if old.Range == n.Range {
+				seg = old
+				return nil
+			}
+			return fmt.Errorf("%w: %s overlaps segment %d (%s)", ErrOverlap, n.Range, old.ID, old.Range)
+		}
+		row := segmentRow{
+			Pool: pool, Prefix: n.Range.Prefix, Lo: n.Range.Lo, Hi: n.Range.Hi,
+			State: StateOpen, Source: n.Source, Ref: nullString(n.Ref), Ywlsh: nullString(n.Ywlsh),
+			ExpiresAt: nullMicros(n.ExpiresAt), ReservedHi: n.Range.Lo - 1, Next: n.Range.Lo,
+			CreatedAt: s.now(), Digits: digits,
+		}
+		res, err := tx.NamedExecContext(ctx, `INSERT INTO segments (pool, prefix, lo, hi, state, source, ref, ywlsh, expires_at, reserved_hi, next, created_at)
+			VALUES (:pool, :prefix, :lo, :hi, :state, :source, :ref, :ywlsh, :expires_at, :reserved_hi, :next, :created_at)`, row)
+		if err != nil {
+			return err
+		}
+		if row.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		seg, created = row.segment(), true
+		return nil
+	})
+	return seg, created, err
+}
+
+// Segments returns the segments of pool in the order they were added, which is the
+// order numbers are drawn from them. A pool without segments, or no pool, gives none.
+func (s *Store) Segments(ctx context.Context, pool string) ([]Segment, error) {
+	var rows []segmentRow
+	if err := s.db.SelectContext(ctx, &rows, segmentSelect+"WHERE s.pool = ? ORDER BY s.id", pool); err != nil {
+		return nil, s.unavailable(err)
+	}
+	segs := make([]Segment, len(rows))
+	for i, r := range rows {
+		segs[i] = r.segment()
+	}
+	return segs, nil
+}
+
+// Segment returns segment id of pool, or ErrSegmentNotFound.
+func (s *Store) Segment(ctx context.Context, pool string, id int64) (Segment, error) {
+	var row segmentRow
+	err := s.db.GetContext(ctx, &row, segmentSelect+"WHERE s.pool = ? AND s.id = ?", pool, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Segment{}, fmt.Errorf("%w: %d in pool %s", ErrSegmentNotFound, id, pool)
+	}
+	if err != nil {
+		return Segment{}, s.unavailable(err)
+	}
+	return row.segment(), nil
+}
+
+// Reservation raises one segment's durable high-water mark from From to To.
+type Reservation struct {
+	SegmentID int64
+	From, To  int64
+}
+
+// Reserve applies the reservations in one transaction, each as a compare-and-set on
+// the segment's high-water mark. If any segment's mark is not From any more, nothing
+// is applied and Reserve returns ErrConflict.
+func (s *Store) Reserve(ctx context.Context, rs []Reservation) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		for _, r := range rs {
+			if r.To <= r.From {
+				return fmt.Errorf("%w: reservation of segment %d would not rise (%d to %d)", ErrInvalid, r.SegmentID, r.From, r.To)
+			}
+			res, err := tx.ExecContext(ctx, "UPDATE segments SET reserved_hi = ? WHERE id = ? AND reserved_hi = ? AND hi >= ?", r.To, r.SegmentID, r.From, r.To)
+			if err != nil {
+				return err
+			}
+			// MySQL counts matched rows here: OpenMySQL sets clientFoundRows.
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n != 1 {
+				return fmt.Errorf("%w: segment %d is not reserved up to %d any more", ErrConflict, r.SegmentID, r.From)
+			}
+		}
+		return nil
+	})
+}
+
+// Cursor is a segment's exact allocation state, as its only writer knows it.
+type Cursor struct {
+	SegmentID  int64
+	Next       int64
+	ReservedHi int64
+}
+
+// Checkpoint writes cursors as they are, lowering a high-water mark too. It is for
+// the embedded engine, the only writer of its store: at a clean stop it hands back
+// the reserved numbers it did not issue, so a restart skips none of them.
+func (s *Store) Checkpoint(ctx context.Context, cs []Cursor) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		for _, c := range cs {
+			if _, err := tx.ExecContext(ctx, "UPDATE segments SET next = ?, reserved_hi = ? WHERE id = ?", c.Next, c.ReservedHi, c.SegmentID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// CloseSegment moves an open segment to state (StateExhausted, StateRetired or
+// StateExpired) with its cursor at next, and records gap, if any, in the same
+// transaction. It reports false and changes nothing if the segment was not open.
+func (s *Store) CloseSegment(ctx context.Context, id int64, state string, next int64, gap *Gap) (changed bool, err error) {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE segments SET state = ?, next = ? WHERE id = ? AND state = ?", state, next, id, StateOpen)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		changed = true
+		if gap != nil {
+			return s.addGap(ctx, tx, *gap)
+		}
+		return nil
+	})
+	return changed, err
+}

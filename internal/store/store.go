@@ -1,0 +1,147 @@
+// Package store keeps numberd's durable state: pools, segments with their durable
+// high-water mark, gaps, idempotency records and refill jobs. One Store type serves
+// two databases through database/sql: an embedded SQLite file (OpenSQLite) and a
+// shared MySQL-compatible server (OpenMySQL). Their few differences live in dialect.
+//
+// Every method takes a context first. Errors the caller acts on are the sentinels
+// below, tested with errors.Is; any failure of the database itself is reported as
+// ErrUnavailable, whose text never carries a DSN.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+var (
+	// ErrPoolNotFound means no pool has the given id.
+	ErrPoolNotFound = errors.New("store: pool not found")
+	// ErrSegmentNotFound means the pool has no segment with the given id.
+	ErrSegmentNotFound = errors.New("store: segment not found")
+	// ErrOverlap means a new segment shares numbers with a segment the pool has, or had.
+	ErrOverlap = errors.New("store: segment overlaps an existing segment")
+	// ErrInvalid means the request cannot be applied as given; the wrapping text says why.
+	ErrInvalid = errors.New("store: invalid")
+	// ErrConflict means a compare-and-set lost: the row is not in the state the caller
+	// last read, because another writer moved it.
+	ErrConflict = errors.New("store: concurrent update")
+	// ErrDuplicate means a record with the same key exists already.
+	ErrDuplicate = errors.New("store: duplicate")
+	// ErrUnavailable means the database could not be reached or failed.
+	ErrUnavailable = errors.New("store: unavailable")
+	// ErrLocked means another process holds the embedded data directory.
+	ErrLocked = errors.New("store: data directory in use")
+)
+
+// Segment states as stored. "queued" and "active" are not stored: an open segment is
+// active when it is the first open one of its pool.
+const (
+	StateOpen      = "open"
+	StateExhausted = "exhausted"
+	StateRetired   = "retired"
+	StateExpired   = "expired"
+)
+
+// Segment sources.
+const (
+	SourceManual   = "manual"
+	SourceUpstream = "upstream"
+)
+
+// Gap reasons.
+const (
+	GapRecovery = "recovery"
+	GapExpired  = "expired"
+	GapRetired  = "retired"
+)
+
+// Store is numberd's durable state in one database.
+type Store struct {
+	db      *sqlx.DB
+	dialect dialect
+	release func() error // undoes what Open took besides the database, such as a file lock
+
+	// Now is the clock for the informational timestamps the store writes.
+	Now func() time.Time
+}
+
+// Close closes the database and releases what Open took.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.release != nil {
+		err = errors.Join(err, s.release())
+	}
+	return err
+}
+
+// Name is the database's kind, "sqlite" or "mysql", for logs and readiness answers.
+func (s *Store) Name() string { return s.dialect.name }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return s.unavailable(err)
+	}
+	return nil
+}
+
+// unavailable wraps a database failure in ErrUnavailable. Errors that already carry
+// a sentinel of this package, and context errors, pass through unchanged.
+func (s *Store) unavailable(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isOurs(err), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, s.dialect.name, err)
+}
+
+func isOurs(err error) bool {
+	for _, sentinel := range []error{ErrPoolNotFound, ErrSegmentNotFound, ErrOverlap, ErrInvalid, ErrConflict, ErrDuplicate, ErrUnavailable, ErrLocked} {
+		if errors.Is(err, sentinel) {
+			return true
+		}
+	}
+	return false
+}
+
+// inTx runs fn in a transaction and commits it when fn returns nil. The transaction
+// takes the write lock at its start (SQLite's BEGIN IMMEDIATE; rows read FOR UPDATE
+// in MySQL), so read-check-write sequences inside fn are serialised.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return s.unavailable(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return s.unavailable(err)
+	}
+	return s.unavailable(tx.Commit())
+}
+
+func (s *Store) now() int64 { return s.Now().UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromNullMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromMicros(n.Int64)
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }

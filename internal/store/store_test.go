@@ -1,0 +1,465 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/store"
+	"github.com/numberd/numberd/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// backends opens a fresh, empty store of each kind.
+var backends = []struct {
+	name string
+	open func(tb testing.TB) *store.Store
+}{
+	{"sqlite", func(tb testing.TB) *store.Store {
+		s, err := store.OpenSQLite(context.Background(), tb.TempDir(), quiet)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}},
+	{"mysql", func(tb testing.TB) *store.Store {
+		s, err := store.OpenMySQL(context.Background(), testenv.MySQLDSN(tb), quiet)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}},
+}
+
+// forEachStore runs test against a fresh store of every kind: one suite, both databases.
+func forEachStore(t *testing.T, test func(t *testing.T, s *store.Store)) {
+	t.Helper()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			s := b.open(t)
+			t.Cleanup(func() { _ = s.Close() })
+			test(t, s)
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func mustRange(tb testing.TB, start, end string) segment.Range {
+	tb.Helper()
+	r, err := segment.ParseRange(start, end, len(start))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+func mustPool(tb testing.TB, s *store.Store, id string, digits int) {
+	tb.Helper()
+	if _, _, err := s.PutPool(context.Background(), id, store.PoolUpdate{Digits: &digits}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func mustSegment(tb testing.TB, s *store.Store, pool, start, end string) store.Segment {
+	tb.Helper()
+	seg, created, err := s.AddSegment(context.Background(), pool, store.NewSegment{Range: mustRange(tb, start, end), Source: store.SourceManual})
+	if err != nil || !created {
+		tb.Fatalf("AddSegment(%s..%s) = created %v, %v", start, end, created, err)
+	}
+	return seg
+}
+
+func TestPools(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		if _, _, err := s.PutPool(ctx, "p", store.PoolUpdate{}); !errors.Is(err, store.ErrInvalid) {
+			t.Fatalf("create without digits: err = %v, want ErrInvalid", err)
+		}
+		p, created, err := s.PutPool(ctx, "p", store.PoolUpdate{Digits: ptr(20), Upstream: ptr("leqi")})
+		if err != nil || !created {
+			t.Fatalf("create: created %v, %v", created, err)
+		}
+		if p.Digits != 20 || p.RefillThreshold != store.DefaultRefillThreshold || p.Upstream != "leqi" || p.RefillQuantity != 0 {
+			t.Errorf("created pool = %+v", p)
+		}
+		p, created, err = s.PutPool(ctx, "p", store.PoolUpdate{RefillThreshold: ptr(int64(7)), RefillQuantity: ptr(int64(500))})
+		if err != nil || created {
+			t.Fatalf("update: created %v, %v", created, err)
+		}
+		if p.Digits != 20 || p.RefillThreshold != 7 || p.Upstream != "leqi" || p.RefillQuantity != 500 {
+			t.Errorf("updated pool = %+v", p)
+		}
+		if _, _, err := s.PutPool(ctx, "p", store.PoolUpdate{Digits: ptr(12)}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("changing digits: err = %v, want ErrInvalid", err)
+		}
+		if _, _, err := s.PutPool(ctx, "p", store.PoolUpdate{Digits: ptr(20), Upstream: ptr("")}); err != nil {
+			t.Errorf("same digits again: %v", err)
+		}
+		got, err := s.Pool(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Upstream != "" || got.RefillThreshold != 7 || got.Digits != 20 {
+			t.Errorf("Pool = %+v", got)
+		}
+		if _, err := s.Pool(ctx, "nope"); !errors.Is(err, store.ErrPoolNotFound) {
+			t.Errorf("Pool(nope) err = %v, want ErrPoolNotFound", err)
+		}
+		mustPool(t, s, "a", 4)
+		pools, err := s.Pools(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pools) != 2 || pools[0].ID != "a" || pools[1].ID != "p" {
+			t.Errorf("Pools = %+v, want a, p", pools)
+		}
+	})
+}
+
+func TestAddSegmentOverlapRules(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 20)
+		first := mustSegment(t, s, "p", "24442000000000000100", "24442000000000000200")
+		if first.ReservedHi != first.Range.Lo-1 || first.Next != first.Range.Lo || first.State != store.StateOpen {
+			t.Errorf("new segment = %+v", first)
+		}
+		again, created, err := s.AddSegment(ctx, "p", store.NewSegment{Range: first.Range, Source: store.SourceManual, Ref: "other"})
+		if err != nil || created || again.ID != first.ID || again.Ref != "" {
+			t.Errorf("identical segment: id %d created %v ref %q, %v; want id %d unchanged", again.ID, created, again.Ref, err, first.ID)
+		}
+		overlapping := [][2]string{
+			{"24442000000000000150", "24442000000000000160"},
+			{"24442000000000000001", "24442000000000000100"},
+			{"24442000000000000200", "24442000000000000300"},
+			{"24442000000000000001", "24442000000000000999"},
+			{"24442000000000000100", "24442000000000000199"},
+		}
+		for _, o := range overlapping {
+			if _, _, err := s.AddSegment(ctx, "p", store.NewSegment{Range: mustRange(t, o[0], o[1]), Source: store.SourceManual}); !errors.Is(err, store.ErrOverlap) {
+				t.Errorf("AddSegment(%s..%s) err = %v, want ErrOverlap", o[0], o[1], err)
+			}
+		}
+		mustSegment(t, s, "p", "24442000000000000201", "24442000000000000300")
+		mustSegment(t, s, "p", "24442000000000000001", "24442000000000000099")
+		mustSegment(t, s, "p", "25442000000000000100", "25442000000000000200")
+
+		// A used-up or retired segment still blocks its numbers.
+		if _, err := s.CloseSegment(ctx, first.ID, store.StateRetired, first.Range.Lo, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.AddSegment(ctx, "p", store.NewSegment{Range: mustRange(t, "24442000000000000150", "24442000000000000150"), Source: store.SourceManual}); !errors.Is(err, store.ErrOverlap) {
+			t.Errorf("overlap with a retired segment: err = %v, want ErrOverlap", err)
+		}
+		// Another pool may hold the same numbers: pools are independent sequences.
+		mustPool(t, s, "q", 20)
+		mustSegment(t, s, "q", "24442000000000000100", "24442000000000000200")
+
+		if _, _, err := s.AddSegment(ctx, "p", store.NewSegment{Range: mustRange(t, "0001", "0002"), Source: store.SourceManual}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("width mismatch: err = %v, want ErrInvalid", err)
+		}
+		if _, _, err := s.AddSegment(ctx, "nope", store.NewSegment{Range: first.Range, Source: store.SourceManual}); !errors.Is(err, store.ErrPoolNotFound) {
+			t.Errorf("unknown pool: err = %v, want ErrPoolNotFound", err)
+		}
+		segs, err := s.Segments(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(segs) != 4 || segs[0].ID != first.ID || segs[0].State != store.StateRetired {
+			t.Errorf("Segments = %+v", segs)
+		}
+		for i := 1; i < len(segs); i++ {
+			if segs[i].ID <= segs[i-1].ID {
+				t.Errorf("segments not in load order: %d after %d", segs[i].ID, segs[i-1].ID)
+			}
+		}
+	})
+}
+
+func TestAddSegmentConcurrentOverlapsAdmitOne(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		mustPool(t, s, "p", 8)
+		const workers = 16
+		var created, identical, overlaps atomic.Int32
+		var wg sync.WaitGroup
+		for i := range workers {
+			wg.Go(func() {
+				// Every range overlaps every other; half of them are the same range.
+				start, end := "00000100", "00000200"
+				if i%2 == 1 {
+					start = "000001" + string(rune('0'+i/2%10)) + "0"
+				}
+				seg, ok, err := s.AddSegment(context.Background(), "p", store.NewSegment{Range: mustRange(t, start, end), Source: store.SourceManual})
+				switch {
+				case errors.Is(err, store.ErrOverlap):
+					overlaps.Add(1)
+				case err != nil:
+					t.Error(err)
+				case ok:
+					created.Add(1)
+				case seg.Range.Start() == start:
+					identical.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		segs, err := s.Segments(context.Background(), "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if created.Load() != 1 || len(segs) != 1 {
+			t.Fatalf("created %d segments (%d stored), want exactly 1", created.Load(), len(segs))
+		}
+		if got := created.Load() + identical.Load() + overlaps.Load(); got != workers {
+			t.Errorf("accounted for %d of %d loads", got, workers)
+		}
+	})
+}
+
+func TestReserveIsCompareAndSet(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 6)
+		a := mustSegment(t, s, "p", "000001", "001000")
+		b := mustSegment(t, s, "p", "002001", "003000")
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}}); err != nil {
+			t.Fatal(err)
+		}
+		// One stale reservation fails the whole call.
+		err := s.Reserve(ctx, []store.Reservation{{SegmentID: b.ID, From: 2000, To: 2100}, {SegmentID: a.ID, From: 0, To: 200}})
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("stale reservation: err = %v, want ErrConflict", err)
+		}
+		got, err := s.Segment(ctx, "p", b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ReservedHi != 2000 {
+			t.Errorf("segment b reserved_hi = %d after a failed call, want 2000", got.ReservedHi)
+		}
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 1001}}); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("reservation past the segment's end: err = %v, want ErrConflict", err)
+		}
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 100}}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("reservation that does not rise: err = %v, want ErrInvalid", err)
+		}
+		if _, err := s.Segment(ctx, "p", 999999); !errors.Is(err, store.ErrSegmentNotFound) {
+			t.Errorf("Segment(999999) err = %v, want ErrSegmentNotFound", err)
+		}
+		if _, err := s.Segment(ctx, "other", a.ID); !errors.Is(err, store.ErrSegmentNotFound) {
+			t.Errorf("segment of another pool: err = %v, want ErrSegmentNotFound", err)
+		}
+	})
+}
+
+func TestReserveRacersNeverShareARange(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 6)
+		seg := mustSegment(t, s, "p", "000001", "999999")
+		const workers, rounds, step = 8, 20, 10
+		var won atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for range rounds {
+					cur, err := s.Segment(ctx, "p", seg.ID)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					err = s.Reserve(ctx, []store.Reservation{{SegmentID: seg.ID, From: cur.ReservedHi, To: cur.ReservedHi + step}})
+					switch {
+					case err == nil:
+						won.Add(1)
+					case !errors.Is(err, store.ErrConflict):
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		got, err := s.Segment(ctx, "p", seg.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := seg.ReservedHi + won.Load()*step; got.ReservedHi != want {
+			t.Errorf("reserved_hi = %d after %d winning reservations, want %d", got.ReservedHi, won.Load(), want)
+		}
+	})
+}
+
+func TestCloseSegmentAndGaps(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 20)
+		seg := mustSegment(t, s, "p", "24442000000000000001", "24442000000000001000")
+		if err := s.Checkpoint(ctx, []store.Cursor{{SegmentID: seg.ID, Next: seg.Range.Lo + 10, ReservedHi: seg.Range.Lo + 50}}); err != nil {
+			t.Fatal(err)
+		}
+		recovery := store.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: store.GapRecovery}
+		recovery.Range.Lo, recovery.Range.Hi = seg.Range.Lo+10, seg.Range.Lo+50
+		for range 2 { // recorded twice, kept once
+			if err := s.AddGap(ctx, recovery); err != nil {
+				t.Fatal(err)
+			}
+		}
+		retired := store.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: store.GapRetired}
+		retired.Range.Lo = seg.Range.Lo + 51
+		changed, err := s.CloseSegment(ctx, seg.ID, store.StateRetired, seg.Range.Lo+51, &retired)
+		if err != nil || !changed {
+			t.Fatalf("CloseSegment = %v, %v", changed, err)
+		}
+		changed, err = s.CloseSegment(ctx, seg.ID, store.StateExpired, seg.Range.Lo+51, &retired)
+		if err != nil || changed {
+			t.Fatalf("second CloseSegment = %v, %v; want false", changed, err)
+		}
+		gaps, err := s.Gaps(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gaps) != 2 {
+			t.Fatalf("Gaps = %+v, want 2", gaps)
+		}
+		if g := gaps[0]; g.Reason != store.GapRecovery || g.Range.Start() != "24442000000000000011" || g.Range.End() != "24442000000000000051" || g.Count() != 41 {
+			t.Errorf("recovery gap = %s %s count %d", g.Reason, g.Range, g.Count())
+		}
+		if g := gaps[1]; g.Reason != store.GapRetired || g.Range.Start() != "24442000000000000052" || g.Range.End() != "24442000000000001000" {
+			t.Errorf("retired gap = %s %s", g.Reason, g.Range)
+		}
+		got, err := s.Segment(ctx, "p", seg.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != store.StateRetired || got.Next != seg.Range.Lo+51 || got.ReservedHi != seg.Range.Lo+50 {
+			t.Errorf("segment after close = %+v", got)
+		}
+		if err := s.AddGap(ctx, store.Gap{Pool: "p", SegmentID: seg.ID, Range: segment.Range{Lo: 5, Hi: 4}, Reason: store.GapRecovery}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("empty gap: err = %v, want ErrInvalid", err)
+		}
+	})
+}
+
+func TestIdempotencyRecords(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+		s.Now = func() time.Time { return now }
+		rec := store.IdempotencyRecord{Pool: "p", Scope: "tok", Key: "k1", Fingerprint: "count=2", Answer: "a-b", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+		if err := s.PutIdempotency(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutIdempotency(ctx, rec); !errors.Is(err, store.ErrDuplicate) {
+			t.Fatalf("second put: err = %v, want ErrDuplicate", err)
+		}
+		got, ok, err := s.Idempotency(ctx, "p", "tok", "k1")
+		if err != nil || !ok || got.Answer != "a-b" || got.Fingerprint != "count=2" || !got.ExpiresAt.Equal(rec.ExpiresAt) {
+			t.Fatalf("Idempotency = %+v %v %v", got, ok, err)
+		}
+		for _, other := range [][3]string{{"q", "tok", "k1"}, {"p", "tok2", "k1"}, {"p", "tok", "k2"}} {
+			if _, ok, err := s.Idempotency(ctx, other[0], other[1], other[2]); ok || err != nil {
+				t.Errorf("Idempotency%v = found %v, %v; keys are scoped to pool and caller", other, ok, err)
+			}
+		}
+		now = now.Add(25 * time.Hour)
+		if _, ok, _ := s.Idempotency(ctx, "p", "tok", "k1"); ok {
+			t.Error("an expired record is still answered")
+		}
+		rec.Answer, rec.ExpiresAt = "c-d", now.Add(24*time.Hour)
+		if err := s.PutIdempotency(ctx, rec); err != nil {
+			t.Fatalf("put over an expired record: %v", err)
+		}
+		old := store.IdempotencyRecord{Pool: "p", Scope: "tok", Key: "old", Fingerprint: "count=1", Answer: "x", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := s.PutIdempotency(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(2 * time.Hour)
+		n, err := s.PurgeIdempotency(ctx)
+		if err != nil || n != 1 {
+			t.Errorf("PurgeIdempotency = %d, %v; want 1", n, err)
+		}
+		if got, ok, _ := s.Idempotency(ctx, "p", "tok", "k1"); !ok || got.Answer != "c-d" {
+			t.Errorf("live record after purge = %+v %v", got, ok)
+		}
+	})
+}
+
+func TestClosedStoreIsUnavailable(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			s := b.open(t)
+			if err := s.Ping(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_ = s.Close()
+			if err := s.Ping(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("Ping on a closed store: err = %v, want ErrUnavailable", err)
+			}
+			if _, err := s.Pools(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("Pools on a closed store: err = %v, want ErrUnavailable", err)
+			}
+		})
+	}
+}
+
+func TestSQLiteDataDirectoryHasOneWriter(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.OpenSQLite(context.Background(), dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenSQLite(context.Background(), dir, quiet); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("second open: err = %v, want ErrLocked", err)
+	}
+	mustPool(t, s, "p", 4)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = store.OpenSQLite(context.Background(), dir, quiet)
+	if err != nil {
+		t.Fatalf("reopen after close: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Pool(context.Background(), "p"); err != nil {
+		t.Errorf("pool lost across reopen: %v", err)
+	}
+}
+
+func TestMySQLNodesMigrateTogether(t *testing.T) {
+	dsn := testenv.MySQLDSN(t)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			s, err := store.OpenMySQL(context.Background(), dsn, quiet)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mustPool(t, s, "p", 4)
+			_ = s.Close()
+		})
+	}
+	wg.Wait()
+}
+
+func TestOpenMySQLRejectsBadDSNWithoutEchoingIt(t *testing.T) {
+	for _, dsn := range []string{"root:s3cret@tcp(127.0.0.1:1", "root:s3cret@tcp(127.0.0.1:3306)/"} {
+		_, err := store.OpenMySQL(context.Background(), dsn, quiet)
+		if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("OpenMySQL(bad dsn) err = %v, want ErrInvalid", err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error %q shows the password", err)
+		}
+	}
+}
