@@ -182,20 +182,35 @@ func (s *Store) Reserve(ctx context.Context, rs []Reservation) error {
 	})
 }
 
-// Cursor is a segment's exact allocation state, as its only writer knows it.
+// Cursor is a segment's allocation state as its only writer knows it.
 type Cursor struct {
-	SegmentID  int64
-	Next       int64
-	ReservedHi int64
+	SegmentID int64
+	Next      int64
 }
 
-// Checkpoint writes cursors as they are, lowering a high-water mark too. It is for
-// the embedded engine, the only writer of its store: at a clean stop it hands back
-// the reserved numbers it did not issue, so a restart skips none of them.
-func (s *Store) Checkpoint(ctx context.Context, cs []Cursor) error {
+// SaveCursors checkpoints cursors, never moving one back, and marks the open
+// segments whose cursor passed their end as exhausted.
+func (s *Store) SaveCursors(ctx context.Context, cs []Cursor) error {
+	return s.writeCursors(ctx, cs, false)
+}
+
+// ReleaseReservations checkpoints cursors like SaveCursors and lowers each
+// segment's high-water mark to just below its cursor. It is for the embedded engine
+// at a clean stop, the only writer of its store, which hands back the reserved
+// numbers it did not issue so that a restart skips none of them. Nothing else may
+// ever lower a high-water mark.
+func (s *Store) ReleaseReservations(ctx context.Context, cs []Cursor) error {
+	return s.writeCursors(ctx, cs, true)
+}
+
+func (s *Store) writeCursors(ctx context.Context, cs []Cursor, release bool) error {
+	q := "UPDATE segments SET next = CASE WHEN next > ? THEN next ELSE ? END, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
+	if release {
+		q = "UPDATE segments SET next = ?, reserved_hi = ? - 1, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
+	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		for _, c := range cs {
-			if _, err := tx.ExecContext(ctx, "UPDATE segments SET next = ?, reserved_hi = ? WHERE id = ?", c.Next, c.ReservedHi, c.SegmentID); err != nil {
+			if _, err := tx.ExecContext(ctx, q, c.Next, c.Next, StateOpen, c.Next, StateExhausted, c.SegmentID); err != nil {
 				return err
 			}
 		}

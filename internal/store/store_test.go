@@ -304,7 +304,10 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		ctx := context.Background()
 		mustPool(t, s, "p", 20)
 		seg := mustSegment(t, s, "p", "24442000000000000001", "24442000000000001000")
-		if err := s.Checkpoint(ctx, []store.Cursor{{SegmentID: seg.ID, Next: seg.Range.Lo + 10, ReservedHi: seg.Range.Lo + 50}}); err != nil {
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: seg.ID, From: seg.ReservedHi, To: seg.Range.Lo + 50}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: seg.ID, Next: seg.Range.Lo + 10}}); err != nil {
 			t.Fatal(err)
 		}
 		recovery := store.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: store.GapRecovery}
@@ -346,6 +349,45 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		}
 		if err := s.AddGap(ctx, store.Gap{Pool: "p", SegmentID: seg.ID, Range: segment.Range{Lo: 5, Hi: 4}, Reason: store.GapRecovery}); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("empty gap: err = %v, want ErrInvalid", err)
+		}
+	})
+}
+
+func TestCursors(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		a := mustSegment(t, s, "p", "0001", "0010")
+		b := mustSegment(t, s, "p", "0011", "0020")
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 0, To: 10}, {SegmentID: b.ID, From: 10, To: 15}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: a.ID, Next: 11}, {SegmentID: b.ID, Next: 13}}); err != nil {
+			t.Fatal(err)
+		}
+		// A stale checkpoint never moves a cursor back.
+		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: b.ID, Next: 12}}); err != nil {
+			t.Fatal(err)
+		}
+		segs, err := s.Segments(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if segs[0].State != store.StateExhausted || segs[0].Next != 11 || segs[0].ReservedHi != 10 {
+			t.Errorf("used-up segment after SaveCursors = %+v", segs[0])
+		}
+		if segs[1].State != store.StateOpen || segs[1].Next != 13 || segs[1].ReservedHi != 15 {
+			t.Errorf("open segment after SaveCursors = %+v", segs[1])
+		}
+		if err := s.ReleaseReservations(ctx, []store.Cursor{{SegmentID: b.ID, Next: 14}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Segment(ctx, "p", b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Next != 14 || got.ReservedHi != 13 {
+			t.Errorf("after ReleaseReservations next %d reserved_hi %d, want 14 and 13", got.Next, got.ReservedHi)
 		}
 	})
 }

@@ -1,0 +1,219 @@
+package alloc
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// PutPool creates or updates a pool; see store.PutPool.
+func (e *Embedded) PutPool(ctx context.Context, id string, u store.PoolUpdate) (PoolStatus, bool, error) {
+	cfg, created, err := e.store.PutPool(ctx, id, u)
+	if err != nil {
+		return PoolStatus{}, false, err
+	}
+	e.mu.Lock()
+	p, ok := e.pools[id]
+	if !ok {
+		p = e.newPool(cfg)
+		e.pools[id] = p
+	}
+	e.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg = cfg
+	return p.status(), created, nil
+}
+
+// Pool returns the live status of pool id, or store.ErrPoolNotFound.
+func (e *Embedded) Pool(ctx context.Context, id string) (PoolStatus, error) {
+	p, err := e.pool(id)
+	if err != nil {
+		return PoolStatus{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := e.expire(ctx, p); err != nil {
+		return PoolStatus{}, err
+	}
+	return p.status(), nil
+}
+
+// Pools returns the live status of every pool, ordered by id.
+func (e *Embedded) Pools(ctx context.Context) ([]PoolStatus, error) {
+	var out []PoolStatus
+	for _, id := range e.poolIDs() {
+		st, err := e.Pool(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (e *Embedded) poolIDs() []string {
+	e.mu.RLock()
+	ids := make([]string, 0, len(e.pools))
+	for id := range e.pools {
+		ids = append(ids, id)
+	}
+	e.mu.RUnlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// status summarises p. Called with p.mu held.
+func (p *pool) status() PoolStatus {
+	st := PoolStatus{Pool: p.cfg, Refill: RefillStatus{State: RefillIdle, UpdatedAt: p.cfg.UpdatedAt}}
+	for _, s := range p.segs {
+		st.Issued = addSat(st.Issued, s.next-s.meta.Range.Lo-s.recovered)
+	}
+	for i, s := range p.segs[p.head:] {
+		if !s.open() {
+			continue
+		}
+		st.Available = addSat(st.Available, s.meta.Range.Hi-s.next+1)
+		if i == 0 {
+			active := p.segmentStatus(s, true)
+			st.Active = &active
+		} else {
+			st.Queued++
+		}
+	}
+	return st
+}
+
+func (p *pool) segmentStatus(s *seg, active bool) SegmentStatus {
+	st := SegmentStatus{Segment: s.meta, Next: s.next, Used: s.next - s.meta.Range.Lo - s.recovered}
+	st.ReservedHi, st.Segment.Next = s.reservedHi, s.next
+	switch {
+	case s.meta.State == store.StateRetired:
+		st.State = StateRetired
+	case !s.open():
+		st.State = StateExhausted
+	case active:
+		st.State = StateActive
+	default:
+		st.State = StateQueued
+	}
+	return st
+}
+
+// LoadSegment adds a segment to pool after its others. A segment identical to one
+// the pool has is returned with created false; see store.AddSegment for the errors.
+// The segment is in the store before any of its numbers can be handed out.
+func (e *Embedded) LoadSegment(ctx context.Context, poolID string, n store.NewSegment) (SegmentStatus, bool, error) {
+	p, err := e.pool(poolID)
+	if err != nil {
+		return SegmentStatus{}, false, err
+	}
+	p.loadMu.Lock()
+	defer p.loadMu.Unlock()
+	meta, created, err := e.store.AddSegment(ctx, poolID, n)
+	if err != nil {
+		return SegmentStatus{}, false, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if created {
+		p.segs = append(p.segs, &seg{meta: meta, next: meta.Next, reservedHi: meta.ReservedHi})
+		p.saved[meta.ID] = meta.Next
+		p.refreshExpiry()
+		e.opts.Logger.Info("segment loaded", "pool", poolID, "segment", meta.ID, "start", meta.Range.Start(), "end", meta.Range.End(), "source", meta.Source)
+	}
+	for _, s := range p.segs {
+		if s.meta.ID == meta.ID {
+			return p.segmentStatus(s, s == p.activeSeg()), created, nil
+		}
+	}
+	return SegmentStatus{}, false, fmt.Errorf("%w: segment %d", store.ErrSegmentNotFound, meta.ID)
+}
+
+func (p *pool) activeSeg() *seg {
+	for _, s := range p.segs[p.head:] {
+		if s.open() {
+			return s
+		}
+	}
+	return nil
+}
+
+// Segments returns the segments of pool in allocation order, with live state.
+func (e *Embedded) Segments(ctx context.Context, poolID string) ([]SegmentStatus, error) {
+	p, err := e.pool(poolID)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := e.expire(ctx, p); err != nil {
+		return nil, err
+	}
+	active := p.activeSeg()
+	out := make([]SegmentStatus, len(p.segs))
+	for i, s := range p.segs {
+		out[i] = p.segmentStatus(s, s == active)
+	}
+	return out, nil
+}
+
+// RetireSegment stops handing out segment id of pool; its unused numbers become a
+// gap. Retiring a retired or used-up segment changes nothing. It returns
+// store.ErrPoolNotFound or store.ErrSegmentNotFound.
+func (e *Embedded) RetireSegment(ctx context.Context, poolID string, id int64) (SegmentStatus, error) {
+	p, err := e.pool(poolID)
+	if err != nil {
+		return SegmentStatus{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.segs {
+		if s.meta.ID != id {
+			continue
+		}
+		if s.meta.State == store.StateOpen {
+			if err := e.close(ctx, p, s, store.StateRetired, store.GapRetired); err != nil {
+				return SegmentStatus{}, err
+			}
+			p.advanceHead()
+			p.refreshExpiry()
+		}
+		return p.segmentStatus(s, s == p.activeSeg()), nil
+	}
+	return SegmentStatus{}, fmt.Errorf("%w: %d in pool %s", store.ErrSegmentNotFound, id, poolID)
+}
+
+// Gaps returns the gaps of pool; see store.Gaps.
+func (e *Embedded) Gaps(ctx context.Context, poolID string) ([]store.Gap, error) {
+	if _, err := e.pool(poolID); err != nil {
+		return nil, err
+	}
+	return e.store.Gaps(ctx, poolID)
+}
+
+// Ready reports whether the store answers; the error names it.
+func (e *Embedded) Ready(ctx context.Context) error {
+	if err := e.store.Ping(ctx); err != nil {
+		return fmt.Errorf("%s: %w", e.store.Name(), err)
+	}
+	return nil
+}
+
+func (e *Embedded) gauges() []metrics.PoolGauge {
+	var out []metrics.PoolGauge
+	for _, id := range e.poolIDs() {
+		p, err := e.pool(id)
+		if err != nil {
+			continue
+		}
+		p.mu.Lock()
+		st := p.status()
+		p.mu.Unlock()
+		out = append(out, metrics.PoolGauge{Pool: id, Available: st.Available, Issued: st.Issued})
+	}
+	return out
+}

@@ -1,0 +1,99 @@
+// Package metrics defines numberd's Prometheus metrics in one registry, so every
+// part records into the same set and tests can read it.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is numberd's set of metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Allocations counts answered allocation requests by pool and outcome
+	// ("ok", "replayed", "exhausted", "error").
+	Allocations *prometheus.CounterVec
+	// Numbers counts the numbers handed out, by pool.
+	Numbers *prometheus.CounterVec
+	// AllocationSeconds is the engine's time to answer an allocation.
+	AllocationSeconds prometheus.Histogram
+	// GapNumbers counts the numbers this process recorded as gaps, by pool and reason.
+	GapNumbers *prometheus.CounterVec
+	// Reservations counts durable high-water mark extensions, by outcome.
+	Reservations *prometheus.CounterVec
+	// HTTPRequests counts HTTP answers by route pattern and status code.
+	HTTPRequests *prometheus.CounterVec
+	// HTTPSeconds is the time to answer an HTTP request, by route pattern.
+	HTTPSeconds *prometheus.HistogramVec
+}
+
+// New returns a fresh set of metrics in its own registry, with the Go runtime and
+// process collectors registered.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_allocations_total", Help: "Allocation requests answered, by pool and outcome.",
+		}, []string{"pool", "outcome"}),
+		Numbers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_numbers_issued_total", Help: "Numbers handed out, by pool.",
+		}, []string{"pool"}),
+		AllocationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "numberd_allocation_duration_seconds",
+			Help:    "Time the engine took to answer an allocation.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		GapNumbers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_gap_numbers_total", Help: "Numbers this process recorded as never to be handed out, by pool and reason.",
+		}, []string{"pool", "reason"}),
+		Reservations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_reservations_total", Help: "Extensions of the durable high-water mark, by outcome.",
+		}, []string{"outcome"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_http_requests_total", Help: "HTTP requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		HTTPSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "numberd_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.HTTPRequests, m.HTTPSeconds,
+	)
+	return m
+}
+
+// PoolGauge is one pool's live counts.
+type PoolGauge struct {
+	Pool      string
+	Available int64
+	Issued    int64
+}
+
+// WatchPools registers gauges of every pool's available and issued numbers, read
+// from pools at each scrape.
+func (m *Metrics) WatchPools(pools func() []PoolGauge) {
+	m.Registry.MustRegister(poolCollector(pools))
+}
+
+var (
+	availableDesc = prometheus.NewDesc("numberd_pool_available_numbers", "Numbers a pool can still hand out.", []string{"pool"}, nil)
+	issuedDesc    = prometheus.NewDesc("numberd_pool_issued_numbers", "Numbers a pool has handed out.", []string{"pool"}, nil)
+)
+
+type poolCollector func() []PoolGauge
+
+func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- availableDesc
+	ch <- issuedDesc
+}
+
+func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, g := range c() {
+		ch <- prometheus.MustNewConstMetric(availableDesc, prometheus.GaugeValue, float64(g.Available), g.Pool)
+		ch <- prometheus.MustNewConstMetric(issuedDesc, prometheus.GaugeValue, float64(g.Issued), g.Pool)
+	}
+}
