@@ -176,3 +176,13 @@ func addSat(a, b int64) int64 {
 	}
 	return a + b
 }
+
+// DownError is a failed readiness check: the backing stores that did not answer.
+type DownError struct {
+	Stores []string
+	Err    error
+}
+
+func (e *DownError) Error() string { return fmt.Sprintf("%s: %v", strings.Join(e.Stores, ", "), e.Err) }
+
+func (e *DownError) Unwrap() error { return e.Err }

@@ -208,7 +208,7 @@ func (e *Embedded) pool(id string) (*pool, error) {
 	p, ok := e.pools[id]
 	e.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", store.ErrPoolNotFound, id)
+		return nil, fmt.Errorf("%w: no pool %s", store.ErrPoolNotFound, id)
 	}
 	return p, nil
 }

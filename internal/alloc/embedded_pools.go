@@ -184,7 +184,7 @@ func (e *Embedded) RetireSegment(ctx context.Context, poolID string, id int64) (
 		}
 		return p.segmentStatus(s, s == p.activeSeg()), nil
 	}
-	return SegmentStatus{}, fmt.Errorf("%w: %d in pool %s", store.ErrSegmentNotFound, id, poolID)
+	return SegmentStatus{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", store.ErrSegmentNotFound, id, poolID)
 }
 
 // Gaps returns the gaps of pool; see store.Gaps.
@@ -195,10 +195,10 @@ func (e *Embedded) Gaps(ctx context.Context, poolID string) ([]store.Gap, error)
 	return e.store.Gaps(ctx, poolID)
 }
 
-// Ready reports whether the store answers; the error names it.
+// Ready reports whether the store answers, with a *DownError naming it if not.
 func (e *Embedded) Ready(ctx context.Context) error {
 	if err := e.store.Ping(ctx); err != nil {
-		return fmt.Errorf("%s: %w", e.store.Name(), err)
+		return &DownError{Stores: []string{e.store.Name()}, Err: err}
 	}
 	return nil
 }

@@ -104,7 +104,7 @@ func (s *Store) Pool(ctx context.Context, id string) (Pool, error) {
 	var row poolRow
 	err := s.db.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?", id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Pool{}, fmt.Errorf("%w: %s", ErrPoolNotFound, id)
+		return Pool{}, fmt.Errorf("%w: no pool %s", ErrPoolNotFound, id)
 	}
 	if err != nil {
 		return Pool{}, s.unavailable(err)

@@ -83,7 +83,7 @@ func (s *Store) AddSegment(ctx context.Context, pool string, n NewSegment) (seg 
 		var digits int
 		err := tx.GetContext(ctx, &digits, "SELECT digits FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: %s", ErrPoolNotFound, pool)
+			return fmt.Errorf("%w: no pool %s", ErrPoolNotFound, pool)
 		}
 		if err != nil {
 			return err
@@ -144,7 +144,7 @@ func (s *Store) Segment(ctx context.Context, pool string, id int64) (Segment, er
 	var row segmentRow
 	err := s.db.GetContext(ctx, &row, segmentSelect+"WHERE s.pool = ? AND s.id = ?", pool, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Segment{}, fmt.Errorf("%w: %d in pool %s", ErrSegmentNotFound, id, pool)
+		return Segment{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", ErrSegmentNotFound, id, pool)
 	}
 	if err != nil {
 		return Segment{}, s.unavailable(err)

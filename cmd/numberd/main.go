@@ -1,0 +1,118 @@
+// Command numberd hands out invoice numbers: no number is ever issued twice.
+//
+//	numberd [serve] [flags]   run the server (the default)
+//	numberd migrate [flags]   apply the store's schema migrations and exit
+//
+// Flags and their environment variables are listed by `numberd serve -h`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run executes a subcommand and returns the process's exit status.
+func run(args []string) int {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args)
+	case "migrate":
+		err = migrate(args)
+	case "help":
+		fmt.Fprintln(os.Stdout, "usage: numberd [serve|migrate] [flags]; numberd serve -h lists the flags")
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "numberd: unknown command %q (serve, migrate)\n", cmd)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(os.Stderr, "numberd: %v\n", err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func parseConfig(name string, args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("numberd "+name, flag.ContinueOnError)
+	c.bindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "numberd %s: unexpected argument %q\n", name, fs.Arg(0))
+		return c, errUsage
+	}
+	if err := c.load(); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func serve(args []string) error {
+	cfg, err := parseConfig("serve", args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	m := NewMain(cfg)
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		m.Logger.Info("shutting down: draining requests in flight", "timeout", cfg.ShutdownTimeout)
+	case serveErr = <-m.Err():
+	}
+	stop()
+	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := m.Close(closeCtx); err != nil {
+		return errors.Join(serveErr, err)
+	}
+	if serveErr == nil {
+		m.Logger.Info("stopped")
+	}
+	return serveErr
+}
+
+func migrate(args []string) error {
+	cfg, err := parseConfig("migrate", args)
+	if err != nil {
+		return err
+	}
+	m := NewMain(cfg)
+	st, err := m.openStore(context.Background())
+	if err != nil {
+		return err
+	}
+	m.Logger.Info("schema up to date", "store", st.Name())
+	return st.Close()
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/httpapi"
+	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// Main wires numberd together: store, engine, HTTP server.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+
+	metrics *metrics.Metrics
+	store   *store.Store
+	engine  *alloc.Embedded
+	http    *http.Server
+	ln      net.Listener
+	errc    chan error
+}
+
+// NewMain returns a Main for cfg, logging to stderr as cfg says.
+func NewMain(cfg Config) *Main {
+	level, _ := parseLevel(cfg.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return &Main{Config: cfg, Logger: slog.New(h), errc: make(chan error, 1)}
+}
+
+func (m *Main) distributed() bool { return m.Config.RedisURL != "" }
+
+func (m *Main) openStore(ctx context.Context) (*store.Store, error) {
+	if m.distributed() {
+		return store.OpenMySQL(ctx, m.Config.MySQLDSN, m.Logger)
+	}
+	st, err := store.OpenSQLite(ctx, m.Config.DataDir, m.Logger)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w: stop the other numberd or give this one another --data-dir", err)
+	}
+	return st, err
+}
+
+// Open starts numberd: it opens the store and the engine, listens on the configured
+// address, and serves in the background. A bind error is returned at once.
+func (m *Main) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = m.Close(context.Background())
+		}
+	}()
+	if m.distributed() {
+		return errors.New("distributed mode (--redis, --mysql) is not part of this build; run without them for embedded mode")
+	}
+	m.metrics = metrics.New()
+	if m.store, err = m.openStore(ctx); err != nil {
+		return err
+	}
+	m.engine, err = alloc.OpenEmbedded(ctx, m.store, alloc.Options{Logger: m.Logger, Metrics: m.metrics})
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(httpapi.Config{
+		Engine: m.engine, Tokens: m.Config.Tokens, Metrics: m.metrics, Logger: m.Logger,
+		Upstreams: m.Config.upstreamNames(), RequestTimeout: m.Config.RequestTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if m.ln, err = net.Listen("tcp", m.Config.Addr); err != nil {
+		return err
+	}
+	m.http = &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := m.http.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+			m.errc <- err
+		}
+	}()
+	mode := "embedded"
+	attrs := []any{"addr", m.ln.Addr().String(), "mode", mode, "store", m.store.Name()}
+	if !m.distributed() {
+		attrs = append(attrs, "data_dir", m.Config.DataDir)
+	}
+	if api.Open() {
+		m.Logger.Warn("no tokens configured: every caller is admin (open mode)", "addr", m.ln.Addr().String())
+	}
+	m.Logger.Info("listening", attrs...)
+	return nil
+}
+
+// Addr is the address numberd listens on.
+func (m *Main) Addr() net.Addr { return m.ln.Addr() }
+
+// Err delivers an error that stopped the HTTP server.
+func (m *Main) Err() <-chan error { return m.errc }
+
+// Close drains requests in flight, then stops the engine and closes the store.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.http != nil {
+		if err := m.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("draining requests: %w", err))
+		}
+	}
+	if m.engine != nil {
+		if err := m.engine.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping the engine: %w", err))
+		}
+	}
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,182 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/numberd/numberd/api"
+	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// validPoolID reports whether id matches ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$.
+func validPoolID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkPoolID(id string) error {
+	if !validPoolID(id) {
+		return fmt.Errorf("%w: pool id %q must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", errInvalid, id)
+	}
+	return nil
+}
+
+// withTimeout bounds the engine's work on a request.
+func (s *Server) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// PutPool creates or updates a pool.
+func (s *Server) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api.PutPoolResponseObject, error) {
+	if err := checkPoolID(req.Pool); err != nil {
+		return nil, err
+	}
+	if req.Body == nil {
+		return nil, fmt.Errorf("%w: a JSON body is required", errInvalid)
+	}
+	u, err := s.poolUpdate(*req.Body)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.Pool, true); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st, created, err := s.engine.PutPool(ctx, req.Pool, u)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		s.logger.Info("pool created", "pool", req.Pool, "digits", st.Digits)
+		return api.PutPool201JSONResponse(poolJSON(st)), nil
+	}
+	return api.PutPool200JSONResponse(poolJSON(st)), nil
+}
+
+func (s *Server) poolUpdate(spec api.PoolSpec) (store.PoolUpdate, error) {
+	var u store.PoolUpdate
+	if d := spec.Digits; d != nil {
+		if !segment.ValidDigits(*d) {
+			return u, fmt.Errorf("%w: digits must be 1..%d, got %d", errInvalid, segment.MaxDigits, *d)
+		}
+		u.Digits = d
+	}
+	if t := spec.RefillThreshold; t != nil {
+		if *t < 0 {
+			return u, fmt.Errorf("%w: refill_threshold must not be negative, got %d", errInvalid, *t)
+		}
+		u.RefillThreshold = new(int64(*t))
+	}
+	if q := spec.RefillQuantity; q != nil {
+		if *q < 1 {
+			return u, fmt.Errorf("%w: refill_quantity must be at least 1, got %d", errInvalid, *q)
+		}
+		u.RefillQuantity = new(int64(*q))
+	}
+	if up := spec.Upstream; up != nil {
+		if *up != "" && !s.upstreams[*up] {
+			return u, fmt.Errorf("%w: upstream %q is not configured", errInvalid, *up)
+		}
+		u.Upstream = up
+	}
+	return u, nil
+}
+
+// GetPool answers a pool's status.
+func (s *Server) GetPool(ctx context.Context, req api.GetPoolRequestObject) (api.GetPoolResponseObject, error) {
+	if err := checkPoolID(req.Pool); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.Pool, false); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st, err := s.engine.Pool(ctx, req.Pool)
+	if err != nil {
+		return nil, err
+	}
+	return api.GetPool200JSONResponse(poolJSON(st)), nil
+}
+
+// ListPools answers every pool the caller may see.
+func (s *Server) ListPools(ctx context.Context, _ api.ListPoolsRequestObject) (api.ListPoolsResponseObject, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	all, err := s.engine.Pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := identityOf(ctx)
+	out := api.PoolList{Pools: []api.Pool{}}
+	for _, st := range all {
+		if id.mayUse(st.ID) {
+			out.Pools = append(out.Pools, poolJSON(st))
+		}
+	}
+	return api.ListPools200JSONResponse(out), nil
+}
+
+func poolJSON(st alloc.PoolStatus) api.Pool {
+	p := api.Pool{
+		Pool: st.ID, Digits: st.Digits, RefillThreshold: int(st.RefillThreshold),
+		Available: strconv.FormatInt(st.Available, 10), Issued: strconv.FormatInt(st.Issued, 10),
+		QueuedSegments: st.Queued, Refill: refillJSON(st.Refill),
+	}
+	if st.Upstream != "" {
+		p.Upstream = new(st.Upstream)
+	}
+	if st.RefillQuantity > 0 {
+		p.RefillQuantity = new(int(st.RefillQuantity))
+	}
+	if a := st.Active; a != nil {
+		p.ActiveSegment = &api.ActiveSegment{
+			ID: strconv.FormatInt(a.ID, 10), Start: a.Range.Start(), End: a.Range.End(), Next: a.Range.Format(a.Next),
+		}
+	}
+	return p
+}
+
+func refillJSON(r alloc.RefillStatus) api.RefillStatus {
+	out := api.RefillStatus{State: api.RefillStatusState(r.State), UpdatedAt: r.UpdatedAt}
+	if r.Ywlsh != "" {
+		out.Ywlsh = new(r.Ywlsh)
+	}
+	if r.LastError != "" {
+		out.LastError = new(r.LastError)
+	}
+	return out
+}
+
+// StartRefill starts a download of the next segment from the pool's upstream.
+func (s *Server) StartRefill(ctx context.Context, req api.StartRefillRequestObject) (api.StartRefillResponseObject, error) {
+	if err := checkPoolID(req.Pool); err != nil {
+		return nil, err
+	}
+	if err := authorize(ctx, req.Pool, true); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	st, err := s.engine.Pool(ctx, req.Pool)
+	if err != nil {
+		return nil, err
+	}
+	if st.Upstream == "" {
+		return nil, fmt.Errorf("%w: pool %s has no upstream to refill from; load segments by hand", errInvalid, req.Pool)
+	}
+	return nil, fmt.Errorf("%w: refilling from an upstream is not available in this version of numberd", errInvalid)
+}

@@ -1,0 +1,120 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/numberd/numberd/api"
+	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// Errors of this package; the wrapping text is the answer's detail.
+var (
+	errInvalid      = errors.New("invalid argument")
+	errUnauthorized = errors.New("unauthorized")
+	errForbidden    = errors.New("forbidden")
+	errTooLarge     = errors.New("request body too large")
+	errNotFound     = errors.New("not found")
+	errMethod       = errors.New("method not allowed")
+)
+
+// codeInternal answers an error no other row maps: a bug, never a store outage.
+const codeInternal api.ProblemCode = "internal"
+
+// problemKind is one row of the table mapping errors to answers.
+type problemKind struct {
+	err    error
+	status int
+	code   api.ProblemCode
+	title  string
+	// public: the error's own text is fit for the answer's detail. Server-side
+	// failures are described generically; their text goes only to the log.
+	public bool
+}
+
+// problems maps errors, tested in order with errors.Is, to problem answers.
+var problems = []problemKind{
+	{errInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
+	{segment.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
+	{store.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
+	{alloc.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
+	{errUnauthorized, 401, api.ProblemCodeUnauthorized, "missing or unknown bearer token", true},
+	{errForbidden, 403, api.ProblemCodeForbidden, "the token may not do this", true},
+	{store.ErrPoolNotFound, 404, api.ProblemCodePoolNotFound, "pool not found", true},
+	{store.ErrSegmentNotFound, 404, api.ProblemCodeSegmentNotFound, "segment not found", true},
+	{errNotFound, 404, api.ProblemCodeNotFound, "no such route", true},
+	{errMethod, 405, api.ProblemCodeMethodNotAllowed, "method not allowed", true},
+	{store.ErrOverlap, 409, api.ProblemCodeSegmentOverlap, "segment overlaps an existing segment", true},
+	{errTooLarge, 413, api.ProblemCodeBodyTooLarge, "request body too large", true},
+	{alloc.ErrIdempotencyConflict, 422, api.ProblemCodeIdempotencyConflict, "idempotency key reused with a different request", true},
+	{alloc.ErrExhausted, 503, api.ProblemCodePoolExhausted, "pool exhausted", true},
+	{store.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false},
+	{alloc.ErrClosed, 503, api.ProblemCodeUnavailable, "numberd is shutting down", false},
+	{context.DeadlineExceeded, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false},
+	{context.Canceled, 503, api.ProblemCodeUnavailable, "the request was cancelled", false},
+}
+
+var internalProblem = problemKind{status: 500, code: codeInternal, title: "internal error"}
+
+func classify(err error) problemKind {
+	for _, k := range problems {
+		if errors.Is(err, k.err) {
+			return k
+		}
+	}
+	return internalProblem
+}
+
+// detail is the answer's detail for err of kind k: the error's text without the
+// sentinel's own words, or a generic sentence for server-side failures.
+func detail(k problemKind, err error) string {
+	if !k.public {
+		return k.title + "; nothing was consumed"
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, k.err.Error()+": "); i >= 0 {
+		msg = msg[:i] + msg[i+len(k.err.Error())+2:]
+	} else if msg == k.err.Error() {
+		return ""
+	}
+	return msg
+}
+
+// writeError answers err as problem+json and logs what the answer leaves out.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	k := classify(err)
+	if !k.public {
+		level := slog.LevelWarn
+		if k.status >= 500 && k.code == codeInternal {
+			level = slog.LevelError
+		}
+		s.logger.Log(r.Context(), level, "request failed", "method", r.Method, "route", routePattern(r), "status", k.status, "err", err)
+	}
+	s.writeProblem(w, k, detail(k, err), nil)
+}
+
+func (s *Server) writeProblem(w http.ResponseWriter, k problemKind, detail string, failing []string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	if k.status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="numberd"`)
+	}
+	w.WriteHeader(k.status)
+	_ = json.NewEncoder(w).Encode(api.Problem{
+		Type: "https://numberd.dev/problems/" + string(k.code), Title: k.title, Status: k.status,
+		Code: k.code, Detail: detail, Failing: failing,
+	})
+}
+
+// retryAfter sets Retry-After, in whole seconds.
+func retryAfter(w http.ResponseWriter, seconds int) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(seconds, 1)))
+}

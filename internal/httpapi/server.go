@@ -1,0 +1,269 @@
+// Package httpapi is numberd's REST interface: the handlers of the generated strict
+// server (api.StrictServerInterface), bearer-token authentication, problem+json
+// errors, request limits, and the operations endpoints.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/numberd/numberd/api"
+	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// MaxBodyBytes is the largest request body numberd reads.
+const MaxBodyBytes = 64 << 10
+
+// Engine is what the handlers need of an allocation engine.
+type Engine interface {
+	Allocate(ctx context.Context, req alloc.Request) (alloc.Allocation, error)
+	PutPool(ctx context.Context, id string, u store.PoolUpdate) (alloc.PoolStatus, bool, error)
+	Pool(ctx context.Context, id string) (alloc.PoolStatus, error)
+	Pools(ctx context.Context) ([]alloc.PoolStatus, error)
+	LoadSegment(ctx context.Context, pool string, n store.NewSegment) (alloc.SegmentStatus, bool, error)
+	Segments(ctx context.Context, pool string) ([]alloc.SegmentStatus, error)
+	RetireSegment(ctx context.Context, pool string, id int64) (alloc.SegmentStatus, error)
+	Gaps(ctx context.Context, pool string) ([]store.Gap, error)
+	Ready(ctx context.Context) error
+}
+
+// Config configures a Server.
+type Config struct {
+	Engine  Engine
+	Tokens  []Token
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Upstreams names the configured upstreams a pool may refill from.
+	Upstreams map[string]bool
+	// RequestTimeout bounds the engine's work on one request (default 5s), so a
+	// store that hangs answers 503, never a hung request.
+	RequestTimeout time.Duration
+}
+
+// Server serves the REST contract of api/openapi.yaml.
+type Server struct {
+	engine    Engine
+	auth      *authenticator
+	metrics   *metrics.Metrics
+	logger    *slog.Logger
+	upstreams map[string]bool
+	timeout   time.Duration
+	handler   http.Handler
+}
+
+var _ api.StrictServerInterface = (*Server)(nil)
+
+// New builds a Server. It returns an error if a token is malformed.
+func New(cfg Config) (*Server, error) {
+	auth, err := newAuthenticator(cfg.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		engine: cfg.Engine, auth: auth, metrics: cfg.Metrics, logger: cfg.Logger,
+		upstreams: cfg.Upstreams, timeout: cfg.RequestTimeout,
+	}
+	if s.metrics == nil {
+		s.metrics = metrics.New()
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.timeout <= 0 {
+		s.timeout = 5 * time.Second
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Open reports whether the server runs without tokens.
+func (s *Server) Open() bool { return s.auth.open() }
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverPanics, s.observe, s.authenticate, s.limitBody)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: %s", errNotFound, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: %s %s", errMethod, r.Method, r.URL.Path))
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, "ok\n") })
+	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	r.Get("/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(api.Spec)
+	})
+	strict := api.NewStrictHandlerWithOptions(s, nil, api.StrictHTTPServerOptions{
+		RequestErrorHandlerFunc:  s.requestError,
+		ResponseErrorHandlerFunc: s.writeError,
+	})
+	return api.HandlerWithOptions(strict, api.ChiServerOptions{
+		BaseRouter: r,
+		ErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.writeError(w, r, fmt.Errorf("%w: %v", errInvalid, err))
+		},
+	})
+}
+
+func writeText(w http.ResponseWriter, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, body)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	defer cancel()
+	if err := s.engine.Ready(ctx); err != nil {
+		failing := failingStores(err)
+		s.logger.Warn("not ready", "failing", failing, "err", err)
+		k := classify(store.ErrUnavailable)
+		s.writeProblem(w, k, fmt.Sprintf("unreachable: %v", failing), failing)
+		return
+	}
+	writeText(w, "ok\n")
+}
+
+func failingStores(err error) []string {
+	var down *alloc.DownError
+	if errors.As(err, &down) {
+		return down.Stores
+	}
+	return []string{"store"}
+}
+
+// requestError answers a body the generated decoder could not take.
+func (s *Server) requestError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("a JSON body is required")
+	}
+	// The generated decoder prefixes every message with this.
+	msg := strings.TrimPrefix(err.Error(), "can't decode JSON body: ")
+	s.writeError(w, r, fmt.Errorf("%w: %s", errInvalid, msg))
+}
+
+// limitBody reads a request's body up front: more than MaxBodyBytes answers 413,
+// and a body that is not exactly one JSON value answers 400, which the generated
+// decoder, reading only the first value, would let through.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > MaxBodyBytes {
+			s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
+				return
+			}
+			s.writeError(w, r, fmt.Errorf("%w: reading the body: %v", errInvalid, err))
+			return
+		}
+		if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
+			s.writeError(w, r, fmt.Errorf("%w: the body is not one well-formed JSON value", errInvalid))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverPanics answers a panic with a 500 problem and logs it without a stack
+// trace, which could carry request data.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.logger.Error("handler panicked", "method", r.Method, "route", routePattern(r), "panic", fmt.Sprint(v))
+				s.writeProblem(w, internalProblem, "", nil)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// observe counts answers by route pattern and status and logs each at debug level.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := routePattern(r)
+		elapsed := time.Since(start)
+		s.metrics.HTTPRequests.WithLabelValues(route, statusText(sw.status)).Inc()
+		s.metrics.HTTPSeconds.WithLabelValues(route).Observe(elapsed.Seconds())
+		if s.logger.Enabled(r.Context(), slog.LevelDebug) {
+			s.logger.Debug("request", "method", r.Method, "route", route, "status", sw.status, "duration", elapsed)
+		}
+	})
+}
+
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		if p := rc.RoutePattern(); p != "" {
+			return p
+		}
+	}
+	return "unmatched"
+}
+
+var statusTexts = map[int]string{}
+
+func init() {
+	for code := 100; code < 600; code++ {
+		statusTexts[code] = fmt.Sprint(code)
+	}
+}
+
+func statusText(code int) string {
+	if t, ok := statusTexts[code]; ok {
+		return t
+	}
+	return "other"
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
