@@ -20,6 +20,10 @@ const (
 	// SuffixDigits is how many trailing digits vary within one segment; 10^18-1
 	// is the widest all-nines value that fits in an int64.
 	SuffixDigits = 18
+	// MaxSize is the most numbers one segment may hold: 2^53, so that every offset
+	// within a segment is exact in the double-precision numbers of Redis's Lua.
+	// Granted segments are thousands of numbers, not quadrillions.
+	MaxSize = 1 << 53
 )
 
 // ErrInvalid is wrapped by every validation failure of this package; the wrapping
@@ -119,7 +123,8 @@ type Range struct {
 
 // ParseRange parses the inclusive range start..end of numbers of width digits. It
 // returns an error wrapping ErrInvalid if either end is not a number of that width,
-// start is above end, or the two differ in more than their last 18 digits.
+// start is above end, the two differ in more than their last 18 digits, or the
+// range holds more than MaxSize numbers.
 func ParseRange(start, end string, width int) (Range, error) {
 	lo, err := ParseNumber(start, width)
 	if err != nil {
@@ -135,10 +140,15 @@ func ParseRange(start, end string, width int) (Range, error) {
 	if lo.Prefix != hi.Prefix {
 		return Range{}, fmt.Errorf("%w: %s..%s differs in more than its last %d digits", ErrInvalid, start, end, SuffixDigits)
 	}
-	return Range{Prefix: lo.Prefix, Lo: lo.Suffix, Hi: hi.Suffix, Width: width}, nil
+	r := Range{Prefix: lo.Prefix, Lo: lo.Suffix, Hi: hi.Suffix, Width: width}
+	if r.Size() > MaxSize {
+		return Range{}, fmt.Errorf("%w: %s..%s holds %d numbers, more than the %d a segment may hold", ErrInvalid, start, end, r.Size(), int64(MaxSize))
+	}
+	return r, nil
 }
 
-// Size is the count of numbers in r; it never exceeds 10^18.
+// Size is the count of numbers in r; it never exceeds 10^18, nor MaxSize for a
+// range from ParseRange.
 func (r Range) Size() int64 { return r.Hi - r.Lo + 1 }
 
 // Start formats r's first number.

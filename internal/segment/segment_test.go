@@ -89,7 +89,9 @@ func TestParseRange(t *testing.T) {
 	}{
 		{start: "24442000000000000001", end: "24442000000000001000", width: 20, size: 1000},
 		{start: "0001", end: "0001", width: 4, size: 1},
-		{start: "000000000000000000", end: "999999999999999999", width: 18, size: 1_000_000_000_000_000_000},
+		{start: "000000000000000000", end: "009007199254740991", width: 18, size: 1 << 53},
+		{start: "000000000000000000", end: "009007199254740992", width: 18, wantErr: "more than"},
+		{start: "000000000000000000", end: "999999999999999999", width: 18, wantErr: "more than"},
 		{start: "0010", end: "0009", width: 4, wantErr: "above"},
 		{start: "00999999999999999999", end: "01000000000000000005", width: 20, wantErr: "last 18 digits"},
 		{start: "001", end: "0010", width: 4, wantErr: "start"},
@@ -215,7 +217,7 @@ func FuzzRangeFormat(f *testing.F) {
 			limit *= 10
 		}
 		lo %= limit
-		hi := lo + span%(limit-lo)
+		hi := lo + span%min(limit-lo, segment.MaxSize)
 		p := make([]byte, width-sw)
 		for i := range p {
 			if i < len(prefix) {
