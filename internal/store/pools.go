@@ -21,8 +21,10 @@ type Pool struct {
 	RefillThreshold int64
 	Upstream        string // empty: refilled only by hand
 	RefillQuantity  int64  // 0: the upstream's own default
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// Epoch is the seed generation of the pool's Redis state (distributed mode).
+	Epoch     int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // PoolUpdate holds the settings a PutPool call gives; nil fields keep their value
@@ -40,6 +42,7 @@ type poolRow struct {
 	RefillThreshold int64          `db:"refill_threshold"`
 	Upstream        sql.NullString `db:"upstream"`
 	RefillQuantity  sql.NullInt64  `db:"refill_quantity"`
+	Epoch           int64          `db:"epoch"`
 	CreatedAt       int64          `db:"created_at"`
 	UpdatedAt       int64          `db:"updated_at"`
 }
@@ -47,12 +50,12 @@ type poolRow struct {
 func (r poolRow) pool() Pool {
 	return Pool{
 		ID: r.ID, Digits: r.Digits, RefillThreshold: r.RefillThreshold,
-		Upstream: r.Upstream.String, RefillQuantity: r.RefillQuantity.Int64,
+		Upstream: r.Upstream.String, RefillQuantity: r.RefillQuantity.Int64, Epoch: r.Epoch,
 		CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
 	}
 }
 
-const poolColumns = "id, digits, refill_threshold, upstream, refill_quantity, created_at, updated_at"
+const poolColumns = "id, digits, refill_threshold, upstream, refill_quantity, epoch, created_at, updated_at"
 
 // PutPool creates pool id, or updates its settings if it exists, and reports whether
 // it created it. It returns ErrInvalid if Digits is missing on create or differs from
@@ -70,7 +73,7 @@ func (s *Store) PutPool(ctx context.Context, id string, u PoolUpdate) (pool Pool
 			row = poolRow{ID: id, Digits: *u.Digits, RefillThreshold: DefaultRefillThreshold, CreatedAt: now, UpdatedAt: now}
 			row.apply(u)
 			created = true
-			_, err = tx.NamedExecContext(ctx, "INSERT INTO pools ("+poolColumns+") VALUES (:id, :digits, :refill_threshold, :upstream, :refill_quantity, :created_at, :updated_at)", row)
+			_, err = tx.NamedExecContext(ctx, "INSERT INTO pools ("+poolColumns+") VALUES (:id, :digits, :refill_threshold, :upstream, :refill_quantity, :epoch, :created_at, :updated_at)", row)
 		case err != nil:
 			return err
 		default:

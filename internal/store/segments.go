@@ -162,24 +162,26 @@ type Reservation struct {
 // the segment's high-water mark. If any segment's mark is not From any more, nothing
 // is applied and Reserve returns ErrConflict.
 func (s *Store) Reserve(ctx context.Context, rs []Reservation) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		for _, r := range rs {
-			if r.To <= r.From {
-				return fmt.Errorf("%w: reservation of segment %d would not rise (%d to %d)", ErrInvalid, r.SegmentID, r.From, r.To)
-			}
-			res, err := tx.ExecContext(ctx, "UPDATE segments SET reserved_hi = ? WHERE id = ? AND reserved_hi = ? AND hi >= ?", r.To, r.SegmentID, r.From, r.To)
-			if err != nil {
-				return err
-			}
-			// MySQL counts matched rows here: OpenMySQL sets clientFoundRows.
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n != 1 {
-				return fmt.Errorf("%w: segment %d is not reserved up to %d any more", ErrConflict, r.SegmentID, r.From)
-			}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error { return s.reserve(ctx, tx, rs) })
+}
+
+func (s *Store) reserve(ctx context.Context, tx *sqlx.Tx, rs []Reservation) error {
+	for _, r := range rs {
+		if r.To <= r.From {
+			return fmt.Errorf("%w: reservation of segment %d would not rise (%d to %d)", ErrInvalid, r.SegmentID, r.From, r.To)
 		}
-		return nil
-	})
+		res, err := tx.ExecContext(ctx, "UPDATE segments SET reserved_hi = ? WHERE id = ? AND reserved_hi = ? AND hi >= ?", r.To, r.SegmentID, r.From, r.To)
+		if err != nil {
+			return err
+		}
+		// MySQL counts matched rows here: OpenMySQL sets clientFoundRows.
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return fmt.Errorf("%w: segment %d is not reserved up to %d any more", ErrConflict, r.SegmentID, r.From)
+		}
+	}
+	return nil
 }
 
 // Cursor is a segment's allocation state as its only writer knows it.

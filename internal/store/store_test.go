@@ -505,3 +505,51 @@ func TestOpenMySQLRejectsBadDSNWithoutEchoingIt(t *testing.T) {
 		}
 	}
 }
+
+func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		a := mustSegment(t, s, "p", "0001", "0100")
+		b := mustSegment(t, s, "p", "0201", "0300")
+		c := mustSegment(t, s, "p", "0401", "0500")
+		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}, {SegmentID: b.ID, From: 200, To: 250}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: a.ID, Next: 90}, {SegmentID: b.ID, Next: 211}}); err != nil {
+			t.Fatal(err)
+		}
+		epoch, segs, gaps, err := s.Reseed(ctx, "p", 0)
+		if err != nil || epoch != 1 {
+			t.Fatalf("Reseed = %d, %v", epoch, err)
+		}
+		if len(gaps) != 2 || gaps[0].Range.Lo != 90 || gaps[0].Range.Hi != 100 || gaps[1].Range.Lo != 211 || gaps[1].Range.Hi != 250 {
+			t.Errorf("gaps = %+v, want 90..100 and 211..250", gaps)
+		}
+		if len(segs) != 3 || segs[0].State != store.StateExhausted || segs[1].Next != 251 || segs[2].Next != c.Range.Lo {
+			t.Errorf("segments after reseed = %+v", segs)
+		}
+		if _, _, _, err := s.Reseed(ctx, "p", 0); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("reseed from a stale generation: err = %v, want ErrConflict", err)
+		}
+		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("reservation under a stale generation: err = %v, want ErrConflict", err)
+		}
+		if err := s.ReserveAt(ctx, "p", 1, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}); err != nil {
+			t.Errorf("reservation under the current generation: %v", err)
+		}
+		// Reseeding again records only what the new generation reserved.
+		_, _, gaps, err = s.Reseed(ctx, "p", 1)
+		if err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 251 || gaps[0].Range.Hi != 260 {
+			t.Errorf("second reseed gaps = %+v, %v; want 251..260", gaps, err)
+		}
+		all, err := s.Gaps(ctx, "p")
+		if err != nil || len(all) != 3 {
+			t.Errorf("stored gaps = %+v, %v; want 3", all, err)
+		}
+		p, err := s.Pool(ctx, "p")
+		if err != nil || p.Epoch != 2 {
+			t.Errorf("pool epoch = %d, %v; want 2", p.Epoch, err)
+		}
+	})
+}

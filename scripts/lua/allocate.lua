@@ -1,0 +1,138 @@
+-- allocate.lua: hand out numbers of one pool for a batch of requests, all or nothing
+-- per request. Offsets count from a segment's first number, so every value here is
+-- below 2^53 and exact in Lua's doubles; the caller turns offsets into numbers.
+--
+-- KEYS[1]   numberd:{pool}:meta  hash: run (the Redis process the state was seeded
+--                                 on), gen (seed generation), queue (open segment
+--                                 ids in allocation order, comma-separated)
+-- KEYS[2]   numberd:{pool}:seg   hash: <id>:size, <id>:used, <id>:lease (numbers the
+--                                 store has reserved), <id>:exp (ms, 0 = never),
+--                                 <id>:state (set once retired or expired)
+-- KEYS[3]   numberd:{pool}:memo:<call id>  this call's answer, kept briefly so that
+--                                 a call retried after a lost reply answers again
+--                                 instead of allocating twice
+-- KEYS[3+i] numberd:{pool}:idem:<scope>:<key>  idempotency record of key i
+-- ARGV[1]   memo lifetime, seconds
+-- ARGV[2]   idempotency record lifetime, seconds
+-- ARGV[3]   number of requests n; then per request: count, key index i (0: none),
+--           fingerprint
+--
+-- Answer, space-separated tokens:
+--   RESEED <run>     the state is missing or was written on another Redis process
+--                    (restart, failover, flush): nothing was handed out
+--   OK <gen> <available> <leased> <n> <request answers...> <expired...>
+--     a request answer is A:<spans> (allocated), R:<spans> (replayed), C (key
+--     reused for another request), X (not enough numbers), L (not enough reserved
+--     numbers: wait for the lease to grow); spans are <id>:<from>-<to>[,...]
+--     expired is E:<id>:<used> for each segment this call found expired
+
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local meta = redis.call('HMGET', KEYS[1], 'run', 'gen', 'queue')
+if meta[1] ~= run or not meta[2] or not meta[3] then
+  return 'RESEED ' .. run
+end
+local memo = redis.call('GET', KEYS[3])
+if memo then
+  return memo
+end
+
+local function fmt(x) return string.format('%d', x) end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local open, expired = {}, {}
+local changed = false
+for id in string.gmatch(meta[3], '[^,]+') do
+  local f = redis.call('HMGET', KEYS[2], id .. ':size', id .. ':used', id .. ':lease', id .. ':exp')
+  if not (f[1] and f[2] and f[3] and f[4]) then
+    return 'RESEED ' .. run -- part of the state was evicted
+  end
+  local s = {id = id, size = tonumber(f[1]), used = tonumber(f[2]), lease = tonumber(f[3]), exp = tonumber(f[4])}
+  if s.exp > 0 and now >= s.exp then
+    redis.call('HSET', KEYS[2], id .. ':state', 'expired')
+    expired[#expired + 1] = 'E:' .. id .. ':' .. fmt(s.used)
+    changed = true
+  elseif s.used < s.size then
+    open[#open + 1] = s
+  else
+    changed = true -- used up: leaves the queue
+  end
+end
+
+local answers = {}
+local allocated = false
+local n = tonumber(ARGV[3])
+local at = 4
+for _ = 1, n do
+  local count, ki, fp = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2]
+  at = at + 3
+  local rec = false
+  if ki > 0 then
+    rec = redis.call('GET', KEYS[3 + ki])
+  end
+  if rec then
+    local rfp, spans = string.match(rec, '^([^|]*)|(.*)$')
+    if rfp == fp then
+      answers[#answers + 1] = 'R:' .. spans
+    else
+      answers[#answers + 1] = 'C'
+    end
+  else
+    local need, plan, reserved = count, {}, true
+    for _, s in ipairs(open) do
+      if need == 0 then break end
+      local left = s.size - s.used
+      if left > 0 then
+        local take = math.min(need, left)
+        if s.used + take > s.lease then reserved = false end
+        plan[#plan + 1] = {s, take}
+        need = need - take
+      end
+    end
+    if need > 0 then
+      answers[#answers + 1] = 'X'
+    elseif not reserved then
+      answers[#answers + 1] = 'L'
+    else
+      local parts = {}
+      for _, p in ipairs(plan) do
+        local s, take = p[1], p[2]
+        parts[#parts + 1] = s.id .. ':' .. fmt(s.used) .. '-' .. fmt(s.used + take - 1)
+        s.used = s.used + take
+        s.dirty = true
+      end
+      local spans = table.concat(parts, ',')
+      if ki > 0 then
+        redis.call('SET', KEYS[3 + ki], fp .. '|' .. spans, 'EX', ARGV[2])
+      end
+      answers[#answers + 1] = 'A:' .. spans
+      allocated = true
+    end
+  end
+end
+
+local queue, available, leased = {}, 0, 0
+for _, s in ipairs(open) do
+  if s.dirty then
+    redis.call('HSET', KEYS[2], s.id .. ':used', fmt(s.used))
+  end
+  if s.used < s.size then
+    queue[#queue + 1] = s.id
+    available = available + s.size - s.used
+    leased = leased + math.max(s.lease - s.used, 0)
+  else
+    changed = true
+  end
+end
+if changed then
+  redis.call('HSET', KEYS[1], 'queue', table.concat(queue, ','))
+end
+
+local reply = 'OK ' .. meta[2] .. ' ' .. fmt(available) .. ' ' .. fmt(leased) .. ' ' .. n
+if #answers > 0 then reply = reply .. ' ' .. table.concat(answers, ' ') end
+if #expired > 0 then reply = reply .. ' ' .. table.concat(expired, ' ') end
+if allocated then
+  redis.call('SET', KEYS[3], reply, 'EX', ARGV[1])
+end
+return reply

@@ -1,0 +1,32 @@
+-- lease.lua: raise segments' leases after the store has reserved the numbers. Every
+-- lease must be exactly what the store's reservation started from: a lease that
+-- differs means this state and the store disagree (a seed from another generation,
+-- a raise lost in a crash), and only a reseed may settle that. All or nothing.
+--
+-- KEYS[1]  numberd:{pool}:meta
+-- KEYS[2]  numberd:{pool}:seg
+-- ARGV[1]  gen the reservation was made under
+-- ARGV[2]  k; then per segment: id, from (its lease now), to (its new lease)
+--
+-- Answer: OK, RESEED (state missing or from another run), or MISMATCH.
+
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local meta = redis.call('HMGET', KEYS[1], 'run', 'gen')
+if meta[1] ~= run or not meta[2] then
+  return 'RESEED'
+end
+if meta[2] ~= ARGV[1] then
+  return 'MISMATCH'
+end
+local k = tonumber(ARGV[2])
+for i = 0, k - 1 do
+  local id, from = ARGV[3 + i * 3], ARGV[4 + i * 3]
+  local lease = redis.call('HGET', KEYS[2], id .. ':lease')
+  if lease ~= from or redis.call('HEXISTS', KEYS[2], id .. ':state') == 1 then
+    return 'MISMATCH'
+  end
+end
+for i = 0, k - 1 do
+  redis.call('HSET', KEYS[2], ARGV[3 + i * 3] .. ':lease', ARGV[5 + i * 3])
+end
+return 'OK'
