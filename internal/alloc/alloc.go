@@ -28,6 +28,9 @@ var (
 	ErrInvalid = errors.New("alloc: invalid")
 	// ErrClosed means the engine was closed.
 	ErrClosed = errors.New("alloc: engine closed")
+	// ErrUnavailable means Redis could not be reached or failed; nothing was consumed
+	// unless the failure hid an answer.
+	ErrUnavailable = errors.New("alloc: redis unavailable")
 )
 
 // Allocation limits.

@@ -89,10 +89,9 @@ type pool struct {
 	segs []*seg // in allocation order, closed ones included
 	head int    // index of the first segment that may still be open
 
-	nextExpiry time.Time       // earliest expires_at of an open segment, zero if none
-	extension  *extension      // the reservation in flight, if any
-	lease      int64           // numbers to keep reserved ahead
-	lastResize time.Time       // when lease was last sized
+	nextExpiry time.Time  // earliest expires_at of an open segment, zero if none
+	extension  *extension // the reservation in flight, if any
+	lease      lease
 	saved      map[int64]int64 // cursors as last written to the store
 }
 
@@ -134,7 +133,7 @@ func OpenEmbedded(ctx context.Context, st *store.Store, opts Options) (*Embedded
 }
 
 func (e *Embedded) newPool(cfg store.Pool) *pool {
-	return &pool{id: cfg.ID, cfg: cfg, lease: e.opts.LeaseMin, lastResize: e.opts.Now(), saved: map[int64]int64{}}
+	return &pool{id: cfg.ID, cfg: cfg, lease: newLease(e.opts), saved: map[int64]int64{}}
 }
 
 func (e *Embedded) loadPool(ctx context.Context, cfg store.Pool) (*pool, error) {
@@ -309,12 +308,12 @@ func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segmen
 		}
 		if plan.reserved() {
 			undo := p.commit(plan)
-			if p.reservedAhead(p.lease) < p.lease/2 {
-				e.reserve(p, p.lease)
+			if p.reservedAhead(p.lease.size) < p.lease.size/2 {
+				e.reserve(p, p.lease.size)
 			}
 			return plan.spans(), undo, nil
 		}
-		ext := e.reserve(p, int64(count)+p.lease)
+		ext := e.reserve(p, int64(count)+p.lease.size)
 		p.mu.Unlock()
 		select {
 		case <-ext.done:
@@ -418,8 +417,8 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 	if p.extension != nil {
 		return p.extension
 	}
-	e.resizeLease(p)
-	need = max(need, p.lease)
+	p.lease.resize(e.opts)
+	need = max(need, p.lease.size)
 	type raise struct {
 		s  *seg
 		to int64
@@ -470,20 +469,6 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 		e.opts.Metrics.Reservations.WithLabelValues("ok").Inc()
 	}()
 	return ext
-}
-
-// resizeLease adapts p's lease to its pace, the way Leaf sizes its steps: a lease
-// used up within half the horizon doubles, one that lasted more than twice the
-// horizon halves. A busy pool reserves rarely; a quiet one strands little on a crash.
-func (e *Embedded) resizeLease(p *pool) {
-	now := e.opts.Now()
-	switch elapsed := now.Sub(p.lastResize); {
-	case elapsed < e.opts.LeaseHorizon/2:
-		p.lease = min(p.lease*2, e.opts.LeaseMax)
-	case elapsed > e.opts.LeaseHorizon*2:
-		p.lease = max(p.lease/2, e.opts.LeaseMin)
-	}
-	p.lastResize = now
 }
 
 // expire closes the open segments of p whose expires_at has passed; their unused

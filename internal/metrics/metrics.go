@@ -22,6 +22,11 @@ type Metrics struct {
 	GapNumbers *prometheus.CounterVec
 	// Reservations counts durable high-water mark extensions, by outcome.
 	Reservations *prometheus.CounterVec
+	// RedisCalls counts script calls to Redis, by script: allocations per
+	// allocate call is the group commit's yield.
+	RedisCalls *prometheus.CounterVec
+	// Reseeds counts reseeds of a pool's Redis state, by cause.
+	Reseeds *prometheus.CounterVec
 	// HTTPRequests counts HTTP answers by route pattern and status code.
 	HTTPRequests *prometheus.CounterVec
 	// HTTPSeconds is the time to answer an HTTP request, by route pattern.
@@ -50,6 +55,12 @@ func New() *Metrics {
 		Reservations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_reservations_total", Help: "Extensions of the durable high-water mark, by outcome.",
 		}, []string{"outcome"}),
+		RedisCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_redis_calls_total", Help: "Script calls to Redis, by script.",
+		}, []string{"script"}),
+		Reseeds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_reseeds_total", Help: "Reseeds of a pool's Redis state from the store, by cause.",
+		}, []string{"pool", "cause"}),
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_http_requests_total", Help: "HTTP requests answered, by route and status code.",
 		}, []string{"route", "code"}),
@@ -61,7 +72,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.HTTPRequests, m.HTTPSeconds,
+		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.Reseeds, m.HTTPRequests, m.HTTPSeconds,
 	)
 	return m
 }
