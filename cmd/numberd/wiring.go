@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/httpapi"
 	"github.com/numberd/numberd/internal/metrics"
@@ -23,10 +25,17 @@ type Main struct {
 
 	metrics *metrics.Metrics
 	store   *store.Store
-	engine  *alloc.Embedded
+	redis   redis.UniversalClient
+	engine  engine
 	http    *http.Server
 	ln      net.Listener
 	errc    chan error
+}
+
+// engine is an allocation engine as Main runs it.
+type engine interface {
+	httpapi.Engine
+	Close(ctx context.Context) error
 }
 
 // NewMain returns a Main for cfg, logging to stderr as cfg says.
@@ -61,14 +70,19 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			_ = m.Close(context.Background())
 		}
 	}()
-	if m.distributed() {
-		return errors.New("distributed mode (--redis, --mysql) is not part of this build; run without them for embedded mode")
-	}
 	m.metrics = metrics.New()
 	if m.store, err = m.openStore(ctx); err != nil {
 		return err
 	}
-	m.engine, err = alloc.OpenEmbedded(ctx, m.store, alloc.Options{Logger: m.Logger, Metrics: m.metrics})
+	opts := alloc.Options{Logger: m.Logger, Metrics: m.metrics}
+	if m.distributed() {
+		if m.redis, err = newRedis(m.Config.RedisURL); err != nil {
+			return err
+		}
+		m.engine, err = alloc.OpenDistributed(ctx, m.redis, m.store, opts)
+	} else {
+		m.engine, err = alloc.OpenEmbedded(ctx, m.store, opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -96,9 +110,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			m.errc <- err
 		}
 	}()
-	mode := "embedded"
-	attrs := []any{"addr", m.ln.Addr().String(), "mode", mode, "store", m.store.Name()}
-	if !m.distributed() {
+	attrs := []any{"addr", m.ln.Addr().String(), "mode", "embedded", "store", m.store.Name()}
+	if m.distributed() {
+		attrs[3] = "distributed"
+	} else {
 		attrs = append(attrs, "data_dir", m.Config.DataDir)
 	}
 	if api.Open() {
@@ -126,6 +141,9 @@ func (m *Main) Close(ctx context.Context) error {
 		if err := m.engine.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping the engine: %w", err))
 		}
+	}
+	if m.redis != nil {
+		_ = m.redis.Close()
 	}
 	if m.store != nil {
 		if err := m.store.Close(); err != nil {

@@ -220,13 +220,13 @@ func (e *Embedded) pool(id string) (*pool, error) {
 func (e *Embedded) Allocate(ctx context.Context, req Request) (Allocation, error) {
 	start := e.opts.Now()
 	a, err := e.allocate(ctx, req)
-	e.observe(req.Pool, a, err, start)
+	observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
 	return a, err
 }
 
-func (e *Embedded) observe(poolID string, a Allocation, err error, start time.Time) {
-	m := e.opts.Metrics
-	m.AllocationSeconds.Observe(e.opts.Now().Sub(start).Seconds())
+// observe records an allocation's outcome and duration.
+func observe(m *metrics.Metrics, poolID string, a Allocation, err error, took time.Duration) {
+	m.AllocationSeconds.Observe(took.Seconds())
 	outcome := "ok"
 	switch {
 	case errors.Is(err, store.ErrPoolNotFound), errors.Is(err, ErrInvalid):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -18,7 +19,13 @@ import (
 	"github.com/numberd/numberd/internal/store"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// quiet discards logs, unless NUMBERD_TEST_LOG is set.
+var quiet = func() *slog.Logger {
+	if os.Getenv("NUMBERD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}()
 
 type harness struct {
 	dir     string

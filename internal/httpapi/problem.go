@@ -56,6 +56,7 @@ var problems = []problemKind{
 	{alloc.ErrIdempotencyConflict, 422, api.ProblemCodeIdempotencyConflict, "idempotency key reused with a different request", true},
 	{alloc.ErrExhausted, 503, api.ProblemCodePoolExhausted, "pool exhausted", true},
 	{store.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false},
+	{alloc.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false},
 	{alloc.ErrClosed, 503, api.ProblemCodeUnavailable, "numberd is shutting down", false},
 	{context.DeadlineExceeded, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false},
 	{context.Canceled, 503, api.ProblemCodeUnavailable, "the request was cancelled", false},

@@ -77,7 +77,7 @@ func New() *Metrics {
 	return m
 }
 
-// PoolGauge is one pool's live counts.
+// PoolGauge is one pool's live counts; a negative count is not known and not shown.
 type PoolGauge struct {
 	Pool      string
 	Available int64
@@ -105,6 +105,8 @@ func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, g := range c() {
 		ch <- prometheus.MustNewConstMetric(availableDesc, prometheus.GaugeValue, float64(g.Available), g.Pool)
-		ch <- prometheus.MustNewConstMetric(issuedDesc, prometheus.GaugeValue, float64(g.Issued), g.Pool)
+		if g.Issued >= 0 {
+			ch <- prometheus.MustNewConstMetric(issuedDesc, prometheus.GaugeValue, float64(g.Issued), g.Pool)
+		}
 	}
 }

@@ -19,8 +19,10 @@ func (s *Store) lockPool(ctx context.Context, tx *sqlx.Tx, pool string) (epoch i
 }
 
 // ReserveAt is Reserve for the Redis state of generation epoch: it also fails with
-// ErrConflict, applying nothing, if the pool has been reseeded since.
-func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Reservation) error {
+// ErrConflict, applying nothing, if the pool has been reseeded since. In the same
+// transaction it checkpoints cursors as SaveCursors does, so that a reseed after a
+// loss skips little more than the reservations ahead of them.
+func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Reservation, cs []Cursor) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		current, err := s.lockPool(ctx, tx, pool)
 		if err != nil {
@@ -29,7 +31,10 @@ func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Re
 		if current != epoch {
 			return fmt.Errorf("%w: pool %s is at generation %d, not %d", ErrConflict, pool, current, epoch)
 		}
-		return s.reserve(ctx, tx, rs)
+		if err := s.reserve(ctx, tx, rs); err != nil {
+			return err
+		}
+		return s.saveCursors(ctx, tx, cs, false)
 	})
 }
 

@@ -206,18 +206,20 @@ func (s *Store) ReleaseReservations(ctx context.Context, cs []Cursor) error {
 }
 
 func (s *Store) writeCursors(ctx context.Context, cs []Cursor, release bool) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error { return s.saveCursors(ctx, tx, cs, release) })
+}
+
+func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, release bool) error {
 	q := "UPDATE segments SET next = CASE WHEN next > ? THEN next ELSE ? END, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
 	if release {
 		q = "UPDATE segments SET next = ?, reserved_hi = ? - 1, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
 	}
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		for _, c := range cs {
-			if _, err := tx.ExecContext(ctx, q, c.Next, c.Next, StateOpen, c.Next, StateExhausted, c.SegmentID); err != nil {
-				return err
-			}
+	for _, c := range cs {
+		if _, err := tx.ExecContext(ctx, q, c.Next, c.Next, StateOpen, c.Next, StateExhausted, c.SegmentID); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // CloseSegment moves an open segment to state (StateExhausted, StateRetired or

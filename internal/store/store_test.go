@@ -513,7 +513,7 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 		a := mustSegment(t, s, "p", "0001", "0100")
 		b := mustSegment(t, s, "p", "0201", "0300")
 		c := mustSegment(t, s, "p", "0401", "0500")
-		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}, {SegmentID: b.ID, From: 200, To: 250}}); err != nil {
+		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}, {SegmentID: b.ID, From: 200, To: 250}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: a.ID, Next: 90}, {SegmentID: b.ID, Next: 211}}); err != nil {
@@ -532,16 +532,16 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 		if _, _, _, err := s.Reseed(ctx, "p", 0); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("reseed from a stale generation: err = %v, want ErrConflict", err)
 		}
-		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}); !errors.Is(err, store.ErrConflict) {
+		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}, nil); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("reservation under a stale generation: err = %v, want ErrConflict", err)
 		}
-		if err := s.ReserveAt(ctx, "p", 1, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}); err != nil {
+		if err := s.ReserveAt(ctx, "p", 1, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}, []store.Cursor{{SegmentID: b.ID, Next: 255}}); err != nil {
 			t.Errorf("reservation under the current generation: %v", err)
 		}
 		// Reseeding again records only what the new generation reserved.
 		_, _, gaps, err = s.Reseed(ctx, "p", 1)
-		if err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 251 || gaps[0].Range.Hi != 260 {
-			t.Errorf("second reseed gaps = %+v, %v; want 251..260", gaps, err)
+		if err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 255 || gaps[0].Range.Hi != 260 {
+			t.Errorf("second reseed gaps = %+v, %v; want 255..260 (from the cursor checkpointed with the reservation)", gaps, err)
 		}
 		all, err := s.Gaps(ctx, "p")
 		if err != nil || len(all) != 3 {

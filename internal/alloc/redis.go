@@ -1,0 +1,446 @@
+package alloc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/store"
+	"github.com/numberd/numberd/scripts/lua"
+)
+
+// RedisClient is what the distributed engine needs of Redis: a Client, a
+// FailoverClient (Sentinel) and a ClusterClient all fit.
+type RedisClient interface {
+	redis.Scripter
+	Ping(ctx context.Context) *redis.StatusCmd
+}
+
+// Tuning of the distributed engine.
+const (
+	// maxBatch bounds the requests one allocate call carries.
+	maxBatch = 512
+	// memoTTL is how long an allocate call's answer is kept for a retry of it.
+	memoTTL = 60
+	// lockTTL is the lease lock's lifetime; a holder that stops is replaced after it.
+	lockTTL = 5 * time.Second
+	// redisTimeout bounds one script call; go-redis retries within it.
+	redisTimeout = 3 * time.Second
+)
+
+var scripts = struct {
+	allocate, seed, lease, add, retire, peek, lock, unlock *redis.Script
+}{
+	redis.NewScript(lua.Allocate), redis.NewScript(lua.Seed), redis.NewScript(lua.Lease), redis.NewScript(lua.Add),
+	redis.NewScript(lua.Retire), redis.NewScript(lua.Peek), redis.NewScript(lua.Lock), redis.NewScript(lua.Unlock),
+}
+
+// Distributed is the engine of distributed mode: the hot counter of every pool
+// lives in Redis, allocated by one Lua script per batch of concurrent requests,
+// and no number is handed out above the durable high-water mark that the shared
+// MySQL store holds. Any number of nodes may share one Redis and one store.
+//
+// Redis may forget (restart, flush, eviction) or roll back (failover to a lagging
+// replica). A pool's Redis state is stamped with the run id of the Redis process it
+// was seeded on and with the store's seed generation; state that is missing or
+// carries another run id is reseeded from the store just above the high-water
+// marks, with the skipped numbers recorded as a recovery gap. Seeds hand out
+// nothing until the store reserves numbers and the lease is raised, and a lease is
+// raised only where Redis and the store agree, so a late seed or a stale state can
+// never be given numbers handed out before.
+type Distributed struct {
+	rdb   RedisClient
+	store *store.Store
+	opts  Options
+	node  string // this node's token in lease locks
+
+	mu     sync.RWMutex
+	pools  map[string]*rpool
+	closed atomic.Bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// rpool is what a node keeps of one pool: its committer queue, the segments it has
+// seen (to turn offsets into numbers), and its lease sizing.
+type rpool struct {
+	id     string
+	digits int
+	keys   poolKeys
+	queue  chan *call
+
+	segMu sync.RWMutex
+	segs  map[int64]store.Segment
+
+	leaseMu   sync.Mutex
+	lease     lease
+	extension *extension // this node's lease extension in flight, if any
+
+	leased    atomic.Int64 // reserved, unissued numbers as of the last answer
+	available atomic.Int64 // numbers left as of the last answer
+	lastSync  atomic.Int64 // unix nanos of the last sync after an exhausted answer
+	touchedAt atomic.Int64 // unix nanos of the last allocation, for checkpoints
+}
+
+type poolKeys struct{ meta, seg, lock, memo, idem string }
+
+func keysOf(pool string) poolKeys {
+	tag := "numberd:{" + pool + "}:"
+	return poolKeys{meta: tag + "meta", seg: tag + "seg", lock: tag + "lock", memo: tag + "memo:", idem: tag + "idem:"}
+}
+
+// call is one allocation request waiting for its batch.
+type call struct {
+	ctx    context.Context
+	count  int
+	idem   *Idempotency
+	done   chan struct{}
+	answer string // this request's token of the allocate answer
+	err    error
+}
+
+// OpenDistributed starts the distributed engine on rdb and st, loading the scripts
+// into Redis.
+func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
+	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), pools: map[string]*rpool{}, stop: make(chan struct{})}
+	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.lock, scripts.unlock} {
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			return nil, redisErr(err)
+		}
+	}
+	e.opts.Metrics.WatchPools(e.gauges)
+	e.wg.Add(1)
+	go e.janitor()
+	return e, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func redisErr(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// pool returns the node's state of pool id, loading it from the store at first use.
+func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
+	e.mu.RLock()
+	p, ok := e.pools[id]
+	e.mu.RUnlock()
+	if ok {
+		return p, nil
+	}
+	cfg, err := e.store.Pool(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p, ok := e.pools[id]; ok {
+		return p, nil
+	}
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	p = &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), queue: make(chan *call, 4096), segs: map[int64]store.Segment{}, lease: newLease(e.opts)}
+	e.pools[id] = p
+	e.wg.Add(1)
+	go e.commit(p)
+	return p, nil
+}
+
+// Allocate hands out req.Count numbers of req.Pool, all or none; see
+// Embedded.Allocate for the errors, plus ErrUnavailable when Redis fails.
+func (e *Distributed) Allocate(ctx context.Context, req Request) (Allocation, error) {
+	start := e.opts.Now()
+	a, err := e.allocate(ctx, req)
+	observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
+	return a, err
+}
+
+func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, error) {
+	if err := req.validate(); err != nil {
+		return Allocation{}, err
+	}
+	p, err := e.pool(ctx, req.Pool)
+	if err != nil {
+		return Allocation{}, err
+	}
+	synced := false
+	for {
+		c := &call{ctx: ctx, count: req.Count, idem: req.Idempotency, done: make(chan struct{})}
+		if err := e.submit(ctx, p, c); err != nil {
+			return Allocation{}, err
+		}
+		switch kind, spans, _ := strings.Cut(c.answer, ":"); kind {
+		case "A", "R":
+			a := Allocation{Pool: p.id, Replayed: kind == "R"}
+			a.Spans, err = e.spans(ctx, p, spans)
+			p.touchedAt.Store(time.Now().UnixNano())
+			return a, err
+		case "C":
+			return Allocation{}, fmt.Errorf("%w: key %q was used with another count", ErrIdempotencyConflict, req.Idempotency.Key)
+		case "X":
+			if synced || !e.syncDue(p) {
+				return Allocation{}, fmt.Errorf("%w: pool %s has fewer than %d numbers left", ErrExhausted, p.id, req.Count)
+			}
+			synced = true
+			// The store may hold a segment Redis lacks: one loaded while Redis was away.
+			if err := e.extend(ctx, p, int64(req.Count)); err != nil {
+				return Allocation{}, err
+			}
+		case "L":
+			if err := e.extend(ctx, p, int64(req.Count)); err != nil {
+				return Allocation{}, err
+			}
+		case "RESEED":
+			if err := e.reseed(ctx, p, "state lost"); err != nil {
+				return Allocation{}, err
+			}
+		default:
+			return Allocation{}, fmt.Errorf("%w: unexpected answer %q", ErrUnavailable, c.answer)
+		}
+	}
+}
+
+// syncDue reports whether an exhausted pool may look for segments the store has
+// and Redis lacks; under a stream of requests to an empty pool it does so at most
+// every 200 ms.
+func (e *Distributed) syncDue(p *rpool) bool {
+	now := time.Now().UnixNano()
+	last := p.lastSync.Load()
+	return now-last >= int64(200*time.Millisecond) && p.lastSync.CompareAndSwap(last, now)
+}
+
+// submit queues c for p's committer and waits for its answer.
+func (e *Distributed) submit(ctx context.Context, p *rpool, c *call) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	select {
+	case p.queue <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.stop:
+		return ErrClosed
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// commit is p's committer: it gathers the requests that arrived while its last
+// call ran and answers them with one allocate call. A lone request goes at once;
+// under load the batch grows with the load, not with a timer.
+func (e *Distributed) commit(p *rpool) {
+	defer e.wg.Done()
+	batch := make([]*call, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case c := <-p.queue:
+			batch = append(batch, c)
+		case <-e.stop:
+			e.failQueued(p)
+			return
+		}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-p.queue:
+				batch = append(batch, c)
+			default:
+				break gather
+			}
+		}
+		e.run(p, batch)
+	}
+}
+
+func (e *Distributed) failQueued(p *rpool) {
+	for {
+		select {
+		case c := <-p.queue:
+			c.err = ErrClosed
+			close(c.done)
+		default:
+			return
+		}
+	}
+}
+
+// run makes one allocate call for batch and hands each request its answer.
+func (e *Distributed) run(p *rpool, batch []*call) {
+	live := batch[:0]
+	for _, c := range batch {
+		if c.ctx.Err() != nil {
+			c.err = c.ctx.Err() // its caller left: take nothing for it
+			close(c.done)
+			continue
+		}
+		live = append(live, c)
+	}
+	if len(live) == 0 {
+		return
+	}
+	keys := []string{p.keys.meta, p.keys.seg, p.keys.memo + randomToken()}
+	args := make([]any, 0, 3+3*len(live))
+	args = append(args, memoTTL, int(IdempotencyTTL/time.Second), len(live))
+	for _, c := range live {
+		ki := 0
+		if c.idem != nil {
+			keys = append(keys, p.keys.idem+c.idem.Scope+":"+c.idem.Key)
+			ki = len(keys) - 3
+		}
+		args = append(args, c.count, ki, Request{Count: c.count}.fingerprint())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
+	cancel()
+	e.opts.Metrics.RedisCalls.WithLabelValues("allocate").Inc()
+	answers, err := e.parseAllocate(p, reply, err, len(live))
+	for i, c := range live {
+		if err != nil {
+			c.err = err
+		} else {
+			c.answer = answers[i]
+		}
+		close(c.done)
+	}
+}
+
+// parseAllocate splits allocate's answer into one token per request, recording
+// what it reports on the way.
+func (e *Distributed) parseAllocate(p *rpool, reply string, err error, n int) ([]string, error) {
+	if err != nil {
+		return nil, redisErr(err)
+	}
+	f := strings.Fields(reply)
+	if len(f) >= 1 && f[0] == "RESEED" {
+		answers := make([]string, n)
+		for i := range answers {
+			answers[i] = "RESEED"
+		}
+		return answers, nil
+	}
+	if len(f) < 5+n || f[0] != "OK" || f[4] != strconv.Itoa(n) {
+		return nil, fmt.Errorf("%w: malformed allocate answer %q", ErrUnavailable, reply)
+	}
+	available, _ := strconv.ParseInt(f[2], 10, 64)
+	leased, _ := strconv.ParseInt(f[3], 10, 64)
+	p.available.Store(available)
+	p.leased.Store(leased)
+	for _, ev := range f[5+n:] {
+		if id, used, ok := parseEvent(ev, "E:"); ok {
+			e.goClose(p, id, used, store.StateExpired, store.GapExpired)
+		}
+	}
+	if leased < p.leaseSize()/2 {
+		e.extendAsync(p)
+	}
+	return f[5 : 5+n], nil
+}
+
+// parseEvent parses "<prefix><id>:<used>".
+func parseEvent(ev, prefix string) (id, used int64, ok bool) {
+	rest, found := strings.CutPrefix(ev, prefix)
+	a, b, cut := strings.Cut(rest, ":")
+	if !found || !cut {
+		return 0, 0, false
+	}
+	id, err1 := strconv.ParseInt(a, 10, 64)
+	used, err2 := strconv.ParseInt(b, 10, 64)
+	return id, used, err1 == nil && err2 == nil
+}
+
+// spans turns "<id>:<from>-<to>,…" offsets into number ranges.
+func (e *Distributed) spans(ctx context.Context, p *rpool, text string) ([]segment.Range, error) {
+	var out []segment.Range
+	for part := range strings.SplitSeq(text, ",") {
+		ids, bounds, ok1 := strings.Cut(part, ":")
+		from, to, ok2 := strings.Cut(bounds, "-")
+		id, err1 := strconv.ParseInt(ids, 10, 64)
+		lo, err2 := strconv.ParseInt(from, 10, 64)
+		hi, err3 := strconv.ParseInt(to, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil || lo > hi {
+			return nil, fmt.Errorf("%w: malformed spans %q", ErrUnavailable, text)
+		}
+		seg, err := e.segment(ctx, p, id)
+		if err != nil {
+			return nil, err
+		}
+		r := seg.Range
+		r.Lo, r.Hi = seg.Range.Lo+lo, seg.Range.Lo+hi
+		if r.Hi > seg.Range.Hi {
+			return nil, fmt.Errorf("%w: span %s beyond segment %d", ErrUnavailable, part, id)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// segment returns segment id of p from the node's cache, reading the store for one
+// it has not seen.
+func (e *Distributed) segment(ctx context.Context, p *rpool, id int64) (store.Segment, error) {
+	p.segMu.RLock()
+	seg, ok := p.segs[id]
+	p.segMu.RUnlock()
+	if ok {
+		return seg, nil
+	}
+	seg, err := e.store.Segment(ctx, p.id, id)
+	if err != nil {
+		return store.Segment{}, err
+	}
+	p.remember(seg)
+	return seg, nil
+}
+
+func (p *rpool) remember(segs ...store.Segment) {
+	p.segMu.Lock()
+	for _, s := range segs {
+		p.segs[s.ID] = s
+	}
+	p.segMu.Unlock()
+}
+
+func (p *rpool) leaseSize() int64 {
+	p.leaseMu.Lock()
+	defer p.leaseMu.Unlock()
+	return p.lease.size
+}
+
+// Close stops the engine. Pools' Redis state stays: another node, or this one
+// restarted, goes on from it without a gap.
+func (e *Distributed) Close(ctx context.Context) error {
+	if e.closed.Swap(true) {
+		return nil
+	}
+	close(e.stop)
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return e.checkpoint(ctx)
+}

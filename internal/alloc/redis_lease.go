@@ -1,0 +1,381 @@
+package alloc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/numberd/numberd/internal/store"
+)
+
+// redisView is a pool's Redis state as peek.lua reports it.
+type redisView struct {
+	ok    bool // false: missing or seeded on another Redis process
+	gen   int64
+	queue []int64
+	segs  map[int64]redisSeg
+}
+
+type redisSeg struct {
+	present     bool
+	used, lease int64
+	state       string // "" while in use; "retired" or "expired" once closed
+}
+
+func (e *Distributed) peek(ctx context.Context, p *rpool, ids []int64) (redisView, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	reply, err := scripts.peek.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
+	e.opts.Metrics.RedisCalls.WithLabelValues("peek").Inc()
+	if err != nil {
+		return redisView{}, redisErr(err)
+	}
+	f := strings.Fields(reply)
+	if len(f) == 0 || f[0] == "RESEED" {
+		return redisView{}, nil
+	}
+	if len(f) != 3+len(ids) || f[0] != "OK" {
+		return redisView{}, fmt.Errorf("%w: malformed peek answer %q", ErrUnavailable, reply)
+	}
+	v := redisView{ok: true, segs: map[int64]redisSeg{}}
+	v.gen, _ = strconv.ParseInt(f[1], 10, 64)
+	if f[2] != "-" {
+		for q := range strings.SplitSeq(f[2], ",") {
+			id, _ := strconv.ParseInt(q, 10, 64)
+			v.queue = append(v.queue, id)
+		}
+	}
+	for _, field := range f[3:] {
+		parts := strings.Split(field, ":")
+		if len(parts) != 4 {
+			return redisView{}, fmt.Errorf("%w: malformed peek answer %q", ErrUnavailable, reply)
+		}
+		id, _ := strconv.ParseInt(parts[0], 10, 64)
+		s := redisSeg{present: parts[1] != "-"}
+		s.used, _ = strconv.ParseInt(parts[1], 10, 64)
+		s.lease, _ = strconv.ParseInt(parts[2], 10, 64)
+		if parts[3] != "-" {
+			s.state = parts[3]
+		}
+		v.segs[id] = s
+	}
+	return v, nil
+}
+
+// lock takes p's lease lock, waiting while another holder has it. Extending a lease
+// and reseeding happen under it, so nodes take turns; a holder that stops loses it
+// after lockTTL, and what it does late is refused by the checks in Redis and the
+// store, not by the lock.
+func (e *Distributed) lock(ctx context.Context, p *rpool) (unlock func(), err error) {
+	token := e.node + "-" + randomToken()
+	for {
+		got, err := scripts.lock.Run(ctx, e.rdb, []string{p.keys.lock}, token, lockTTL.Milliseconds()).Int()
+		e.opts.Metrics.RedisCalls.WithLabelValues("lock").Inc()
+		if err != nil {
+			return nil, redisErr(err)
+		}
+		if got == 1 {
+			return func() {
+				ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+				defer cancel()
+				_ = scripts.unlock.Run(ctx, e.rdb, []string{p.keys.lock}, token).Err()
+			}, nil
+		}
+		select {
+		case <-time.After(time.Duration(5+rand.IntN(10)) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// extendAsync starts extending p's lease ahead of need, unless this node already is.
+func (e *Distributed) extendAsync(p *rpool) { e.startExtension(p, 0) }
+
+// extend makes sure p has at least need reserved numbers ahead, waiting for the
+// extension under way or a new one.
+func (e *Distributed) extend(ctx context.Context, p *rpool, need int64) error {
+	ext := e.startExtension(p, need)
+	select {
+	case <-ext.done:
+		return ext.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Distributed) startExtension(p *rpool, need int64) *extension {
+	p.leaseMu.Lock()
+	defer p.leaseMu.Unlock()
+	if p.extension != nil {
+		return p.extension
+	}
+	ext := &extension{done: make(chan struct{})}
+	if e.closed.Load() {
+		ext.err = ErrClosed
+		close(ext.done)
+		return ext
+	}
+	p.lease.resize(e.opts)
+	want := max(need, p.lease.size)
+	p.extension = ext
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+		err := e.doExtend(ctx, p, want)
+		cancel()
+		if err != nil {
+			e.opts.Metrics.Reservations.WithLabelValues("error").Inc()
+			e.opts.Logger.Warn("extending the lease failed", "pool", p.id, "err", err)
+		}
+		p.leaseMu.Lock()
+		p.extension = nil
+		p.leaseMu.Unlock()
+		ext.err = err
+		close(ext.done)
+	}()
+	return ext
+}
+
+// doExtend reserves numbers in the store and raises the Redis lease over them, so
+// that want numbers lie reserved ahead of the pool's cursor. It first checks that
+// Redis and the store agree; where they do not, it reseeds.
+func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error {
+	unlock, err := e.lock(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cfg, segs, view, err := e.load(ctx, p)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !view.ok:
+		return e.reseedLocked(ctx, p, cfg.Epoch, "state lost")
+	case view.gen != cfg.Epoch:
+		return e.reseedLocked(ctx, p, cfg.Epoch, "generation")
+	}
+	if added, err := e.addMissing(ctx, p, cfg.Epoch, segs, view); err != nil {
+		return err
+	} else if added {
+		if _, segs, view, err = e.load(ctx, p); err != nil {
+			return err
+		}
+		if !view.ok || view.gen != cfg.Epoch {
+			return nil // changed under us; the caller's retry sorts it out
+		}
+	}
+	byID := map[int64]store.Segment{}
+	for _, s := range segs {
+		byID[s.ID] = s
+	}
+	var rs []store.Reservation
+	var cs []store.Cursor
+	args := []any{cfg.Epoch, 0}
+	left := want
+	for _, id := range view.queue {
+		seg, ok := byID[id]
+		rv := view.segs[id]
+		if !ok || !rv.present {
+			return e.reseedLocked(ctx, p, cfg.Epoch, "queue disagrees")
+		}
+		if reserved := seg.ReservedHi - seg.Range.Lo + 1; rv.lease != reserved {
+			return e.reseedLocked(ctx, p, cfg.Epoch, "lease disagrees")
+		}
+		if next := seg.Range.Lo + rv.used; next > seg.Next {
+			cs = append(cs, store.Cursor{SegmentID: id, Next: next})
+		}
+		if left <= 0 {
+			continue
+		}
+		target := min(seg.Range.Size(), rv.used+left)
+		left -= target - rv.used
+		if target > rv.lease {
+			rs = append(rs, store.Reservation{SegmentID: id, From: seg.ReservedHi, To: seg.Range.Lo + target - 1})
+			args = append(args, id, rv.lease, target)
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	args[1] = len(rs)
+	if err := e.store.ReserveAt(ctx, p.id, cfg.Epoch, rs, cs); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil // reseeded or extended meanwhile: the retry reads afresh
+		}
+		return err
+	}
+	reply, err := scripts.lease.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
+	e.opts.Metrics.RedisCalls.WithLabelValues("lease").Inc()
+	if err != nil {
+		// The store holds the reservation; Redis may or may not. The next extension
+		// sees any disagreement and reseeds: the reserved numbers become a gap.
+		return redisErr(err)
+	}
+	if reply != "OK" {
+		return e.reseedLocked(ctx, p, cfg.Epoch+0, "lease raise refused: "+reply)
+	}
+	e.opts.Metrics.Reservations.WithLabelValues("ok").Inc()
+	return nil
+}
+
+// load reads p's settings and segments from the store and its state from Redis.
+func (e *Distributed) load(ctx context.Context, p *rpool) (store.Pool, []store.Segment, redisView, error) {
+	cfg, err := e.store.Pool(ctx, p.id)
+	if err != nil {
+		return cfg, nil, redisView{}, err
+	}
+	segs, err := e.store.Segments(ctx, p.id)
+	if err != nil {
+		return cfg, nil, redisView{}, err
+	}
+	p.remember(segs...)
+	ids := make([]int64, len(segs))
+	for i, s := range segs {
+		ids[i] = s.ID
+	}
+	view, err := e.peek(ctx, p, ids)
+	return cfg, segs, view, err
+}
+
+// addMissing adds to Redis the open segments of the store it lacks: a segment
+// loaded while Redis was away, or whose add was lost.
+func (e *Distributed) addMissing(ctx context.Context, p *rpool, epoch int64, segs []store.Segment, view redisView) (bool, error) {
+	args := []any{epoch, 0}
+	missing := 0
+	for _, s := range segs {
+		rv := view.segs[s.ID]
+		if s.State != store.StateOpen || rv.state != "" {
+			continue
+		}
+		used := max(s.ReservedHi, s.Next-1) - s.Range.Lo + 1
+		if used >= s.Range.Size() && !rv.present {
+			continue
+		}
+		if !rv.present {
+			missing++
+		}
+		args = append(args, s.ID, s.Range.Size(), used, expiryMillis(s.ExpiresAt))
+		args[1] = args[1].(int) + 1
+	}
+	if missing == 0 {
+		return false, nil
+	}
+	reply, err := scripts.add.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
+	e.opts.Metrics.RedisCalls.WithLabelValues("add").Inc()
+	if err != nil {
+		return false, redisErr(err)
+	}
+	return strings.HasPrefix(reply, "OK"), nil
+}
+
+func expiryMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// reseed reseeds p's Redis state from the store, unless another node did so while
+// this one waited for the lock.
+func (e *Distributed) reseed(ctx context.Context, p *rpool, cause string) error {
+	unlock, err := e.lock(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cfg, err := e.store.Pool(ctx, p.id)
+	if err != nil {
+		return err
+	}
+	view, err := e.peek(ctx, p, nil)
+	if err != nil {
+		return err
+	}
+	if view.ok && view.gen == cfg.Epoch {
+		return nil
+	}
+	return e.reseedLocked(ctx, p, cfg.Epoch, cause)
+}
+
+// reseedLocked starts generation epoch+1 of p's state: the store skips every open
+// segment to just above its high-water mark, recording the skipped numbers as
+// recovery gaps, and Redis is seeded with the result and no lease. Called with
+// p's lock held.
+func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, epoch int64, cause string) error {
+	next, segs, gaps, err := e.store.Reseed(ctx, p.id, epoch)
+	if errors.Is(err, store.ErrConflict) {
+		return nil // another node reseeded; the caller's retry meets its state
+	}
+	if err != nil {
+		return err
+	}
+	p.remember(segs...)
+	args := []any{next, 0}
+	for _, s := range segs {
+		if s.State != store.StateOpen || s.Next > s.Range.Hi {
+			continue
+		}
+		args = append(args, s.ID, s.Range.Size(), s.Next-s.Range.Lo, expiryMillis(s.ExpiresAt))
+		args[1] = args[1].(int) + 1
+	}
+	if err := scripts.seed.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Err(); err != nil {
+		// The store moved on; Redis keeps an older state that can get no lease. The
+		// next call reseeds again.
+		return redisErr(err)
+	}
+	e.opts.Metrics.RedisCalls.WithLabelValues("seed").Inc()
+	e.opts.Metrics.Reseeds.WithLabelValues(p.id, strings.Fields(cause)[0]).Inc()
+	var skipped int64
+	for _, g := range gaps {
+		skipped += g.Count()
+		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, store.GapRecovery).Add(float64(g.Count()))
+	}
+	level := e.opts.Logger.Info
+	if len(gaps) > 0 {
+		level = e.opts.Logger.Warn
+	}
+	level("pool's Redis state reseeded from the store", "pool", p.id, "generation", next, "cause", cause, "gaps", len(gaps), "skipped", skipped)
+	return nil
+}
+
+// goClose records in the background that Redis closed segment id with used
+// numbers handed out: its state in the store, its unused numbers a gap.
+func (e *Distributed) goClose(p *rpool, id, used int64, state, reason string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+		defer cancel()
+		if err := e.closeSegment(ctx, p, id, used, state, reason); err != nil {
+			e.opts.Logger.Warn("recording a closed segment failed; the checkpoint retries", "pool", p.id, "segment", id, "err", err)
+		}
+	}()
+}
+
+func (e *Distributed) closeSegment(ctx context.Context, p *rpool, id, used int64, state, reason string) error {
+	seg, err := e.segment(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	next := seg.Range.Lo + used
+	var gap *store.Gap
+	if next <= seg.Range.Hi {
+		gap = &store.Gap{Pool: p.id, SegmentID: id, Range: seg.Range, Reason: reason}
+		gap.Range.Lo = next
+	}
+	changed, err := e.store.CloseSegment(ctx, id, state, next, gap)
+	if changed && gap != nil {
+		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(gap.Count()))
+		e.opts.Logger.Info("segment closed", "pool", p.id, "segment", id, "state", state, "gap_count", gap.Count())
+	}
+	return err
+}

@@ -1,0 +1,306 @@
+package alloc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// view assembles p's live state: the store's segments with the cursors and closes
+// that Redis holds. Without Redis it answers from the store alone.
+func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
+	cfg, segs, rv, err := e.load(ctx, p)
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		return nil, err
+	}
+	gaps, err := e.store.Gaps(ctx, p.id)
+	if err != nil {
+		return nil, err
+	}
+	recovered := map[int64]int64{}
+	for _, g := range gaps {
+		if g.Reason == store.GapRecovery {
+			recovered[g.SegmentID] += g.Count()
+		}
+	}
+	vp := &pool{id: p.id, cfg: cfg}
+	for _, m := range segs {
+		s := &seg{meta: m, next: m.Next, reservedHi: m.ReservedHi, recovered: recovered[m.ID]}
+		if r := rv.segs[m.ID]; rv.ok && r.present {
+			s.next = max(s.next, m.Range.Lo+r.used)
+			if r.state != "" && m.State == store.StateOpen {
+				s.meta.State = r.state
+			}
+		}
+		vp.segs = append(vp.segs, s)
+	}
+	vp.advanceHead()
+	return vp, nil
+}
+
+// PutPool creates or updates a pool; see store.PutPool.
+func (e *Distributed) PutPool(ctx context.Context, id string, u store.PoolUpdate) (PoolStatus, bool, error) {
+	_, created, err := e.store.PutPool(ctx, id, u)
+	if err != nil {
+		return PoolStatus{}, false, err
+	}
+	st, err := e.Pool(ctx, id)
+	return st, created, err
+}
+
+// Pool returns the live status of pool id, or store.ErrPoolNotFound.
+func (e *Distributed) Pool(ctx context.Context, id string) (PoolStatus, error) {
+	p, err := e.pool(ctx, id)
+	if err != nil {
+		return PoolStatus{}, err
+	}
+	vp, err := e.view(ctx, p)
+	if err != nil {
+		return PoolStatus{}, err
+	}
+	return vp.status(), nil
+}
+
+// Pools returns the live status of every pool, ordered by id.
+func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
+	cfgs, err := e.store.Pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PoolStatus, 0, len(cfgs))
+	for _, c := range cfgs {
+		st, err := e.Pool(ctx, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Segments returns the segments of pool in allocation order, with live state.
+func (e *Distributed) Segments(ctx context.Context, poolID string) ([]SegmentStatus, error) {
+	p, err := e.pool(ctx, poolID)
+	if err != nil {
+		return nil, err
+	}
+	vp, err := e.view(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	active := vp.activeSeg()
+	out := make([]SegmentStatus, len(vp.segs))
+	for i, s := range vp.segs {
+		out[i] = vp.segmentStatus(s, s == active)
+	}
+	return out, nil
+}
+
+func (e *Distributed) segmentStatus(ctx context.Context, p *rpool, id int64) (SegmentStatus, error) {
+	segs, err := e.Segments(ctx, p.id)
+	if err != nil {
+		return SegmentStatus{}, err
+	}
+	for _, s := range segs {
+		if s.ID == id {
+			return s, nil
+		}
+	}
+	return SegmentStatus{}, fmt.Errorf("%w: pool %s has no segment %d", store.ErrSegmentNotFound, p.id, id)
+}
+
+// LoadSegment adds a segment to pool after its others; see store.AddSegment. The
+// segment is in the store before Redis learns of it, and joins Redis with no lease.
+// If Redis cannot be told now, the next extension or reseed adds it.
+func (e *Distributed) LoadSegment(ctx context.Context, poolID string, n store.NewSegment) (SegmentStatus, bool, error) {
+	p, err := e.pool(ctx, poolID)
+	if err != nil {
+		return SegmentStatus{}, false, err
+	}
+	seg, created, err := e.store.AddSegment(ctx, poolID, n)
+	if err != nil {
+		return SegmentStatus{}, false, err
+	}
+	p.remember(seg)
+	if created {
+		e.opts.Logger.Info("segment loaded", "pool", poolID, "segment", seg.ID, "start", seg.Range.Start(), "end", seg.Range.End(), "source", seg.Source)
+		if err := e.announce(ctx, p); err != nil {
+			e.opts.Logger.Warn("telling Redis of a new segment failed; it joins at the next extension", "pool", poolID, "segment", seg.ID, "err", err)
+		}
+	}
+	st, err := e.segmentStatus(ctx, p, seg.ID)
+	return st, created, err
+}
+
+// announce adds the store's open segments that p's Redis state lacks.
+func (e *Distributed) announce(ctx context.Context, p *rpool) error {
+	cfg, segs, view, err := e.load(ctx, p)
+	if err != nil || !view.ok || view.gen != cfg.Epoch {
+		return err // no state of this generation: the reseed will include the segment
+	}
+	_, err = e.addMissing(ctx, p, cfg.Epoch, segs, view)
+	return err
+}
+
+// RetireSegment stops handing out segment id of pool; its unused numbers become a
+// gap. Redis stops first, then the store records it; retiring again is a no-op.
+func (e *Distributed) RetireSegment(ctx context.Context, poolID string, id int64) (SegmentStatus, error) {
+	p, err := e.pool(ctx, poolID)
+	if err != nil {
+		return SegmentStatus{}, err
+	}
+	seg, err := e.store.Segment(ctx, poolID, id)
+	if err != nil {
+		return SegmentStatus{}, err
+	}
+	if seg.State == store.StateOpen {
+		used, err := e.retireInRedis(ctx, p, seg)
+		if err != nil {
+			return SegmentStatus{}, err
+		}
+		if err := e.closeSegment(ctx, p, id, used, store.StateRetired, store.GapRetired); err != nil {
+			return SegmentStatus{}, err
+		}
+	}
+	return e.segmentStatus(ctx, p, id)
+}
+
+// retireInRedis takes seg out of Redis's queue and returns how many of its numbers
+// were handed out.
+func (e *Distributed) retireInRedis(ctx context.Context, p *rpool, seg store.Segment) (int64, error) {
+	for range 3 {
+		reply, err := scripts.retire.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, seg.ID, store.StateRetired).Text()
+		e.opts.Metrics.RedisCalls.WithLabelValues("retire").Inc()
+		if err != nil {
+			return 0, redisErr(err)
+		}
+		switch f := strings.Fields(reply); f[0] {
+		case "OK":
+			return strconv.ParseInt(f[1], 10, 64)
+		case "ABSENT":
+			// Never in this state: nothing above the high-water mark was handed out.
+			return max(seg.ReservedHi, seg.Next-1) - seg.Range.Lo + 1, nil
+		case "RESEED":
+			if err := e.reseed(ctx, p, "state lost"); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("%w: the pool's Redis state keeps changing", ErrUnavailable)
+}
+
+// Gaps returns the gaps of pool; see store.Gaps.
+func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]store.Gap, error) {
+	if _, err := e.pool(ctx, poolID); err != nil {
+		return nil, err
+	}
+	return e.store.Gaps(ctx, poolID)
+}
+
+// Ready reports whether Redis and the store answer, with a *DownError naming those
+// that do not.
+func (e *Distributed) Ready(ctx context.Context) error {
+	var down []string
+	var errs []error
+	if err := e.rdb.Ping(ctx).Err(); err != nil {
+		down, errs = append(down, "redis"), append(errs, redisErr(err))
+	}
+	if err := e.store.Ping(ctx); err != nil {
+		down, errs = append(down, e.store.Name()), append(errs, err)
+	}
+	if len(down) > 0 {
+		return &DownError{Stores: down, Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+func (e *Distributed) known() []*rpool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]*rpool, 0, len(e.pools))
+	for _, p := range e.pools {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (e *Distributed) gauges() []metrics.PoolGauge {
+	var out []metrics.PoolGauge
+	for _, p := range e.known() {
+		out = append(out, metrics.PoolGauge{Pool: p.id, Available: p.available.Load(), Issued: -1})
+	}
+	return out
+}
+
+// checkpoint writes Redis's cursors of the pools this node used into the store,
+// narrowing the gap a lost Redis leaves, and records closes that Redis made and
+// the store missed.
+func (e *Distributed) checkpoint(ctx context.Context) error {
+	var errs []error
+	since := time.Now().Add(-3 * e.opts.CheckpointEvery).UnixNano()
+	for _, p := range e.known() {
+		if p.touchedAt.Load() < since {
+			continue
+		}
+		if err := e.checkpointPool(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Distributed) checkpointPool(ctx context.Context, p *rpool) error {
+	_, segs, view, err := e.load(ctx, p)
+	if err != nil || !view.ok {
+		return err
+	}
+	var cs []store.Cursor
+	for _, s := range segs {
+		r := view.segs[s.ID]
+		if !r.present || s.State != store.StateOpen {
+			continue
+		}
+		if r.state != "" {
+			reason := store.GapRetired
+			if r.state == store.StateExpired {
+				reason = store.GapExpired
+			}
+			if err := e.closeSegment(ctx, p, s.ID, r.used, r.state, reason); err != nil {
+				return err
+			}
+			continue
+		}
+		if next := s.Range.Lo + r.used; next > s.Next {
+			cs = append(cs, store.Cursor{SegmentID: s.ID, Next: next})
+		}
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	return e.store.SaveCursors(ctx, cs)
+}
+
+// janitor checkpoints until Close.
+func (e *Distributed) janitor() {
+	defer e.wg.Done()
+	tick := time.NewTicker(e.opts.CheckpointEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+		if err := e.checkpoint(ctx); err != nil {
+			e.opts.Logger.Warn("checkpoint failed", "err", err)
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,343 @@
+package alloc_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/store"
+	"github.com/numberd/numberd/internal/testenv"
+)
+
+// cluster is several distributed engines ("nodes") sharing one MySQL database and
+// one Redis server, reached through a dialer the test can point elsewhere.
+type cluster struct {
+	dsn    string
+	target atomic.Value // host:port the nodes' Redis connections go to
+	nodes  []*alloc.Distributed
+	stores []*store.Store
+	rdbs   []*redis.Client
+}
+
+func newCluster(tb testing.TB, redisAddr string, nodes int, opts alloc.Options) *cluster {
+	tb.Helper()
+	c := &cluster{dsn: testenv.MySQLDSN(tb)}
+	c.target.Store(redisAddr)
+	for range nodes {
+		c.addNode(tb, opts)
+	}
+	tb.Cleanup(func() {
+		for i := range c.nodes {
+			_ = c.nodes[i].Close(context.Background())
+			_ = c.rdbs[i].Close()
+			_ = c.stores[i].Close()
+		}
+	})
+	return c
+}
+
+func (c *cluster) addNode(tb testing.TB, opts alloc.Options) {
+	tb.Helper()
+	st, err := store.OpenMySQL(context.Background(), c.dsn, quiet)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{
+		Addr: "redis", MaxRetries: 2, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, c.target.Load().(string))
+		},
+	})
+	opts.Logger = quiet
+	opts.Metrics = metrics.New()
+	eng, err := alloc.OpenDistributed(context.Background(), rdb, st, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.nodes, c.stores, c.rdbs = append(c.nodes, eng), append(c.stores, st), append(c.rdbs, rdb)
+}
+
+// pointTo sends the nodes' Redis connections to addr: new ones dial it, and the
+// old server drops the ones it has.
+func (c *cluster) pointTo(tb testing.TB, addr string) {
+	tb.Helper()
+	old := redis.NewClient(&redis.Options{Addr: c.target.Load().(string)})
+	defer old.Close()
+	c.target.Store(addr)
+	if err := old.Do(context.Background(), "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (c *cluster) mustPool(tb testing.TB, id string, digits int, segs ...[2]string) []segment.Range {
+	tb.Helper()
+	if _, _, err := c.nodes[0].PutPool(context.Background(), id, store.PoolUpdate{Digits: &digits}); err != nil {
+		tb.Fatal(err)
+	}
+	var out []segment.Range
+	for _, s := range segs {
+		r, err := segment.ParseRange(s[0], s[1], digits)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, _, err := c.nodes[0].LoadSegment(context.Background(), id, store.NewSegment{Range: r, Source: store.SourceManual}); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// ledger records every number handed out and fails the test on a second handout.
+type ledger struct {
+	tb   testing.TB
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func newLedger(tb testing.TB) *ledger { return &ledger{tb: tb, seen: map[string]bool{}} }
+
+func (l *ledger) add(a alloc.Allocation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	nums := a.Numbers()
+	for i, n := range nums {
+		if l.seen[n] {
+			l.tb.Errorf("number %s handed out twice", n)
+		}
+		l.seen[n] = true
+		if i > 0 && nums[i-1] >= n {
+			l.tb.Errorf("answer not ascending: %s after %s", n, nums[i-1])
+		}
+	}
+}
+
+func (l *ledger) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.seen)
+}
+
+func TestDistributedSurvivesFlushAndRestart(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	c := newCluster(t, srv.Addr(), 3, alloc.Options{LeaseMin: 20, LeaseMax: 200, CheckpointEvery: 100 * time.Millisecond})
+	ranges := c.mustPool(t, "p", 20,
+		[2]string{"24442000000000000001", "24442000000000020000"},
+		[2]string{"24442000000000050001", "24442000000000070000"})
+	l := newLedger(t)
+	ctx := context.Background()
+
+	var wg sync.WaitGroup
+	var exhausted atomic.Int32
+	stop := make(chan struct{})
+	for w := range 24 {
+		wg.Go(func() {
+			node := c.nodes[w%len(c.nodes)]
+			count := w%5 + 1
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				a, err := node.Allocate(cctx, alloc.Request{Pool: "p", Count: count})
+				cancel()
+				switch {
+				case err == nil:
+					l.add(a)
+				case errors.Is(err, alloc.ErrExhausted):
+					if count == 1 {
+						exhausted.Add(1)
+						return
+					}
+					count = 1
+				case errors.Is(err, alloc.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+					time.Sleep(10 * time.Millisecond) // Redis is away for a moment
+				default:
+					t.Errorf("allocate: %v", err)
+					return
+				}
+			}
+		})
+	}
+	testenv.Eventually(t, 20*time.Second, "first 800 numbers", func() bool { return l.count() >= 800 })
+	if err := srv.Client().FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := l.count()
+	testenv.Eventually(t, 20*time.Second, "800 numbers after FLUSHALL", func() bool { return l.count() >= before+800 })
+	srv.Restart()
+	before = l.count()
+	testenv.Eventually(t, 20*time.Second, "800 numbers after a restart", func() bool { return l.count() >= before+800 })
+	wg.Wait()
+	close(stop)
+	if exhausted.Load() == 0 {
+		t.Fatal("no caller saw the pool exhausted")
+	}
+
+	gaps, err := c.nodes[1].Gaps(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gapped int64
+	for _, g := range gaps {
+		if g.Reason != store.GapRecovery {
+			t.Errorf("unexpected %s gap %s", g.Reason, g.Range)
+		}
+		gapped += g.Count()
+		if g.Count() > 200 {
+			t.Errorf("recovery gap %s holds %d numbers, more than the lease bound of 200", g.Range, g.Count())
+		}
+	}
+	if len(gaps) < 2 {
+		t.Errorf("%d recovery gaps after a flush and a restart, want at least 2", len(gaps))
+	}
+	var total int64
+	for _, r := range ranges {
+		total += r.Size()
+	}
+	handed := int64(l.count())
+	// Every number is handed out or in a gap; numbers in a gap may have gone out
+	// just before a loss, so together they cover the segments at least.
+	if handed+gapped < total {
+		t.Errorf("handed out %d + gaps %d < %d loaded: numbers went missing", handed, gapped, total)
+	}
+	for n := range l.seen {
+		num, _ := segment.ParseNumber(n, 20)
+		if !ranges[0].Contains(num) && !ranges[1].Contains(num) {
+			t.Errorf("number %s is in no loaded segment", n)
+		}
+	}
+	st, err := c.nodes[2].Pool(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Available != 0 {
+		t.Errorf("available = %d after draining", st.Available)
+	}
+	t.Logf("handed out %d, gaps %d numbers in %d ranges", handed, gapped, len(gaps))
+}
+
+func TestDistributedIdempotencyAcrossNodes(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	c := newCluster(t, srv.Addr(), 2, alloc.Options{})
+	c.mustPool(t, "p", 6, [2]string{"000001", "000100"})
+	ctx := context.Background()
+	key := &alloc.Idempotency{Scope: "s", Key: "k"}
+	answers := make([]alloc.Allocation, 12)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() {
+			a, err := c.nodes[i%2].Allocate(ctx, alloc.Request{Pool: "p", Count: 2, Idempotency: key})
+			if err != nil {
+				t.Error(err)
+			}
+			answers[i] = a
+		})
+	}
+	wg.Wait()
+	replays := 0
+	for i, a := range answers {
+		if n := a.Numbers(); len(n) != 2 || n[0] != answers[0].Numbers()[0] {
+			t.Errorf("call %d got %v, call 0 %v", i, n, answers[0].Numbers())
+		}
+		if a.Replayed {
+			replays++
+		}
+	}
+	if replays != 11 {
+		t.Errorf("%d replays of 12 calls with one key, want 11", replays)
+	}
+	if _, err := c.nodes[1].Allocate(ctx, alloc.Request{Pool: "p", Count: 3, Idempotency: key}); !errors.Is(err, alloc.ErrIdempotencyConflict) {
+		t.Errorf("same key, other count: err = %v, want ErrIdempotencyConflict", err)
+	}
+	a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1})
+	if err != nil || a.Numbers()[0] != "000003" {
+		t.Errorf("next number %v, %v; want 000003", a.Numbers(), err)
+	}
+}
+
+func TestDistributedFailoverToAStaleCopy(t *testing.T) {
+	primary := testenv.StartRedis(t)
+	stale := testenv.StartRedis(t)
+	const lease = 50
+	c := newCluster(t, primary.Addr(), 2, alloc.Options{LeaseMin: lease, LeaseMax: lease})
+	c.mustPool(t, "p", 6, [2]string{"000001", "010000"})
+	ctx := context.Background()
+	l := newLedger(t)
+	take := func(n int) {
+		t.Helper()
+		for range n {
+			a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.add(a)
+		}
+	}
+	take(20)
+	// The stale copy gets the pool's state as it is now, like a replica that stops
+	// following here; the primary goes on.
+	snap := primary.Client()
+	copyTo := stale.Client()
+	for _, k := range []string{"numberd:{p}:meta", "numberd:{p}:seg"} {
+		dump, err := snap.Dump(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := copyTo.RestoreReplace(ctx, k, 0, dump).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	take(40)
+	c.pointTo(t, stale.Addr())
+	take(40)
+	gaps, err := c.nodes[1].Gaps(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gaps) != 1 || gaps[0].Reason != store.GapRecovery || gaps[0].Count() > 3*lease {
+		t.Errorf("gaps after failover = %+v, want one recovery gap of at most a lease or so", gaps)
+	}
+}
+
+func TestRedisUnavailableFailsFastAndRecovers(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
+	c.mustPool(t, "p", 6, [2]string{"000001", "001000"})
+	ctx := context.Background()
+	if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := c.nodes[0].Allocate(rctx, alloc.Request{Pool: "p", Count: 1})
+	cancel()
+	if !errors.Is(err, alloc.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("allocate with Redis down: err = %v, want unavailable", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("allocate with Redis down took %v", took)
+	}
+	var down *alloc.DownError
+	if err := c.nodes[0].Ready(ctx); !errors.As(err, &down) || len(down.Stores) != 1 || down.Stores[0] != "redis" {
+		t.Errorf("Ready = %v, want redis down", err)
+	}
+	srv.Start()
+	testenv.Eventually(t, 10*time.Second, "allocation after Redis returns", func() bool {
+		_, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1})
+		return err == nil
+	})
+}
