@@ -187,9 +187,16 @@ func (e *Embedded) RetireSegment(ctx context.Context, poolID string, id int64) (
 	return SegmentStatus{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", store.ErrSegmentNotFound, id, poolID)
 }
 
-// Gaps returns the gaps of pool; see store.Gaps.
+// Gaps returns the gaps of pool, expired segments' included; see store.Gaps.
 func (e *Embedded) Gaps(ctx context.Context, poolID string) ([]store.Gap, error) {
-	if _, err := e.pool(poolID); err != nil {
+	p, err := e.pool(poolID)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	err = e.expire(ctx, p)
+	p.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	return e.store.Gaps(ctx, poolID)

@@ -15,6 +15,9 @@ import (
 // view assembles p's live state: the store's segments with the cursors and closes
 // that Redis holds. Without Redis it answers from the store alone.
 func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
+	if err := e.sweep(ctx, p); err != nil && !errors.Is(err, ErrUnavailable) {
+		return nil, err
+	}
 	cfg, segs, rv, err := e.load(ctx, p)
 	if err != nil && !errors.Is(err, ErrUnavailable) {
 		return nil, err
@@ -195,12 +198,35 @@ func (e *Distributed) retireInRedis(ctx context.Context, p *rpool, seg store.Seg
 	return 0, fmt.Errorf("%w: the pool's Redis state keeps changing", ErrUnavailable)
 }
 
-// Gaps returns the gaps of pool; see store.Gaps.
+// Gaps returns the gaps of pool, expired segments' included; see store.Gaps.
 func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]store.Gap, error) {
-	if _, err := e.pool(ctx, poolID); err != nil {
+	p, err := e.pool(ctx, poolID)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.sweep(ctx, p); err != nil && !errors.Is(err, ErrUnavailable) {
 		return nil, err
 	}
 	return e.store.Gaps(ctx, poolID)
+}
+
+// sweep closes the segments that expired by Redis's clock: an allocate call that
+// asks for nothing, and the store records what it reports.
+func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
+	keys := []string{p.keys.meta, p.keys.seg, p.keys.memo + randomToken()}
+	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, memoTTL, int(IdempotencyTTL/time.Second), 0).Text()
+	e.opts.Metrics.RedisCalls.WithLabelValues("sweep").Inc()
+	if err != nil {
+		return redisErr(err)
+	}
+	for _, ev := range strings.Fields(reply) {
+		if id, used, ok := parseEvent(ev, "E:"); ok {
+			if err := e.closeSegment(ctx, p, id, used, store.StateExpired, store.GapExpired); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Ready reports whether Redis and the store answer, with a *DownError naming those

@@ -341,3 +341,40 @@ func TestRedisUnavailableFailsFastAndRecovers(t *testing.T) {
 		return err == nil
 	})
 }
+
+func TestDistributedExpiryByRedisClock(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	c := newCluster(t, srv.Addr(), 2, alloc.Options{})
+	ctx := context.Background()
+	digits := 4
+	if _, _, err := c.nodes[0].PutPool(ctx, "p", store.PoolUpdate{Digits: &digits}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct {
+		start, end string
+		expires    time.Time
+	}{{"0001", "0100", time.Now().Add(700 * time.Millisecond)}, {"0201", "0300", time.Time{}}} {
+		r, _ := segment.ParseRange(s.start, s.end, digits)
+		if _, _, err := c.nodes[0].LoadSegment(ctx, "p", store.NewSegment{Range: r, Source: store.SourceManual, ExpiresAt: s.expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, err := c.nodes[1].Allocate(ctx, alloc.Request{Pool: "p", Count: 5}); err != nil || a.Numbers()[0] != "0001" {
+		t.Fatalf("before expiry: %v, %v", a.Numbers(), err)
+	}
+	time.Sleep(time.Second)
+	gaps, err := c.nodes[0].Gaps(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gaps) != 1 || gaps[0].Reason != store.GapExpired || gaps[0].Range.Start() != "0006" || gaps[0].Count() != 95 {
+		t.Errorf("gaps after expiry = %+v, want expired 0006..0100", gaps)
+	}
+	if a, err := c.nodes[1].Allocate(ctx, alloc.Request{Pool: "p", Count: 1}); err != nil || a.Numbers()[0] != "0201" {
+		t.Errorf("after expiry: %v, %v; want 0201", a.Numbers(), err)
+	}
+	segs, err := c.nodes[1].Segments(ctx, "p")
+	if err != nil || segs[0].State != alloc.StateExhausted || segs[1].State != alloc.StateActive {
+		t.Errorf("segments after expiry = %+v, %v", segs, err)
+	}
+}

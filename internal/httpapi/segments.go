@@ -91,9 +91,9 @@ func (s *Server) RetireSegment(ctx context.Context, req api.RetireSegmentRequest
 	if err := checkPoolID(req.Pool); err != nil {
 		return nil, err
 	}
-	id, err := strconv.ParseInt(req.ID, 10, 64)
-	if err != nil || id < 1 {
-		return nil, fmt.Errorf("%w: segment id %q must be a positive decimal number", errInvalid, req.ID)
+	id, err := parseSegmentID(req.ID)
+	if err != nil {
+		return nil, err
 	}
 	if err := authorize(ctx, req.Pool, true); err != nil {
 		return nil, err
@@ -147,4 +147,19 @@ func (s *Server) ListGaps(ctx context.Context, req api.ListGapsRequestObject) (a
 		}
 	}
 	return api.ListGaps200JSONResponse(out), nil
+}
+
+// parseSegmentID parses a segment id of the path: decimal digits that fit an int64.
+// An id no segment has, 0 included, is for the engine to answer 404.
+func parseSegmentID(s string) (int64, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("%w: segment id %q must be decimal digits", errInvalid, s)
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: segment id %q must be decimal digits that fit an int64", errInvalid, s)
+	}
+	return id, nil
 }
