@@ -22,7 +22,7 @@ type Options struct {
 	// lifetimes. In embedded mode the one node's clock is the store's.
 	Now func() time.Time
 	// LeaseMin and LeaseMax bound how many numbers a pool reserves ahead of need
-	// (defaults 100 and 100000); a crash strands at most one lease per pool.
+	// (defaults 100 and 10000); a crash strands at most one lease per pool.
 	LeaseMin, LeaseMax int64
 	// LeaseHorizon is how long a lease should last at the pool's pace (default 2s).
 	LeaseHorizon time.Duration
@@ -47,7 +47,7 @@ func (o Options) withDefaults() Options {
 		o.LeaseMin = 100
 	}
 	if o.LeaseMax < o.LeaseMin {
-		o.LeaseMax = max(100_000, o.LeaseMin)
+		o.LeaseMax = max(10_000, o.LeaseMin)
 	}
 	if o.LeaseHorizon <= 0 {
 		o.LeaseHorizon = 2 * time.Second
@@ -425,12 +425,16 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 	}
 	var raises []raise
 	var rs []store.Reservation
+	var cs []store.Cursor
 	for _, s := range p.segs[p.head:] {
 		if need <= 0 {
 			break
 		}
 		if !s.open() {
 			continue
+		}
+		if s.next > p.saved[s.meta.ID] {
+			cs = append(cs, store.Cursor{SegmentID: s.meta.ID, Next: s.next})
 		}
 		to := s.next + min(need, s.meta.Range.Hi-s.next+1) - 1
 		if to > s.reservedHi {
@@ -449,12 +453,15 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 	go func() {
 		defer e.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
-		err := e.store.Reserve(ctx, rs)
+		err := e.store.Reserve(ctx, rs, cs)
 		cancel()
 		p.mu.Lock()
 		if err == nil {
 			for _, r := range raises {
 				r.s.reservedHi = max(r.s.reservedHi, r.to)
+			}
+			for _, c := range cs {
+				p.saved[c.SegmentID] = max(p.saved[c.SegmentID], c.Next)
 			}
 		}
 		ext.err = err

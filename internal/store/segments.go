@@ -160,9 +160,16 @@ type Reservation struct {
 
 // Reserve applies the reservations in one transaction, each as a compare-and-set on
 // the segment's high-water mark. If any segment's mark is not From any more, nothing
-// is applied and Reserve returns ErrConflict.
-func (s *Store) Reserve(ctx context.Context, rs []Reservation) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error { return s.reserve(ctx, tx, rs) })
+// is applied and Reserve returns ErrConflict. In the same transaction it checkpoints
+// cursors as SaveCursors does, so that recovery after a crash skips little more
+// than the reservations ahead of them.
+func (s *Store) Reserve(ctx context.Context, rs []Reservation, cs []Cursor) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := s.reserve(ctx, tx, rs); err != nil {
+			return err
+		}
+		return s.saveCursors(ctx, tx, cs, false)
+	})
 }
 
 func (s *Store) reserve(ctx context.Context, tx *sqlx.Tx, rs []Reservation) error {

@@ -231,11 +231,11 @@ func TestReserveIsCompareAndSet(t *testing.T) {
 		mustPool(t, s, "p", 6)
 		a := mustSegment(t, s, "p", "000001", "001000")
 		b := mustSegment(t, s, "p", "002001", "003000")
-		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}}); err != nil {
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		// One stale reservation fails the whole call.
-		err := s.Reserve(ctx, []store.Reservation{{SegmentID: b.ID, From: 2000, To: 2100}, {SegmentID: a.ID, From: 0, To: 200}})
+		err := s.Reserve(ctx, []store.Reservation{{SegmentID: b.ID, From: 2000, To: 2100}, {SegmentID: a.ID, From: 0, To: 200}}, nil)
 		if !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("stale reservation: err = %v, want ErrConflict", err)
 		}
@@ -246,10 +246,10 @@ func TestReserveIsCompareAndSet(t *testing.T) {
 		if got.ReservedHi != 2000 {
 			t.Errorf("segment b reserved_hi = %d after a failed call, want 2000", got.ReservedHi)
 		}
-		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 1001}}); !errors.Is(err, store.ErrConflict) {
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 1001}}, nil); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("reservation past the segment's end: err = %v, want ErrConflict", err)
 		}
-		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 100}}); !errors.Is(err, store.ErrInvalid) {
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 100}}, nil); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("reservation that does not rise: err = %v, want ErrInvalid", err)
 		}
 		if _, err := s.Segment(ctx, "p", 999999); !errors.Is(err, store.ErrSegmentNotFound) {
@@ -277,7 +277,7 @@ func TestReserveRacersNeverShareARange(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					err = s.Reserve(ctx, []store.Reservation{{SegmentID: seg.ID, From: cur.ReservedHi, To: cur.ReservedHi + step}})
+					err = s.Reserve(ctx, []store.Reservation{{SegmentID: seg.ID, From: cur.ReservedHi, To: cur.ReservedHi + step}}, nil)
 					switch {
 					case err == nil:
 						won.Add(1)
@@ -304,7 +304,7 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		ctx := context.Background()
 		mustPool(t, s, "p", 20)
 		seg := mustSegment(t, s, "p", "24442000000000000001", "24442000000000001000")
-		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: seg.ID, From: seg.ReservedHi, To: seg.Range.Lo + 50}}); err != nil {
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: seg.ID, From: seg.ReservedHi, To: seg.Range.Lo + 50}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: seg.ID, Next: seg.Range.Lo + 10}}); err != nil {
@@ -359,7 +359,7 @@ func TestCursors(t *testing.T) {
 		mustPool(t, s, "p", 4)
 		a := mustSegment(t, s, "p", "0001", "0010")
 		b := mustSegment(t, s, "p", "0011", "0020")
-		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 0, To: 10}, {SegmentID: b.ID, From: 10, To: 15}}); err != nil {
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 0, To: 10}, {SegmentID: b.ID, From: 10, To: 15}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: a.ID, Next: 11}, {SegmentID: b.ID, Next: 13}}); err != nil {
