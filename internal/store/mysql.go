@@ -19,6 +19,7 @@ var mysqlDialect = dialect{
 	goose:        goose.DialectMySQL,
 	forUpdate:    " FOR UPDATE",
 	insertIgnore: "INSERT IGNORE",
+	nowMicros:    "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)",
 	isDuplicate: func(err error) bool {
 		var e *mysql.MySQLError
 		return errors.As(err, &e) && e.Number == 1062 // ER_DUP_ENTRY

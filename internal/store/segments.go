@@ -88,41 +88,45 @@ func (s *Store) AddSegment(ctx context.Context, pool string, n NewSegment) (seg 
 		if err != nil {
 			return err
 		}
-		if n.Range.Width != digits {
-			return fmt.Errorf("%w: pool %s has %d-digit numbers, the segment %d-digit ones", ErrInvalid, pool, digits, n.Range.Width)
-		}
-		var clash []segmentRow
-		err = tx.SelectContext(ctx, &clash, segmentSelect+"WHERE s.pool = ? AND s.prefix = ? AND s.lo <= ? AND s.hi >= ? ORDER BY s.id LIMIT 1",
-			pool, n.Range.Prefix, n.Range.Hi, n.Range.Lo)
-		if err != nil {
-			return err
-		}
-		if len(clash) > 0 {
-			old := clash[0].segment()
-			if old.Range == n.Range {
-				seg = old
-				return nil
-			}
-			return fmt.Errorf("%w: %s overlaps segment %d (%s)", ErrOverlap, n.Range, old.ID, old.Range)
-		}
-		row := segmentRow{
-			Pool: pool, Prefix: n.Range.Prefix, Lo: n.Range.Lo, Hi: n.Range.Hi,
-			State: StateOpen, Source: n.Source, Ref: nullString(n.Ref), Ywlsh: nullString(n.Ywlsh),
-			ExpiresAt: nullMicros(n.ExpiresAt), ReservedHi: n.Range.Lo - 1, Next: n.Range.Lo,
-			CreatedAt: s.now(), Digits: digits,
-		}
-		res, err := tx.NamedExecContext(ctx, `INSERT INTO segments (pool, prefix, lo, hi, state, source, ref, ywlsh, expires_at, reserved_hi, next, created_at)
-			VALUES (:pool, :prefix, :lo, :hi, :state, :source, :ref, :ywlsh, :expires_at, :reserved_hi, :next, :created_at)`, row)
-		if err != nil {
-			return err
-		}
-		if row.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		seg, created = row.segment(), true
-		return nil
+		seg, created, err = s.addSegment(ctx, tx, pool, digits, n)
+		return err
 	})
 	return seg, created, err
+}
+
+// addSegment adds n to pool, whose row the transaction has locked.
+func (s *Store) addSegment(ctx context.Context, tx *sqlx.Tx, pool string, digits int, n NewSegment) (Segment, bool, error) {
+	if n.Range.Width != digits {
+		return Segment{}, false, fmt.Errorf("%w: pool %s has %d-digit numbers, the segment %d-digit ones", ErrInvalid, pool, digits, n.Range.Width)
+	}
+	var clash []segmentRow
+	err := tx.SelectContext(ctx, &clash, segmentSelect+"WHERE s.pool = ? AND s.prefix = ? AND s.lo <= ? AND s.hi >= ? ORDER BY s.id LIMIT 1",
+		pool, n.Range.Prefix, n.Range.Hi, n.Range.Lo)
+	if err != nil {
+		return Segment{}, false, err
+	}
+	if len(clash) > 0 {
+		old := clash[0].segment()
+		if old.Range == n.Range {
+			return old, false, nil
+		}
+		return Segment{}, false, fmt.Errorf("%w: %s overlaps segment %d (%s)", ErrOverlap, n.Range, old.ID, old.Range)
+	}
+	row := segmentRow{
+		Pool: pool, Prefix: n.Range.Prefix, Lo: n.Range.Lo, Hi: n.Range.Hi,
+		State: StateOpen, Source: n.Source, Ref: nullString(n.Ref), Ywlsh: nullString(n.Ywlsh),
+		ExpiresAt: nullMicros(n.ExpiresAt), ReservedHi: n.Range.Lo - 1, Next: n.Range.Lo,
+		CreatedAt: s.now(), Digits: digits,
+	}
+	res, err := tx.NamedExecContext(ctx, `INSERT INTO segments (pool, prefix, lo, hi, state, source, ref, ywlsh, expires_at, reserved_hi, next, created_at)
+		VALUES (:pool, :prefix, :lo, :hi, :state, :source, :ref, :ywlsh, :expires_at, :reserved_hi, :next, :created_at)`, row)
+	if err != nil {
+		return Segment{}, false, err
+	}
+	if row.ID, err = res.LastInsertId(); err != nil {
+		return Segment{}, false, err
+	}
+	return row.segment(), true, nil
 }
 
 // Segments returns the segments of pool in the order they were added, which is the

@@ -27,6 +27,8 @@ var sqliteDialect = dialect{
 	name:         "sqlite",
 	goose:        goose.DialectSQLite3,
 	insertIgnore: "INSERT OR IGNORE",
+	// The embedded store's clock is its one node's.
+	nowMicros: "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
 	isDuplicate: func(err error) bool {
 		var e *sqlite.Error
 		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)

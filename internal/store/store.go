@@ -103,7 +103,7 @@ func (s *Store) unavailable(err error) error {
 }
 
 func isOurs(err error) bool {
-	for _, sentinel := range []error{ErrPoolNotFound, ErrSegmentNotFound, ErrOverlap, ErrInvalid, ErrConflict, ErrDuplicate, ErrUnavailable, ErrLocked} {
+	for _, sentinel := range []error{ErrPoolNotFound, ErrSegmentNotFound, ErrOverlap, ErrInvalid, ErrConflict, ErrDuplicate, ErrUnavailable, ErrLocked, ErrHeld, ErrFenced} {
 		if errors.Is(err, sentinel) {
 			return true
 		}
