@@ -357,6 +357,12 @@ type ProblemCode string
 
 // RefillStatus The state of the pool's refill from its upstream.
 type RefillStatus struct {
+	// EffectiveThreshold The number of available numbers at which a refill starts now: the pool's
+	// `refill_threshold`, or more when the pool's measured burn rate and the measured
+	// download time call for an earlier start (twice the numbers the pool uses during a
+	// download and a scan interval).
+	EffectiveThreshold int64 `json:"effective_threshold"`
+
 	// LastError Why the last download failed, or null.
 	LastError *string `json:"last_error"`
 

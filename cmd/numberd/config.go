@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/numberd/numberd/internal/httpapi"
+	"github.com/numberd/numberd/internal/refill"
 )
 
 // Config is numberd's configuration: defaults, then environment, then flags, then
@@ -32,6 +33,8 @@ type Config struct {
 	LogFormat       string
 	RequestTimeout  time.Duration
 	ShutdownTimeout time.Duration
+	RefillLease     time.Duration
+	RefillScan      time.Duration
 
 	// From the file (and NUMBERD_ADMIN_TOKEN).
 	Tokens    []httpapi.Token
@@ -86,6 +89,8 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", envOr("NUMBERD_LOG_LEVEL", "info"), "debug, info, warn or error (NUMBERD_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("NUMBERD_LOG_FORMAT", "text"), "text or json (NUMBERD_LOG_FORMAT)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDuration("NUMBERD_REQUEST_TIMEOUT", 5*time.Second), "longest a request waits on a store (NUMBERD_REQUEST_TIMEOUT)")
+	fs.DurationVar(&c.RefillLease, "refill-lease", envDuration("NUMBERD_REFILL_LEASE", 10*time.Second), "the refill lock's lease: a holder that stops is replaced after it (NUMBERD_REFILL_LEASE)")
+	fs.DurationVar(&c.RefillScan, "refill-scan", envDuration("NUMBERD_REFILL_SCAN", 2*time.Second), "how often every pool with an upstream is checked for need (NUMBERD_REFILL_SCAN)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("NUMBERD_SHUTDOWN_TIMEOUT", 30*time.Second), "longest SIGTERM waits for requests in flight (NUMBERD_SHUTDOWN_TIMEOUT)")
 }
 
@@ -126,8 +131,8 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
 	}
-	if c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 {
-		return errors.New("--request-timeout and --shutdown-timeout must be positive")
+	if c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.RefillLease <= 0 || c.RefillScan <= 0 {
+		return errors.New("--request-timeout, --shutdown-timeout, --refill-lease and --refill-scan must be positive")
 	}
 	for name, u := range c.Upstreams {
 		parsed, err := url.Parse(u.URL)
@@ -174,4 +179,21 @@ func (c *Config) upstreamNames() map[string]bool {
 		names[name] = true
 	}
 	return names
+}
+
+// upstreams returns the configured upstreams' adapters.
+func (c *Config) upstreams() (map[string]refill.Upstream, error) {
+	out := map[string]refill.Upstream{}
+	for name, u := range c.Upstreams {
+		timeout := u.Timeout
+		if timeout == 0 {
+			timeout = 5 * time.Second
+		}
+		up, err := refill.NewHTTPUpstream(u.URL, u.Token, timeout)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		}
+		out[name] = up
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@
 //
 //	numberd [serve] [flags]   run the server (the default)
 //	numberd migrate [flags]   apply the store's schema migrations and exit
+//	numberd upstream-sim [flags]   serve the upstream protocol (a simulated tax platform)
 //
 // Flags and their environment variables are listed by `numberd serve -h`.
 package main
@@ -32,11 +33,13 @@ func run(args []string) int {
 		err = serve(args)
 	case "migrate":
 		err = migrate(args)
+	case "upstream-sim":
+		err = upstreamSim(args)
 	case "help":
-		fmt.Fprintln(os.Stdout, "usage: numberd [serve|migrate] [flags]; numberd serve -h lists the flags")
+		fmt.Fprintln(os.Stdout, "usage: numberd [serve|migrate|upstream-sim] [flags]; numberd serve -h lists the flags")
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "numberd: unknown command %q (serve, migrate)\n", cmd)
+		fmt.Fprintf(os.Stderr, "numberd: unknown command %q (serve, migrate, upstream-sim)\n", cmd)
 		return 2
 	}
 	switch {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,6 +16,7 @@ import (
 	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/httpapi"
 	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/refill"
 	"github.com/numberd/numberd/internal/store"
 )
 
@@ -27,6 +29,7 @@ type Main struct {
 	store   *store.Store
 	redis   redis.UniversalClient
 	engine  engine
+	refill  *refill.Worker
 	http    *http.Server
 	ln      net.Listener
 	errc    chan error
@@ -35,6 +38,7 @@ type Main struct {
 // engine is an allocation engine as Main runs it.
 type engine interface {
 	httpapi.Engine
+	refill.Engine
 	Close(ctx context.Context) error
 }
 
@@ -74,7 +78,18 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.store, err = m.openStore(ctx); err != nil {
 		return err
 	}
-	opts := alloc.Options{Logger: m.Logger, Metrics: m.metrics}
+	upstreams, err := m.Config.upstreams()
+	if err != nil {
+		return err
+	}
+	// The engine signals the refill worker after each allocation; the worker,
+	// made next, needs the engine.
+	var worker atomic.Pointer[refill.Worker]
+	opts := alloc.Options{Logger: m.Logger, Metrics: m.metrics, Observe: func(pool string, available int64) {
+		if w := worker.Load(); w != nil {
+			w.Observe(pool, available)
+		}
+	}}
 	if m.distributed() {
 		if m.redis, err = newRedis(m.Config.RedisURL); err != nil {
 			return err
@@ -86,8 +101,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	m.refill = refill.New(refill.Config{
+		Store: m.store, Engine: m.engine, Upstreams: upstreams, Logger: m.Logger, Metrics: m.metrics,
+		LockTTL: m.Config.RefillLease, ScanEvery: m.Config.RefillScan,
+	})
+	worker.Store(m.refill)
+	m.refill.Start()
 	api, err := httpapi.New(httpapi.Config{
-		Engine: m.engine, Tokens: m.Config.Tokens, Metrics: m.metrics, Logger: m.Logger,
+		Engine: m.engine, Refill: m.refill, Tokens: m.Config.Tokens, Metrics: m.metrics, Logger: m.Logger,
 		Upstreams: m.Config.upstreamNames(), RequestTimeout: m.Config.RequestTimeout,
 	})
 	if err != nil {
@@ -135,6 +156,11 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.http != nil {
 		if err := m.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("draining requests: %w", err))
+		}
+	}
+	if m.refill != nil {
+		if err := m.refill.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping refills: %w", err))
 		}
 	}
 	if m.engine != nil {

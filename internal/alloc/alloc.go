@@ -169,6 +169,9 @@ type RefillStatus struct {
 	Ywlsh     string
 	LastError string
 	UpdatedAt time.Time
+	// EffectiveThreshold is the threshold that starts a refill now: the pool's
+	// own, or more when its pace and the download time call for an earlier start.
+	EffectiveThreshold int64
 }
 
 // addSat adds without overflow: counts of up to 10^18 per segment can exceed an int64

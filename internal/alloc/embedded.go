@@ -31,6 +31,9 @@ type Options struct {
 	CheckpointEvery time.Duration
 	// StoreTimeout bounds one background store write (default 10s).
 	StoreTimeout time.Duration
+	// Observe, if set, hears after each allocation how many numbers its pool has
+	// left: the refill worker's signal. It must be quick.
+	Observe func(pool string, available int64)
 }
 
 func (o Options) withDefaults() Options {
@@ -57,6 +60,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 10 * time.Second
+	}
+	if o.Observe == nil {
+		o.Observe = func(string, int64) {}
 	}
 	return o
 }
@@ -304,6 +310,7 @@ func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segmen
 		}
 		plan, ok := p.plan(count)
 		if !ok {
+			e.opts.Observe(p.id, p.available())
 			return nil, nil, fmt.Errorf("%w: pool %s has %d numbers left, %d asked", ErrExhausted, p.id, p.available(), count)
 		}
 		if plan.reserved() {
@@ -311,6 +318,7 @@ func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segmen
 			if p.reservedAhead(p.lease.size) < p.lease.size/2 {
 				e.reserve(p, p.lease.size)
 			}
+			e.opts.Observe(p.id, p.available())
 			return plan.spans(), undo, nil
 		}
 		ext := e.reserve(p, int64(count)+p.lease.size)

@@ -68,7 +68,7 @@ func (e *Embedded) poolIDs() []string {
 
 // status summarises p. Called with p.mu held.
 func (p *pool) status() PoolStatus {
-	st := PoolStatus{Pool: p.cfg, Refill: RefillStatus{State: RefillIdle, UpdatedAt: p.cfg.UpdatedAt}}
+	st := PoolStatus{Pool: p.cfg, Refill: RefillStatus{State: RefillIdle, UpdatedAt: p.cfg.UpdatedAt, EffectiveThreshold: p.cfg.RefillThreshold}}
 	for _, s := range p.segs {
 		st.Issued = addSat(st.Issued, s.next-s.meta.Range.Lo-s.recovered)
 	}
@@ -131,6 +131,36 @@ func (e *Embedded) LoadSegment(ctx context.Context, poolID string, n store.NewSe
 		}
 	}
 	return SegmentStatus{}, false, fmt.Errorf("%w: segment %d", store.ErrSegmentNotFound, meta.ID)
+}
+
+// SegmentAdded takes in a segment the store holds already, stored by the refill
+// worker.
+func (e *Embedded) SegmentAdded(ctx context.Context, meta store.Segment) error {
+	p, err := e.pool(meta.Pool)
+	if err != nil {
+		return err
+	}
+	p.loadMu.Lock()
+	defer p.loadMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.segs {
+		if s.meta.ID == meta.ID {
+			return nil
+		}
+	}
+	// Segments are drawn from in the order they were stored: ids ascend.
+	s := &seg{meta: meta, next: meta.Next, reservedHi: meta.ReservedHi}
+	i := len(p.segs)
+	for i > 0 && p.segs[i-1].meta.ID > meta.ID {
+		i--
+	}
+	p.segs = append(p.segs[:i], append([]*seg{s}, p.segs[i:]...)...)
+	p.saved[meta.ID] = meta.Next
+	p.head = 0
+	p.advanceHead()
+	p.refreshExpiry()
+	return nil
 }
 
 func (p *pool) activeSeg() *seg {

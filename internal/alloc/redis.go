@@ -348,6 +348,7 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, n int) ([
 	leased, _ := strconv.ParseInt(f[3], 10, 64)
 	p.available.Store(available)
 	p.leased.Store(leased)
+	e.opts.Observe(p.id, available)
 	for _, ev := range f[5+n:] {
 		if id, used, ok := parseEvent(ev, "E:"); ok {
 			e.goClose(p, id, used, store.StateExpired, store.GapExpired)

@@ -141,6 +141,17 @@ func (e *Distributed) LoadSegment(ctx context.Context, poolID string, n store.Ne
 	return st, created, err
 }
 
+// SegmentAdded takes in a segment the store holds already, stored by the refill
+// worker: Redis learns of it at once, or at the next extension.
+func (e *Distributed) SegmentAdded(ctx context.Context, seg store.Segment) error {
+	p, err := e.pool(ctx, seg.Pool)
+	if err != nil {
+		return err
+	}
+	p.remember(seg)
+	return e.announce(ctx, p)
+}
+
 // announce adds the store's open segments that p's Redis state lacks.
 func (e *Distributed) announce(ctx context.Context, p *rpool) error {
 	cfg, segs, view, err := e.load(ctx, p)

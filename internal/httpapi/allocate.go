@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -42,11 +43,26 @@ func (s *Server) AllocateNumbers(ctx context.Context, req api.AllocateNumbersReq
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	a, err := s.engine.Allocate(ctx, areq)
+	if errors.Is(err, alloc.ErrExhausted) && s.refill != nil {
+		if r, rerr := s.refill.Status(ctx, req.Pool); rerr == nil && r.State == alloc.RefillRequesting {
+			return nil, &retryLater{err: err, seconds: 1}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return allocation(a), nil
 }
+
+// retryLater is an error whose answer tells the caller when to try again: a pool
+// exhausted while its refill is under way.
+type retryLater struct {
+	err     error
+	seconds int
+}
+
+func (e *retryLater) Error() string { return e.err.Error() }
+func (e *retryLater) Unwrap() error { return e.err }
 
 func checkIdempotencyKey(key string) error {
 	if len(key) == 0 || len(key) > maxIdempotencyKey {

@@ -59,6 +59,9 @@ func (s *Server) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api
 	if err != nil {
 		return nil, err
 	}
+	if err := s.withRefill(ctx, &st); err != nil {
+		return nil, err
+	}
 	if created {
 		s.logger.Info("pool created", "pool", req.Pool, "digits", st.Digits)
 		return api.PutPool201JSONResponse(poolJSON(st)), nil
@@ -109,6 +112,9 @@ func (s *Server) GetPool(ctx context.Context, req api.GetPoolRequestObject) (api
 	if err != nil {
 		return nil, err
 	}
+	if err := s.withRefill(ctx, &st); err != nil {
+		return nil, err
+	}
 	return api.GetPool200JSONResponse(poolJSON(st)), nil
 }
 
@@ -123,9 +129,13 @@ func (s *Server) ListPools(ctx context.Context, _ api.ListPoolsRequestObject) (a
 	id := identityOf(ctx)
 	out := api.PoolList{Pools: []api.Pool{}}
 	for _, st := range all {
-		if id.mayUse(st.ID) {
-			out.Pools = append(out.Pools, poolJSON(st))
+		if !id.mayUse(st.ID) {
+			continue
 		}
+		if err := s.withRefill(ctx, &st); err != nil {
+			return nil, err
+		}
+		out.Pools = append(out.Pools, poolJSON(st))
 	}
 	return api.ListPools200JSONResponse(out), nil
 }
@@ -150,8 +160,21 @@ func poolJSON(st alloc.PoolStatus) api.Pool {
 	return p
 }
 
+// withRefill puts the refill worker's view of the pool's refill into st.
+func (s *Server) withRefill(ctx context.Context, st *alloc.PoolStatus) error {
+	if s.refill == nil {
+		return nil
+	}
+	r, err := s.refill.Status(ctx, st.ID)
+	if err != nil {
+		return err
+	}
+	st.Refill = r
+	return nil
+}
+
 func refillJSON(r alloc.RefillStatus) api.RefillStatus {
-	out := api.RefillStatus{State: api.RefillStatusState(r.State), UpdatedAt: r.UpdatedAt}
+	out := api.RefillStatus{State: api.RefillStatusState(r.State), UpdatedAt: r.UpdatedAt, EffectiveThreshold: r.EffectiveThreshold}
 	if r.Ywlsh != "" {
 		out.Ywlsh = new(r.Ywlsh)
 	}
@@ -178,5 +201,12 @@ func (s *Server) StartRefill(ctx context.Context, req api.StartRefillRequestObje
 	if st.Upstream == "" {
 		return nil, fmt.Errorf("%w: pool %s has no upstream to refill from; load segments by hand", errInvalid, req.Pool)
 	}
-	return nil, fmt.Errorf("%w: refilling from an upstream is not available in this version of numberd", errInvalid)
+	if s.refill == nil {
+		return nil, fmt.Errorf("%w: this server runs no refill worker", errInvalid)
+	}
+	r, err := s.refill.Trigger(ctx, req.Pool)
+	if err != nil {
+		return nil, err
+	}
+	return api.StartRefill202JSONResponse(refillJSON(r)), nil
 }

@@ -98,6 +98,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		s.logger.Log(r.Context(), level, "request failed", "method", r.Method, "route", routePattern(r), "status", k.status, "err", err)
 	}
+	var later *retryLater
+	if errors.As(err, &later) {
+		retryAfter(w, later.seconds)
+	}
 	s.writeProblem(w, k, detail(k, err), nil)
 }
 

@@ -40,9 +40,17 @@ type Engine interface {
 	Ready(ctx context.Context) error
 }
 
+// Refiller is what the handlers need of the refill worker.
+type Refiller interface {
+	Status(ctx context.Context, pool string) (alloc.RefillStatus, error)
+	Trigger(ctx context.Context, pool string) (alloc.RefillStatus, error)
+}
+
 // Config configures a Server.
 type Config struct {
-	Engine  Engine
+	Engine Engine
+	// Refill, if set, runs refills; without it a refill request is refused.
+	Refill  Refiller
 	Tokens  []Token
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
@@ -56,6 +64,7 @@ type Config struct {
 // Server serves the REST contract of api/openapi.yaml.
 type Server struct {
 	engine    Engine
+	refill    Refiller
 	auth      *authenticator
 	metrics   *metrics.Metrics
 	logger    *slog.Logger
@@ -73,7 +82,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		engine: cfg.Engine, auth: auth, metrics: cfg.Metrics, logger: cfg.Logger,
+		engine: cfg.Engine, refill: cfg.Refill, auth: auth, metrics: cfg.Metrics, logger: cfg.Logger,
 		upstreams: cfg.Upstreams, timeout: cfg.RequestTimeout,
 	}
 	if s.metrics == nil {

@@ -27,6 +27,13 @@ type Metrics struct {
 	RedisCalls *prometheus.CounterVec
 	// Reseeds counts reseeds of a pool's Redis state, by cause.
 	Reseeds *prometheus.CounterVec
+	// RefillDownloads counts downloads from upstreams, by pool and outcome
+	// ("ok", "failed", "attempt_failed").
+	RefillDownloads *prometheus.CounterVec
+	// RefillSeconds is the time a download took, from its first call to its segment stored.
+	RefillSeconds prometheus.Histogram
+	// RefillFenced counts refill writes refused for a stale fencing token.
+	RefillFenced prometheus.Counter
 	// HTTPRequests counts HTTP answers by route pattern and status code.
 	HTTPRequests *prometheus.CounterVec
 	// HTTPSeconds is the time to answer an HTTP request, by route pattern.
@@ -61,6 +68,16 @@ func New() *Metrics {
 		Reseeds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_reseeds_total", Help: "Reseeds of a pool's Redis state from the store, by cause.",
 		}, []string{"pool", "cause"}),
+		RefillDownloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_refill_downloads_total", Help: "Downloads of segments from upstreams, by pool and outcome.",
+		}, []string{"pool", "outcome"}),
+		RefillSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "numberd_refill_duration_seconds", Help: "Time a download took, first call to segment stored.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		RefillFenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "numberd_refill_fenced_total", Help: "Refill writes refused for a stale fencing token.",
+		}),
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_http_requests_total", Help: "HTTP requests answered, by route and status code.",
 		}, []string{"route", "code"}),
@@ -72,7 +89,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.Reseeds, m.HTTPRequests, m.HTTPSeconds,
+		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.Reseeds, m.RefillDownloads, m.RefillSeconds, m.RefillFenced, m.HTTPRequests, m.HTTPSeconds,
 	)
 	return m
 }

@@ -21,7 +21,7 @@ type dialect struct {
 	forUpdate    string // appended to a SELECT that must lock the rows it reads
 	insertIgnore string // an INSERT that skips rows whose unique key exists
 	isDuplicate  func(error) bool
-	nowMicros    string // SQL for the database's clock in unix microseconds
+	nowMicros    string                      // SQL for the database's clock in unix microseconds
 	locker       func() (lock.Locker, error) // serialises migrations of several nodes; nil: none needed
 }
 

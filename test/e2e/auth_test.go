@@ -187,17 +187,11 @@ func TestAuth(t *testing.T) {
 				t.Errorf("%s: %s, want %d", ep.name, r, want)
 			}
 		}
-		// Until refilling from an upstream exists, the contract lets this answer
-		// 400 invalid_argument; once it exists, 202 with the refill object.
 		r := s.do(t, "POST", "/v1/pools/"+pu+"/refill", admin, nil)
-		switch {
-		case r.Status == http.StatusBadRequest && r.Str("code") == "invalid_argument":
-		case r.Status != http.StatusAccepted:
-			t.Errorf("refill of a pool with an upstream: %s, want 202 (or 400 invalid_argument)", r)
-		default:
-			if st := r.Str("state"); st != "idle" && st != "requesting" && st != "failed" {
-				t.Errorf("refill: %s, want a refill object with state idle, requesting or failed", r)
-			}
+		if r.Status != http.StatusAccepted {
+			t.Errorf("refill of a pool with an upstream: %s, want 202", r)
+		} else if st := r.Str("state"); st != "idle" && st != "requesting" && st != "failed" {
+			t.Errorf("refill: %s, want a refill object with state idle, requesting or failed", r)
 		}
 	})
 

@@ -1,0 +1,364 @@
+package refill
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/numberd/numberd/internal/segment"
+)
+
+// Limits of the simulator's requests.
+const (
+	// SimMaxQuantity is the most numbers one request may ask the simulator for.
+	SimMaxQuantity = 1_000_000
+	// SimMaxYwlsh is the longest ywlsh the simulator accepts.
+	SimMaxYwlsh = 64
+	// simMaxBody bounds a request body.
+	simMaxBody = 64 << 10
+)
+
+// SimConfig configures a Simulator.
+type SimConfig struct {
+	// Digits is the width of the numbers granted, 1..32.
+	Digits int
+	// First is the first number granted, of Digits digits; empty means 1
+	// ("00000000000000000001" for 20 digits).
+	First string
+	// Latency is how long every call waits before it is answered.
+	Latency time.Duration
+	// FailRate is the probability, 0..1, that a call answers 503 and grants nothing.
+	FailRate float64
+	// LoseRate is the probability, 0..1, that a call that granted (or re-answered)
+	// a segment answers 503 all the same, as a reply lost on the way back.
+	LoseRate float64
+	// Token, when not empty, is the bearer token every call to /segments must carry.
+	Token string
+	// Seed seeds the draws of FailRate and LoseRate (math/rand/v2 PCG): the same
+	// seed and the same sequence of calls give the same answers.
+	Seed uint64
+	// Logger receives one debug line per answer to /segments that granted,
+	// re-answered or failed on purpose; nil logs nothing. The token is never logged.
+	Logger *slog.Logger
+}
+
+// SimStats counts what a Simulator did.
+type SimStats struct {
+	// Applies counts the calls to /segments, whatever they answered.
+	Applies int64 `json:"applies"`
+	// Granted counts the segments granted, each once however often it was re-answered.
+	Granted int64 `json:"granted"`
+	// Numbers counts the numbers in the granted segments.
+	Numbers int64 `json:"numbers"`
+}
+
+// Simulator serves the upstream protocol of API.md, as `numberd upstream-sim` does:
+// POST /segments grants consecutive segments from SimConfig.First, and GET /stats
+// answers its SimStats. It is safe for concurrent use.
+type Simulator struct {
+	digits  int
+	latency time.Duration
+	token   string
+	logger  *slog.Logger
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	failRate float64
+	loseRate float64
+	next     segment.Number // the first number of the next segment
+	done     bool           // every number was granted
+	grants   map[string]simGrant
+	stats    SimStats
+}
+
+// simReply is the body of a 200 answer to POST /segments.
+type simReply struct {
+	Ywlsh string `json:"ywlsh"`
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// simGrant is a segment the simulator granted, by the ywlsh it was granted to.
+type simGrant struct {
+	pool       string
+	quantity   int64
+	start, end string
+}
+
+// NewSimulator returns a Simulator for cfg. It returns an error if Digits is out of
+// range, First is not a number of Digits digits, Latency is negative, or a rate is
+// outside 0..1.
+func NewSimulator(cfg SimConfig) (*Simulator, error) {
+	if !segment.ValidDigits(cfg.Digits) {
+		return nil, fmt.Errorf("refill: simulator digits must be 1..%d, got %d", segment.MaxDigits, cfg.Digits)
+	}
+	first := cfg.First
+	if first == "" {
+		first = strings.Repeat("0", cfg.Digits-1) + "1"
+	}
+	next, err := segment.ParseNumber(first, cfg.Digits)
+	if err != nil {
+		return nil, fmt.Errorf("refill: simulator first number: %w", err)
+	}
+	if cfg.Latency < 0 {
+		return nil, fmt.Errorf("refill: simulator latency must not be negative, got %v", cfg.Latency)
+	}
+	if err := validRates(cfg.FailRate, cfg.LoseRate); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Simulator{
+		digits:   cfg.Digits,
+		latency:  cfg.Latency,
+		token:    cfg.Token,
+		logger:   logger,
+		rng:      rand.New(rand.NewPCG(cfg.Seed, 0x6e756d6265726464)),
+		failRate: cfg.FailRate,
+		loseRate: cfg.LoseRate,
+		next:     next,
+		grants:   map[string]simGrant{},
+	}, nil
+}
+
+func validRates(fail, lose float64) error {
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"fail", fail}, {"lose", lose}} {
+		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
+			return fmt.Errorf("refill: simulator %s rate must be 0..1, got %v", r.name, r.v)
+		}
+	}
+	return nil
+}
+
+// SetRates changes FailRate and LoseRate for the calls that follow, as an upstream
+// that recovers or degrades. It returns an error, changing nothing, if a rate is
+// outside 0..1.
+func (s *Simulator) SetRates(failRate, loseRate float64) error {
+	if err := validRates(failRate, loseRate); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failRate, s.loseRate = failRate, loseRate
+	return nil
+}
+
+// Stats returns what the simulator did so far.
+func (s *Simulator) Stats() SimStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Handler returns the simulator's HTTP handler: POST /segments and GET /stats.
+// Every error answer is JSON {"error": "..."}.
+func (s *Simulator) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/segments":
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				simError(w, http.StatusMethodNotAllowed, "use POST /segments")
+				return
+			}
+			s.apply(w, r)
+		case "/stats":
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", "GET, HEAD")
+				simError(w, http.StatusMethodNotAllowed, "use GET /stats")
+				return
+			}
+			simJSON(w, http.StatusOK, s.Stats())
+		default:
+			simError(w, http.StatusNotFound, "no such route: the simulator serves POST /segments and GET /stats")
+		}
+	})
+}
+
+// errSimRequest is wrapped by the reasons a request is answered 400.
+var errSimRequest = errors.New("bad request")
+
+// apply serves POST /segments: wait, check the token and the body, maybe fail,
+// grant or re-answer, maybe lose the reply.
+func (s *Simulator) apply(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.stats.Applies++
+	s.mu.Unlock()
+
+	if s.latency > 0 {
+		t := time.NewTimer(s.latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			simError(w, http.StatusServiceUnavailable, "request cancelled before it was served; nothing granted")
+			return
+		}
+	}
+	if s.token != "" && !s.authorized(r.Header.Get("Authorization")) {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		simError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return
+	}
+	req, err := decodeApply(w, r)
+	if err != nil {
+		simError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+
+	s.mu.Lock()
+	if s.rng.Float64() < s.failRate {
+		s.mu.Unlock()
+		s.logger.Debug("failed on purpose", "pool", req.Pool, "ywlsh", req.Ywlsh, "quantity", req.Quantity)
+		simError(w, http.StatusServiceUnavailable, "simulated failure; nothing granted")
+		return
+	}
+	g, known := s.grants[req.Ywlsh]
+	switch {
+	case known && (g.pool != req.Pool || g.quantity != req.Quantity):
+		s.mu.Unlock()
+		simError(w, http.StatusConflict, fmt.Sprintf("ywlsh %q was used for %d numbers of pool %q; a new request needs a new ywlsh",
+			req.Ywlsh, g.quantity, g.pool))
+		return
+	case !known:
+		if g, err = s.grantLocked(req); err != nil {
+			s.mu.Unlock()
+			simError(w, http.StatusConflict, err.Error())
+			return
+		}
+	}
+	lost := s.rng.Float64() < s.loseRate
+	s.mu.Unlock()
+
+	msg := "granted"
+	if known {
+		msg = "re-answered"
+	}
+	s.logger.Debug(msg, "pool", req.Pool, "ywlsh", req.Ywlsh, "quantity", req.Quantity,
+		"start", g.start, "end", g.end, "reply_lost", lost)
+	if lost {
+		simError(w, http.StatusServiceUnavailable, "simulated lost reply")
+		return
+	}
+	simJSON(w, http.StatusOK, simReply{Ywlsh: req.Ywlsh, Start: g.start, End: g.end})
+}
+
+// grantLocked grants the next segment of req.Quantity numbers to req.Ywlsh; s.mu
+// is held. A segment never spans two prefixes (numbers differing beyond their last
+// 18 digits): one that would starts at the next prefix's first number instead.
+func (s *Simulator) grantLocked(req applyRequest) (simGrant, error) {
+	if s.done {
+		return simGrant{}, errors.New("every number of the simulator was granted")
+	}
+	width := s.next.Width - len(s.next.Prefix)
+	last := int64(1)
+	for range width {
+		last *= 10
+	}
+	last-- // the largest suffix: width nines
+	if req.Quantity > last+1 {
+		return simGrant{}, fmt.Errorf("%d numbers do not fit in a segment of %d-digit numbers", req.Quantity, s.digits)
+	}
+	lo := s.next.Suffix
+	if lo+req.Quantity-1 > last {
+		prefix, ok := incDecimal(s.next.Prefix)
+		if !ok {
+			return simGrant{}, fmt.Errorf("only %d numbers are left, %d asked", last-lo+1, req.Quantity)
+		}
+		s.next = segment.Number{Prefix: prefix, Suffix: 0, Width: s.next.Width}
+		lo = 0
+	}
+	hi := lo + req.Quantity - 1
+	rg := segment.Range{Prefix: s.next.Prefix, Lo: lo, Hi: hi, Width: s.next.Width}
+	g := simGrant{pool: req.Pool, quantity: req.Quantity, start: rg.Start(), end: rg.End()}
+	if hi < last {
+		s.next.Suffix = hi + 1
+	} else if prefix, ok := incDecimal(s.next.Prefix); ok {
+		s.next = segment.Number{Prefix: prefix, Suffix: 0, Width: s.next.Width}
+	} else {
+		s.done = true
+	}
+	s.grants[req.Ywlsh] = g
+	s.stats.Granted++
+	s.stats.Numbers += req.Quantity
+	return g, nil
+}
+
+// incDecimal adds one to the decimal string d, keeping its width; ok is false if d
+// is empty or all nines.
+func incDecimal(d string) (string, bool) {
+	b := []byte(d)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < '9' {
+			b[i]++
+			return string(b), true
+		}
+		b[i] = '0'
+	}
+	return "", false
+}
+
+// authorized reports whether header is "Bearer <the simulator's token>".
+func (s *Simulator) authorized(header string) bool {
+	const scheme = "Bearer "
+	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(header[len(scheme):]), []byte(s.token)) == 1
+}
+
+// decodeApply reads and checks a POST /segments body; its errors wrap errSimRequest
+// and say what is wrong.
+func decodeApply(w http.ResponseWriter, r *http.Request) (applyRequest, error) {
+	var req applyRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, simMaxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return req, fmt.Errorf("%w: body over %d bytes", errSimRequest, simMaxBody)
+		}
+		return req, fmt.Errorf("%w: body must be JSON {\"pool\", \"quantity\", \"ywlsh\"}: %v", errSimRequest, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, fmt.Errorf("%w: body must hold one JSON object", errSimRequest)
+	}
+	switch {
+	case req.Pool == "":
+		return req, fmt.Errorf("%w: pool is required", errSimRequest)
+	case req.Quantity < 1 || req.Quantity > SimMaxQuantity:
+		return req, fmt.Errorf("%w: quantity must be 1..%d, got %d", errSimRequest, SimMaxQuantity, req.Quantity)
+	case len(req.Ywlsh) < 1 || len(req.Ywlsh) > SimMaxYwlsh:
+		return req, fmt.Errorf("%w: ywlsh must be 1..%d characters, got %d", errSimRequest, SimMaxYwlsh, len(req.Ywlsh))
+	}
+	for i := 0; i < len(req.Ywlsh); i++ {
+		if c := req.Ywlsh[i]; c < 0x20 || c > 0x7e {
+			return req, fmt.Errorf("%w: ywlsh must be printable ASCII", errSimRequest)
+		}
+	}
+	return req, nil
+}
+
+func simJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func simError(w http.ResponseWriter, status int, msg string) {
+	simJSON(w, status, map[string]string{"error": msg})
+}

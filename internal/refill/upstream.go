@@ -1,0 +1,33 @@
+// Package refill keeps pools from running dry: a lock-guarded worker asks an
+// upstream, the tax platform or the simulator, for the next segment of a pool. It
+// holds the Upstream interface the worker calls, HTTPUpstream, the adapter for the
+// upstream protocol of docs/API.md, and Simulator, the server of that protocol
+// behind `numberd upstream-sim`.
+package refill
+
+import (
+	"context"
+	"errors"
+)
+
+// Grant is what the upstream granted for one ywlsh: the range start..end
+// (inclusive), numbers as decimal strings of the pool's width.
+//
+// An upstream reports what it answered, unchecked: the caller validates the range
+// against the pool (segment.ParseRange) before it stores it.
+type Grant struct {
+	Ywlsh, Start, End string
+}
+
+// Upstream is a source of segments speaking the upstream protocol of API.md.
+type Upstream interface {
+	// Apply asks for quantity numbers for pool under the caller's ywlsh. Asking
+	// again with the same ywlsh and quantity answers the same grant. An error
+	// wrapping ErrRefused is final (the upstream answered 4xx: do not repeat this
+	// ywlsh); any other error may be retried with the same ywlsh.
+	Apply(ctx context.Context, pool string, quantity int64, ywlsh string) (Grant, error)
+}
+
+// ErrRefused is wrapped by an Apply error that is final: the upstream refused the
+// request (a 4xx answer), and asking again with the same ywlsh cannot succeed.
+var ErrRefused = errors.New("refill: upstream refused the request")
