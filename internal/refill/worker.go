@@ -52,6 +52,8 @@ type Config struct {
 	// LockTTL is the refill lock's lease (default 10s): a holder that stops is
 	// replaced after it.
 	LockTTL time.Duration
+	// RenewEvery is how often a holder renews its lease (default LockTTL/3).
+	RenewEvery time.Duration
 	// ScanEvery is how often every pool with an upstream is checked, so a missed
 	// signal cannot starve a pool (default 2s).
 	ScanEvery time.Duration
@@ -99,6 +101,9 @@ func New(cfg Config) *Worker {
 	}
 	if cfg.LockTTL <= 0 {
 		cfg.LockTTL = 10 * time.Second
+	}
+	if cfg.RenewEvery <= 0 {
+		cfg.RenewEvery = cfg.LockTTL / 3
 	}
 	if cfg.ScanEvery <= 0 {
 		cfg.ScanEvery = 2 * time.Second
@@ -467,7 +472,7 @@ func (w *Worker) fencedErr(pool string, err error) error {
 // renew keeps the lock's lease until ctx ends, cancelling the refill with the
 // cause when the lock is lost.
 func (w *Worker) renew(ctx context.Context, pool string, fence int64, lost context.CancelCauseFunc) {
-	tick := time.NewTicker(w.cfg.LockTTL / 3)
+	tick := time.NewTicker(w.cfg.RenewEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -475,7 +480,7 @@ func (w *Worker) renew(ctx context.Context, pool string, fence int64, lost conte
 			return
 		case <-tick.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, w.cfg.LockTTL/3)
+		rctx, cancel := context.WithTimeout(ctx, w.cfg.RenewEvery)
 		err := w.cfg.Store.RenewRefillLock(rctx, pool, w.cfg.Node, fence, w.cfg.LockTTL)
 		cancel()
 		if errors.Is(err, store.ErrFenced) {
