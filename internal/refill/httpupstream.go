@@ -177,7 +177,7 @@ func (u *HTTPUpstream) clean(s string) string {
 		return unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar
 	}), " ")
 	if r := []rune(s); len(r) > maxMessageRunes {
-		s = string(r[:maxMessageRunes]) + "…"
+		s = strings.TrimSpace(string(r[:maxMessageRunes])) + "…"
 	}
 	return s
 }

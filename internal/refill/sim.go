@@ -1,6 +1,7 @@
 package refill
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -199,6 +200,9 @@ func (s *Simulator) apply(w http.ResponseWriter, r *http.Request) {
 	s.stats.Applies++
 	s.mu.Unlock()
 
+	// Reading the body first lets the server notice a caller that hangs up during
+	// the latency, which cancels the request's context.
+	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, simMaxBody))
 	if s.latency > 0 {
 		t := time.NewTimer(s.latency)
 		select {
@@ -214,7 +218,7 @@ func (s *Simulator) apply(w http.ResponseWriter, r *http.Request) {
 		simError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
 	}
-	req, err := decodeApply(w, r)
+	req, err := decodeApply(body, readErr)
 	if err != nil {
 		simError(w, http.StatusBadRequest, err.Error())
 		return
@@ -321,17 +325,20 @@ func (s *Simulator) authorized(header string) bool {
 	return subtle.ConstantTimeCompare([]byte(header[len(scheme):]), []byte(s.token)) == 1
 }
 
-// decodeApply reads and checks a POST /segments body; its errors wrap errSimRequest
-// and say what is wrong.
-func decodeApply(w http.ResponseWriter, r *http.Request) (applyRequest, error) {
+// decodeApply checks a POST /segments body and the error of reading it; its
+// errors wrap errSimRequest and say what is wrong.
+func decodeApply(body []byte, readErr error) (applyRequest, error) {
 	var req applyRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, simMaxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if readErr != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		if errors.As(readErr, &tooLarge) {
 			return req, fmt.Errorf("%w: body over %d bytes", errSimRequest, simMaxBody)
 		}
+		return req, fmt.Errorf("%w: reading the body: %v", errSimRequest, readErr)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
 		return req, fmt.Errorf("%w: body must be JSON {\"pool\", \"quantity\", \"ywlsh\"}: %v", errSimRequest, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {

@@ -1,8 +1,7 @@
-// Package refill keeps pools from running dry: a lock-guarded worker asks an
-// upstream, the tax platform or the simulator, for the next segment of a pool. It
-// holds the Upstream interface the worker calls, HTTPUpstream, the adapter for the
-// upstream protocol of docs/API.md, and Simulator, the server of that protocol
-// behind `numberd upstream-sim`.
+// This file holds what the worker asks of a segment source: the Upstream
+// interface and its errors. httpupstream.go adapts it to the upstream protocol of
+// docs/API.md; sim.go serves that protocol, behind `numberd upstream-sim`.
+
 package refill
 
 import (
