@@ -35,6 +35,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	RefillLease     time.Duration
 	RefillScan      time.Duration
+	LeaseMax        int64
 
 	// From the file (and NUMBERD_ADMIN_TOKEN).
 	Tokens    []httpapi.Token
@@ -70,6 +71,13 @@ func envBool(name string) bool {
 	return v
 }
 
+func envInt(name string, fallback int64) int64 {
+	if n, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil {
+		return n
+	}
+	return fallback
+}
+
 func envDuration(name string, fallback time.Duration) time.Duration {
 	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
 		return d
@@ -89,6 +97,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", envOr("NUMBERD_LOG_LEVEL", "info"), "debug, info, warn or error (NUMBERD_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("NUMBERD_LOG_FORMAT", "text"), "text or json (NUMBERD_LOG_FORMAT)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDuration("NUMBERD_REQUEST_TIMEOUT", 5*time.Second), "longest a request waits on a store (NUMBERD_REQUEST_TIMEOUT)")
+	fs.Int64Var(&c.LeaseMax, "lease-max", envInt("NUMBERD_LEASE_MAX", 5000), "most numbers a pool reserves ahead of need: what a crash or a lost Redis may strand (NUMBERD_LEASE_MAX)")
 	fs.DurationVar(&c.RefillLease, "refill-lease", envDuration("NUMBERD_REFILL_LEASE", 10*time.Second), "the refill lock's lease: a holder that stops is replaced after it (NUMBERD_REFILL_LEASE)")
 	fs.DurationVar(&c.RefillScan, "refill-scan", envDuration("NUMBERD_REFILL_SCAN", 2*time.Second), "how often every pool with an upstream is checked for need (NUMBERD_REFILL_SCAN)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("NUMBERD_SHUTDOWN_TIMEOUT", 30*time.Second), "longest SIGTERM waits for requests in flight (NUMBERD_SHUTDOWN_TIMEOUT)")
@@ -130,6 +139,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.LeaseMax < 1 {
+		return fmt.Errorf("--lease-max must be at least 1, not %d", c.LeaseMax)
 	}
 	if c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.RefillLease <= 0 || c.RefillScan <= 0 {
 		return errors.New("--request-timeout, --shutdown-timeout, --refill-lease and --refill-scan must be positive")

@@ -22,14 +22,17 @@ type Options struct {
 	// lifetimes. In embedded mode the one node's clock is the store's.
 	Now func() time.Time
 	// LeaseMin and LeaseMax bound how many numbers a pool reserves ahead of need
-	// (defaults 100 and 10000); a crash strands at most one lease per pool.
+	// (defaults 100 and 5000, what the tax platform grants in one download at
+	// most): a crash, or a lost Redis, strands at most one lease per pool.
 	LeaseMin, LeaseMax int64
 	// LeaseHorizon is how long a lease should last at the pool's pace (default 2s).
 	LeaseHorizon time.Duration
 	// CheckpointEvery is how often cursors are written to the store, which narrows
 	// the recovery gap of a crash (default 10s).
 	CheckpointEvery time.Duration
-	// StoreTimeout bounds one background store write (default 10s).
+	// StoreTimeout bounds one background store operation (default 3s), which a
+	// request may be waiting for: a store that hangs answers 503 before the
+	// request's own deadline.
 	StoreTimeout time.Duration
 	// Observe, if set, hears after each allocation how many numbers its pool has
 	// left: the refill worker's signal. It must be quick.
@@ -50,7 +53,7 @@ func (o Options) withDefaults() Options {
 		o.LeaseMin = 100
 	}
 	if o.LeaseMax < o.LeaseMin {
-		o.LeaseMax = max(10_000, o.LeaseMin)
+		o.LeaseMax = max(5_000, o.LeaseMin)
 	}
 	if o.LeaseHorizon <= 0 {
 		o.LeaseHorizon = 2 * time.Second
@@ -59,7 +62,7 @@ func (o Options) withDefaults() Options {
 		o.CheckpointEvery = 10 * time.Second
 	}
 	if o.StoreTimeout <= 0 {
-		o.StoreTimeout = 10 * time.Second
+		o.StoreTimeout = 3 * time.Second
 	}
 	if o.Observe == nil {
 		o.Observe = func(string, int64) {}

@@ -32,8 +32,9 @@ const (
 	maxBatch = 512
 	// memoTTL is how long an allocate call's answer is kept for a retry of it.
 	memoTTL = 60
-	// lockTTL is the lease lock's lifetime; a holder that stops is replaced after it.
-	lockTTL = 5 * time.Second
+	// lockTTL is the lease lock's lifetime; a holder that stops is replaced after
+	// it. Holders need milliseconds; what a slow one does late is refused anyway.
+	lockTTL = 2 * time.Second
 	// redisTimeout bounds one script call; go-redis retries within it.
 	redisTimeout = 3 * time.Second
 )
@@ -86,6 +87,7 @@ type rpool struct {
 	lease     lease
 	extension *extension // this node's lease extension in flight, if any
 
+	gen       atomic.Int64 // the newest seed generation seen in the store
 	leased    atomic.Int64 // reserved, unissued numbers as of the last answer
 	available atomic.Int64 // numbers left as of the last answer
 	lastSync  atomic.Int64 // unix nanos of the last sync after an exhausted answer
@@ -158,6 +160,7 @@ func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
 		return nil, ErrClosed
 	}
 	p = &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), queue: make(chan *call, 4096), segs: map[int64]store.Segment{}, lease: newLease(e.opts)}
+	p.seen(cfg.Epoch)
 	e.pools[id] = p
 	e.wg.Add(1)
 	go e.commit(p)
@@ -303,7 +306,7 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 	}
 	keys := []string{p.keys.meta, p.keys.seg, p.keys.memo + randomToken()}
 	args := make([]any, 0, 3+3*len(live))
-	args = append(args, memoTTL, int(IdempotencyTTL/time.Second), len(live))
+	args = append(args, memoTTL, int(IdempotencyTTL/time.Second), p.gen.Load(), len(live))
 	for _, c := range live {
 		ki := 0
 		if c.idem != nil {
@@ -421,6 +424,16 @@ func (p *rpool) remember(segs ...store.Segment) {
 		p.segs[s.ID] = s
 	}
 	p.segMu.Unlock()
+}
+
+// seen records that the store is at seed generation gen, or later.
+func (p *rpool) seen(gen int64) {
+	for {
+		cur := p.gen.Load()
+		if gen <= cur || p.gen.CompareAndSwap(cur, gen) {
+			return
+		}
+	}
 }
 
 func (p *rpool) leaseSize() int64 {

@@ -174,11 +174,16 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		}
 	}
 	byID := map[int64]store.Segment{}
+	var cs []store.Cursor
 	for _, s := range segs {
 		byID[s.ID] = s
+		// Every segment Redis has used from, the used-up ones too: a loss then
+		// skips only what lies ahead of these cursors.
+		if rv := view.segs[s.ID]; rv.present && s.Range.Lo+rv.used > s.Next {
+			cs = append(cs, store.Cursor{SegmentID: s.ID, Next: s.Range.Lo + rv.used})
+		}
 	}
 	var rs []store.Reservation
-	var cs []store.Cursor
 	args := []any{cfg.Epoch, 0}
 	left := want
 	for _, id := range view.queue {
@@ -189,9 +194,6 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		}
 		if reserved := seg.ReservedHi - seg.Range.Lo + 1; rv.lease != reserved {
 			return e.reseedLocked(ctx, p, cfg.Epoch, "lease disagrees")
-		}
-		if next := seg.Range.Lo + rv.used; next > seg.Next {
-			cs = append(cs, store.Cursor{SegmentID: id, Next: next})
 		}
 		if left <= 0 {
 			continue
@@ -233,6 +235,7 @@ func (e *Distributed) load(ctx context.Context, p *rpool) (store.Pool, []store.S
 	if err != nil {
 		return cfg, nil, redisView{}, err
 	}
+	p.seen(cfg.Epoch)
 	segs, err := e.store.Segments(ctx, p.id)
 	if err != nil {
 		return cfg, nil, redisView{}, err
@@ -296,6 +299,7 @@ func (e *Distributed) reseed(ctx context.Context, p *rpool, cause string) error 
 	if err != nil {
 		return err
 	}
+	p.seen(cfg.Epoch)
 	view, err := e.peek(ctx, p, nil)
 	if err != nil {
 		return err
@@ -318,6 +322,7 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, epoch int64, c
 	if err != nil {
 		return err
 	}
+	p.seen(next)
 	p.remember(segs...)
 	args := []any{next, 0}
 	for _, s := range segs {

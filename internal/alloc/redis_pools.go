@@ -225,7 +225,7 @@ func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]store.Gap, err
 // asks for nothing, and the store records what it reports.
 func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
 	keys := []string{p.keys.meta, p.keys.seg, p.keys.memo + randomToken()}
-	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, memoTTL, int(IdempotencyTTL/time.Second), 0).Text()
+	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, memoTTL, int(IdempotencyTTL/time.Second), p.gen.Load(), 0).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("sweep").Inc()
 	if err != nil {
 		return redisErr(err)
@@ -283,6 +283,10 @@ func (e *Distributed) checkpoint(ctx context.Context) error {
 	since := time.Now().Add(-3 * e.opts.CheckpointEvery).UnixNano()
 	for _, p := range e.known() {
 		if p.touchedAt.Load() < since {
+			// Idle here: only learn whether another node reseeded it meanwhile.
+			if cfg, err := e.store.Pool(ctx, p.id); err == nil {
+				p.seen(cfg.Epoch)
+			}
 			continue
 		}
 		if err := e.checkpointPool(ctx, p); err != nil {

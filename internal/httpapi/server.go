@@ -138,7 +138,8 @@ func writeText(w http.ResponseWriter, body string) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	// A store that does not answer a ping within two seconds is not ready.
+	ctx, cancel := context.WithTimeout(r.Context(), min(s.timeout, 2*time.Second))
 	defer cancel()
 	if err := s.engine.Ready(ctx); err != nil {
 		failing := failingStores(err)

@@ -14,12 +14,16 @@
 -- KEYS[3+i] numberd:{pool}:idem:<scope>:<key>  idempotency record of key i
 -- ARGV[1]   memo lifetime, seconds
 -- ARGV[2]   idempotency record lifetime, seconds
--- ARGV[3]   number of requests n; then per request: count, key index i (0: none),
+-- ARGV[3]   the newest seed generation the caller has seen in the store: a state
+--           of an older one was superseded elsewhere (this server was failed over
+--           from and has come back) and must not hand out what it still holds
+-- ARGV[4]   number of requests n; then per request: count, key index i (0: none),
 --           fingerprint
 --
 -- Answer, space-separated tokens:
---   RESEED <run>     the state is missing or was written on another Redis process
---                    (restart, failover, flush): nothing was handed out
+--   RESEED <run>     the state is missing, was written on another Redis process
+--                    (restart, failover, flush) or is of a superseded generation:
+--                    nothing was handed out
 --   OK <gen> <available> <leased> <n> <request answers...> <expired...>
 --     a request answer is A:<spans> (allocated), R:<spans> (replayed), C (key
 --     reused for another request), X (not enough numbers), L (not enough reserved
@@ -28,7 +32,7 @@
 
 local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 local meta = redis.call('HMGET', KEYS[1], 'run', 'gen', 'queue')
-if meta[1] ~= run or not meta[2] or not meta[3] then
+if meta[1] ~= run or not meta[2] or not meta[3] or tonumber(meta[2]) < tonumber(ARGV[3]) then
   return 'RESEED ' .. run
 end
 local memo = redis.call('GET', KEYS[3])
@@ -62,8 +66,8 @@ end
 
 local answers = {}
 local allocated = false
-local n = tonumber(ARGV[3])
-local at = 4
+local n = tonumber(ARGV[4])
+local at = 5
 for _ = 1, n do
   local count, ki, fp = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2]
   at = at + 3
