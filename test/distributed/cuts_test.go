@@ -123,10 +123,16 @@ func TestRedisCut(t *testing.T) {
 	}
 }
 
-// TestMySQLCut reaches MySQL through a proxy and cuts it: /readyz names mysql, and
-// allocations go on only while the reserved lease lasts, then answer 503
-// unavailable fast; once the proxy is back the same node allocates again.
+// TestMySQLCut reaches MySQL through a proxy and cuts it, refusing connections or
+// swallowing them: /readyz names mysql, and allocations go on only while the
+// reserved lease lasts, then answer 503 unavailable fast; once the proxy is back
+// the same node allocates again.
 func TestMySQLCut(t *testing.T) {
+	t.Run("cut", func(t *testing.T) { mysqlCut(t, false) })
+	t.Run("blackhole", func(t *testing.T) { mysqlCut(t, true) })
+}
+
+func mysqlCut(t *testing.T, blackhole bool) {
 	rds := harness.StartRedis(t, "redis")
 	cfg, err := mysql.ParseDSN(mysqlDSN(t))
 	if err != nil {
@@ -144,7 +150,11 @@ func TestMySQLCut(t *testing.T) {
 		mustAllocate(t, c, l, node, "cut", 5)
 	}
 
-	proxy.Cut()
+	if blackhole {
+		proxy.Blackhole()
+	} else {
+		proxy.Cut()
+	}
 	r, readyTook := readyz(t, c, node)
 	checkNotReady(t, r, "mysql")
 	if readyTook >= failFast {
@@ -176,7 +186,11 @@ func TestMySQLCut(t *testing.T) {
 	_, r, took := allocateTimed(t, c, node, "cut", 1000)
 	checkUnavailable(t, r, took, "allocate again with MySQL cut")
 
-	proxy.Restore()
+	if blackhole {
+		proxy.Unblackhole()
+	} else {
+		proxy.Restore()
+	}
 	restored := time.Now()
 	eventually(t, 15*time.Second, "an allocation after MySQL came back", func() bool {
 		nums, r, _ := allocateTimed(t, c, node, "cut", 3)
@@ -193,8 +207,8 @@ func TestMySQLCut(t *testing.T) {
 	if gaps := gapsOf(t, c, nodes, "cut"); len(gaps) != 0 {
 		t.Errorf("gaps %+v after a MySQL cut, want none", gaps)
 	}
-	t.Logf("mysql cut: /readyz 503 in %v; %d numbers handed out from the lease, then 503 unavailable in %v "+
+	t.Logf("mysql %s: /readyz 503 in %v; %d numbers handed out from the lease, then 503 unavailable in %v "+
 		"(slowest answer meanwhile %v); allocating again %v after the restore",
-		readyTook.Round(time.Millisecond), fromLease, took503.Round(time.Millisecond), worst.Round(time.Millisecond),
+		t.Name(), readyTook.Round(time.Millisecond), fromLease, took503.Round(time.Millisecond), worst.Round(time.Millisecond),
 		back.Round(time.Millisecond))
 }
