@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 	"github.com/numberd/numberd/internal/testenv"
+	"github.com/numberd/numberd/scripts/lua"
 )
 
 // cluster is several distributed engines ("nodes") sharing one MySQL database and
@@ -376,5 +378,41 @@ func TestDistributedExpiryByRedisClock(t *testing.T) {
 	segs, err := c.nodes[1].Segments(ctx, "p")
 	if err != nil || segs[0].State != alloc.StateExhausted || segs[1].State != alloc.StateActive {
 		t.Errorf("segments after expiry = %+v, %v", segs, err)
+	}
+}
+
+// TestRetriedAllocateCallAnswersAgain runs allocate.lua twice with one call id, as
+// go-redis does when a reply is lost: the second run answers the first's numbers
+// and takes nothing more.
+func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
+	c.mustPool(t, "p", 6, [2]string{"000001", "000100"})
+	ctx := context.Background()
+	if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1}); err != nil {
+		t.Fatal(err) // seeds the state and reserves a lease
+	}
+	rdb := srv.Client()
+	script := redis.NewScript(lua.Allocate)
+	keys := []string{"numberd:{p}:meta", "numberd:{p}:seg", "numberd:{p}:memo:call-1"}
+	args := []any{60, 86400, 0, 1, 3, 0, "count=3"}
+	first, err := script.Run(ctx, rdb, keys, args...).Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := script.Run(ctx, rdb, keys, args...).Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != again || !strings.Contains(first, " A:") {
+		t.Fatalf("first answer %q, retried %q: want the same allocation", first, again)
+	}
+	used, err := rdb.HGet(ctx, "numberd:{p}:seg", "1:used").Int64()
+	if err != nil || used != 4 {
+		t.Errorf("used = %d, %v after 1 + 3 numbers, the retry taking none", used, err)
+	}
+	a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1})
+	if err != nil || a.Numbers()[0] != "000005" {
+		t.Errorf("next number %v, %v; want 000005", a.Numbers(), err)
 	}
 }
