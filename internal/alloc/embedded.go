@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
@@ -247,9 +249,32 @@ func observe(m *metrics.Metrics, poolID string, a Allocation, err error, took ti
 	case a.Replayed:
 		outcome = "replayed"
 	default:
-		m.Numbers.WithLabelValues(poolID).Add(float64(a.Count()))
+		c := poolCountersOf(m, poolID)
+		c.numbers.Add(float64(a.Count()))
+		c.ok.Inc()
+		return
 	}
 	m.Allocations.WithLabelValues(poolID, outcome).Inc()
+}
+
+// poolCounters are a pool's counters of successful allocations, looked up once:
+// label lookups on every allocation showed in the profile.
+type poolCounters struct {
+	ok, numbers prometheus.Counter
+}
+
+var counterCache sync.Map // struct{*metrics.Metrics; string} → *poolCounters
+
+func poolCountersOf(m *metrics.Metrics, pool string) *poolCounters {
+	key := struct {
+		m    *metrics.Metrics
+		pool string
+	}{m, pool}
+	if c, ok := counterCache.Load(key); ok {
+		return c.(*poolCounters)
+	}
+	c, _ := counterCache.LoadOrStore(key, &poolCounters{ok: m.Allocations.WithLabelValues(pool, "ok"), numbers: m.Numbers.WithLabelValues(pool)})
+	return c.(*poolCounters)
 }
 
 func (e *Embedded) allocate(ctx context.Context, req Request) (Allocation, error) {

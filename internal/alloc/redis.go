@@ -184,10 +184,20 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 	if err != nil {
 		return Allocation{}, err
 	}
+	// Once off the fast path (waiting on locks, the store, Redis), never longer
+	// than this, whatever deadline the caller gave, if any; the fast path is
+	// bounded by the committer's own timeout and spares the timer.
+	slow, cancel := ctx, context.CancelFunc(func() {})
+	defer func() { cancel() }()
+	slowDown := func() {
+		if slow == ctx {
+			slow, cancel = context.WithTimeout(ctx, e.opts.StoreTimeout+redisTimeout)
+		}
+	}
 	synced := false
 	for {
-		c := &call{ctx: ctx, count: req.Count, idem: req.Idempotency, done: make(chan struct{})}
-		if err := e.submit(ctx, p, c); err != nil {
+		c := &call{ctx: slow, count: req.Count, idem: req.Idempotency, done: make(chan struct{})}
+		if err := e.submit(slow, p, c); err != nil {
 			return Allocation{}, err
 		}
 		switch kind, spans, _ := strings.Cut(c.answer, ":"); kind {
@@ -203,16 +213,19 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 				return Allocation{}, fmt.Errorf("%w: pool %s has fewer than %d numbers left", ErrExhausted, p.id, req.Count)
 			}
 			synced = true
+			slowDown()
 			// The store may hold a segment Redis lacks: one loaded while Redis was away.
-			if err := e.extend(ctx, p, int64(req.Count)); err != nil {
+			if err := e.extend(slow, p, int64(req.Count)); err != nil {
 				return Allocation{}, err
 			}
 		case "L":
-			if err := e.extend(ctx, p, int64(req.Count)); err != nil {
+			slowDown()
+			if err := e.extend(slow, p, int64(req.Count)); err != nil {
 				return Allocation{}, err
 			}
 		case "RESEED":
-			if err := e.reseed(ctx, p, "state lost"); err != nil {
+			slowDown()
+			if err := e.reseed(slow, p, "state lost"); err != nil {
 				return Allocation{}, err
 			}
 		default:

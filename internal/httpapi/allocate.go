@@ -40,8 +40,8 @@ func (s *Server) AllocateNumbers(ctx context.Context, req api.AllocateNumbersReq
 	if key != nil {
 		areq.Idempotency = &alloc.Idempotency{Scope: identityOf(ctx).scope, Key: *key}
 	}
-	ctx, cancel := s.withTimeout(ctx)
-	defer cancel()
+	// No deadline of its own: the engines bound every wait on the allocation path
+	// (store and Redis timeouts), and a deadline per request costs a timer.
 	a, err := s.engine.Allocate(ctx, areq)
 	if errors.Is(err, alloc.ErrExhausted) && s.refill != nil {
 		if r, rerr := s.refill.Status(ctx, req.Pool); rerr == nil && r.State == alloc.RefillRequesting {
@@ -82,6 +82,13 @@ type allocation alloc.Allocation
 
 var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
+// Header values of every answer, shared rather than made per answer.
+var (
+	jsonType = []string{"application/json"}
+	noStore  = []string{"no-store"}
+	replayed = []string{"true"}
+)
+
 // VisitAllocateNumbersResponse writes the 200 answer.
 func (a allocation) VisitAllocateNumbersResponse(w http.ResponseWriter) error {
 	bufp := answerBuffers.Get().(*[]byte)
@@ -102,10 +109,10 @@ func (a allocation) VisitAllocateNumbersResponse(w http.ResponseWriter) error {
 	}
 	buf = append(buf, "]}\n"...)
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = jsonType
+	h["Cache-Control"] = noStore
 	if a.Replayed {
-		h.Set("Idempotent-Replayed", "true")
+		h["Idempotent-Replayed"] = replayed
 	}
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(buf)

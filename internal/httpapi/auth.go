@@ -110,7 +110,7 @@ type identityKey struct{}
 // before routing, so authentication is the first check, as the contract orders.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" && !strings.HasPrefix(r.URL.Path, "/debug/") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -119,12 +119,17 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.writeError(w, r, fmt.Errorf("%w: send Authorization: Bearer <token>", errUnauthorized))
 			return
 		}
+		if rc, ok := r.Context().(*requestContext); ok {
+			rc.id = id
+			next.ServeHTTP(w, r)
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 	})
 }
 
 func identityOf(ctx context.Context) *identity {
-	if id, ok := ctx.Value(identityKey{}).(*identity); ok {
+	if id, ok := ctx.Value(identityKey{}).(*identity); ok && id != nil {
 		return id
 	}
 	return &identity{} // unreachable behind authenticate; grants nothing
@@ -143,4 +148,15 @@ func authorize(ctx context.Context, pool string, adminOnly bool) error {
 		return fmt.Errorf("%w: the token may not use pool %s", errForbidden, pool)
 	}
 	return nil
+}
+
+// adminOnly answers 403 to any caller but an admin.
+func (s *Server) adminOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !identityOf(r.Context()).admin {
+			s.writeError(w, r, fmt.Errorf("%w: this endpoint needs an admin token", errForbidden))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

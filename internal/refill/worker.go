@@ -68,8 +68,8 @@ type Worker struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
-	mu    sync.Mutex
-	pools map[string]*poolState
+	mu    sync.Mutex // guards the measurements in poolState
+	pools sync.Map   // pool id → *poolState; read on every allocation
 }
 
 type kick struct {
@@ -114,7 +114,7 @@ func New(cfg Config) *Worker {
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = max(10*time.Second, cfg.BackoffMin)
 	}
-	return &Worker{cfg: cfg, kicks: make(chan kick, 256), stop: make(chan struct{}), pools: map[string]*poolState{}}
+	return &Worker{cfg: cfg, kicks: make(chan kick, 256), stop: make(chan struct{})}
 }
 
 func randomHex(n int) string {
@@ -149,25 +149,20 @@ func (w *Worker) Close(ctx context.Context) error {
 }
 
 func (w *Worker) state(pool string) *poolState {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ps, ok := w.pools[pool]
-	if !ok {
-		ps = &poolState{}
-		ps.effective.Store(-1) // unknown until the first scan
-		w.pools[pool] = ps
+	if ps, ok := w.pools.Load(pool); ok {
+		return ps.(*poolState)
 	}
-	return ps
+	fresh := &poolState{}
+	fresh.effective.Store(-1) // unknown until the first scan
+	ps, _ := w.pools.LoadOrStore(pool, fresh)
+	return ps.(*poolState)
 }
 
 // Observe is the allocation path's signal: pool has available numbers left. It
 // costs a map lookup and a compare, and kicks a refill when the pool is low.
 func (w *Worker) Observe(pool string, available int64) {
-	w.mu.Lock()
-	ps, ok := w.pools[pool]
-	w.mu.Unlock()
-	if ok && available <= ps.effective.Load() {
-		w.kick(pool, ps, false)
+	if ps, ok := w.pools.Load(pool); ok && available <= ps.(*poolState).effective.Load() {
+		w.kick(pool, ps.(*poolState), false)
 	}
 }
 
