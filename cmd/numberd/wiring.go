@@ -119,9 +119,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.http = &http.Server{
 		Handler:           api,
+		// No ReadTimeout or WriteTimeout: each sets a deadline on every request, a
+		// cost on the allocation path; bodies get their own read deadline, and
+		// answers are small and bounded by the handlers' own timeouts.
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
