@@ -377,7 +377,8 @@ type RefillStatus struct {
 	// Example: 2026-11-21T10:00:00Z
 	UpdatedAt time.Time `json:"updated_at"`
 
-	// Ywlsh The business serial number of the current or last download, or null.
+	// Ywlsh The business serial number of the download under way (`requesting`) or of the one
+	// that failed (`failed`); null when `idle`.
 	Ywlsh *string `json:"ywlsh"`
 }
 

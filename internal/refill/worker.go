@@ -161,7 +161,14 @@ func (w *Worker) state(pool string) *poolState {
 // Observe is the allocation path's signal: pool has available numbers left. It
 // costs a map lookup and a compare, and kicks a refill when the pool is low.
 func (w *Worker) Observe(pool string, available int64) {
-	if ps, ok := w.pools.Load(pool); ok && available <= ps.(*poolState).effective.Load() {
+	ps, ok := w.pools.Load(pool)
+	if !ok {
+		// A pool not measured yet (new, or new to this node): let the refill
+		// decide now rather than wait for the next scan.
+		w.kick(pool, w.state(pool), false)
+		return
+	}
+	if available <= ps.(*poolState).effective.Load() {
 		w.kick(pool, ps.(*poolState), false)
 	}
 }
@@ -451,6 +458,9 @@ func (w *Worker) store(ctx context.Context, cfg store.Pool, fence int64, job sto
 	r, err := segment.ParseRange(g.Start, g.End, cfg.Digits)
 	if err != nil {
 		return store.Segment{}, err
+	}
+	if r.Size() > job.Quantity {
+		return store.Segment{}, fmt.Errorf("%w: %s holds %d numbers, more than the %d asked for", segment.ErrInvalid, r, r.Size(), job.Quantity)
 	}
 	return w.cfg.Store.CompleteJob(ctx, cfg.ID, fence, job.ID, store.NewSegment{Range: r, Source: store.SourceUpstream, Ywlsh: job.Ywlsh, Ref: job.Ywlsh})
 }

@@ -214,10 +214,11 @@ func TestUnusableGrantsAreRefused(t *testing.T) {
 		start, end string
 		why        string
 	}{
-		{"overlapping", "24442000000000000050", "24442000000000000150", "overlaps"},
+		{"overlapping", "24442000000000000050", "24442000000000000149", "overlaps"},
 		{"malformed", "2444200000000000x001", "24442000000000000100", "non-digit"},
 		{"wrong width", "2444200000000000001", "2444200000000000100", "digits"},
 		{"backwards", "24442000000000000900", "24442000000000000800", "above"},
+		{"larger than asked", "24442000000000001001", "24442000000000002000", "more than the 100 asked"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,10 +1,12 @@
 // Package harness runs numberd as real processes for acceptance tests: it builds
-// the numberd binary once per test binary, starts, stops and kills numberd nodes
-// and redis-server topologies (single server, replica, Sentinel, Cluster) on free
-// loopback ports in temporary directories, puts a TCP proxy (toxiproxy, run
-// in-process) between numberd and its stores so a test can cut or redirect their
-// connections, talks to the REST API, and keeps a ledger of every number handed
-// out that fails the test on a duplicate.
+// the numberd binary once per test binary; starts, stops, kills and pauses
+// (SIGSTOP) numberd nodes and `numberd upstream-sim` processes, and writes their
+// configuration file (tokens, upstreams); starts redis-server topologies (single
+// server, replica, Sentinel, Cluster) on free loopback ports in temporary
+// directories; puts a TCP proxy (toxiproxy, run in-process) between numberd and
+// its stores so a test can cut or redirect their connections; talks to the REST
+// API; and keeps a ledger of every number handed out that fails the test on a
+// duplicate.
 //
 // A test package using it calls Main from its TestMain, so the binary it built is
 // removed at the end:

@@ -42,12 +42,16 @@ type NodeConfig struct {
 type Node struct {
 	tb  testing.TB
 	cfg NodeConfig
+	// argv is the command line of a run listening on addr, without the binary.
+	argv func(addr string) []string
 
 	mu   sync.Mutex
 	addr string // host:port from the "listening" line, kept across restarts
 	proc *process
-	logs []string // lines of earlier runs
-	runs int
+	// paused: the process was stopped by Pause and not yet continued.
+	paused bool
+	logs   []string // lines of earlier runs
+	runs   int
 }
 
 // process is one run of a node.
@@ -65,7 +69,26 @@ func StartNode(tb testing.TB, cfg NodeConfig) *Node {
 	if cfg.Name == "" {
 		cfg.Name = "node"
 	}
-	n := &Node{tb: tb, cfg: cfg, addr: cfg.Addr}
+	n := newNode(tb, cfg, func(addr string) []string {
+		args := []string{"serve", "--addr", addr}
+		if cfg.RedisURL != "" {
+			args = append(args, "--redis", cfg.RedisURL)
+		}
+		if cfg.MySQLDSN != "" {
+			args = append(args, "--mysql", cfg.MySQLDSN)
+		}
+		return append(args, cfg.Args...)
+	})
+	if err := n.start(); err != nil {
+		tb.Fatalf("starting %s: %v", cfg.Name, err)
+	}
+	return n
+}
+
+// newNode returns a process of the numberd binary run with argv, not started yet,
+// killed when tb ends.
+func newNode(tb testing.TB, cfg NodeConfig, argv func(addr string) []string) *Node {
+	n := &Node{tb: tb, cfg: cfg, addr: cfg.Addr, argv: argv}
 	if n.addr == "" {
 		n.addr = "127.0.0.1:0"
 	}
@@ -79,9 +102,6 @@ func StartNode(tb testing.TB, cfg NodeConfig) *Node {
 			tb.Logf("%s (%s), last log lines:\n%s", n.cfg.Name, n.addr, strings.Join(Tail(logs, 60), "\n"))
 		}
 	})
-	if err := n.start(); err != nil {
-		tb.Fatalf("starting %s: %v", cfg.Name, err)
-	}
 	return n
 }
 
@@ -115,6 +135,47 @@ func (n *Node) Kill9() {
 	n.kill()
 }
 
+// Pause stops the node's process with SIGSTOP, as a long GC pause, a frozen VM or
+// a debugger would: it keeps its connections, its sockets keep receiving, but it
+// runs nothing until Resume. A paused node is still killed when the test ends.
+func (n *Node) Pause() {
+	n.tb.Helper()
+	n.signal("Pause", syscall.SIGSTOP)
+	n.mu.Lock()
+	n.paused = true
+	n.mu.Unlock()
+}
+
+// Resume continues a node stopped by Pause with SIGCONT.
+func (n *Node) Resume() {
+	n.tb.Helper()
+	n.signal("Resume", syscall.SIGCONT)
+	n.mu.Lock()
+	n.paused = false
+	n.mu.Unlock()
+}
+
+// Paused reports whether the node's process runs but is stopped by Pause: it
+// accepts connections and answers nothing.
+func (n *Node) Paused() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.paused && n.proc != nil && n.proc.running()
+}
+
+func (n *Node) signal(what string, sig syscall.Signal) {
+	n.tb.Helper()
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if p == nil || !p.running() {
+		n.tb.Fatalf("%s: %s is not running", what, n.cfg.Name)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		n.tb.Fatalf("%s: signalling %s: %v", what, n.cfg.Name, err)
+	}
+}
+
 // Stop sends SIGTERM and returns the exit status; a node still running after
 // StopTimeout is killed and fails the test.
 func (n *Node) Stop() int {
@@ -126,6 +187,10 @@ func (n *Node) Stop() int {
 		n.tb.Fatalf("Stop: %s is not running", n.cfg.Name)
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused node could not act on it
+	n.mu.Lock()
+	n.paused = false
+	n.mu.Unlock()
 	select {
 	case <-p.done:
 	case <-time.After(StopTimeout):
@@ -190,16 +255,10 @@ func (n *Node) start() error {
 		n.logs = append(n.logs, fmt.Sprintf("---- %s restarted ----", n.cfg.Name))
 	}
 	n.runs++
+	n.paused = false
 	n.mu.Unlock()
 
-	args := []string{"serve", "--addr", addr}
-	if n.cfg.RedisURL != "" {
-		args = append(args, "--redis", n.cfg.RedisURL)
-	}
-	if n.cfg.MySQLDSN != "" {
-		args = append(args, "--mysql", n.cfg.MySQLDSN)
-	}
-	args = append(args, n.cfg.Args...)
+	args := n.argv(addr)
 	cmd := exec.Command(Binary(n.tb), args...)
 	cmd.Dir = n.tb.TempDir()
 	cmd.Env = nodeEnv(n.cfg.Env)
