@@ -118,7 +118,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	m.http = &http.Server{
-		Handler:           api,
+		Handler: api,
 		// No ReadTimeout or WriteTimeout: each sets a deadline on every request, a
 		// cost on the allocation path; bodies get their own read deadline, and
 		// answers are small and bounded by the handlers' own timeouts.
