@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -99,4 +101,13 @@ func newRedis(raw string) (redis.UniversalClient, error) {
 		return redis.NewClusterClient(opts.Cluster()), nil
 	}
 	return redis.NewUniversalClient(opts), nil
+}
+
+// redisLogger turns go-redis's own messages (dial failures and the like) into
+// structured log lines at debug level: the engine logs what matters to an
+// operator, once per event.
+type redisLogger struct{ logger *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
 }

@@ -91,6 +91,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}}
 	if m.distributed() {
+		redis.SetLogger(redisLogger{m.Logger})
 		if m.redis, err = newRedis(m.Config.RedisURL); err != nil {
 			return err
 		}

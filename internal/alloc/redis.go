@@ -107,7 +107,8 @@ type call struct {
 	count  int
 	idem   *Idempotency
 	done   chan struct{}
-	answer string // this request's token of the allocate answer
+	kind string      // this request's letter of the allocate answer, or RESEED
+	runs []offsetRun // its numbers, for A and R
 	err    error
 }
 
@@ -200,10 +201,10 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 		if err := e.submit(slow, p, c); err != nil {
 			return Allocation{}, err
 		}
-		switch kind, spans, _ := strings.Cut(c.answer, ":"); kind {
+		switch c.kind {
 		case "A", "R":
-			a := Allocation{Pool: p.id, Replayed: kind == "R"}
-			a.Spans, err = e.spans(ctx, p, spans)
+			a := Allocation{Pool: p.id, Replayed: c.kind == "R"}
+			a.Spans, err = e.spans(ctx, p, c.runs)
 			p.touchedAt.Store(time.Now().UnixNano())
 			return a, err
 		case "C":
@@ -229,7 +230,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 				return Allocation{}, err
 			}
 		default:
-			return Allocation{}, fmt.Errorf("%w: unexpected answer %q", ErrUnavailable, c.answer)
+			return Allocation{}, fmt.Errorf("%w: unexpected answer %q", ErrUnavailable, c.kind)
 		}
 	}
 }
@@ -332,40 +333,68 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
 	cancel()
 	e.opts.Metrics.RedisCalls.WithLabelValues("allocate").Inc()
-	answers, err := e.parseAllocate(p, reply, err, len(live))
-	for i, c := range live {
-		if err != nil {
+	if err := e.parseAllocate(p, reply, err, live); err != nil {
+		for _, c := range live {
 			c.err = err
-		} else {
-			c.answer = answers[i]
 		}
+	}
+	for _, c := range live {
 		close(c.done)
 	}
 }
 
-// parseAllocate splits allocate's answer into one token per request, recording
-// what it reports on the way.
-func (e *Distributed) parseAllocate(p *rpool, reply string, err error, n int) ([]string, error) {
+// offsetRun is numbers of a segment by offset from its first: from..to.
+type offsetRun struct {
+	seg      int64
+	from, to int64
+}
+
+// parseAllocate hands each request its part of allocate's answer, recording what
+// the answer reports on the way. The A requests take their numbers in turn from
+// the runs the call handed out.
+func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*call) error {
 	if err != nil {
-		return nil, redisErr(err)
+		return redisErr(err)
 	}
 	f := strings.Fields(reply)
 	if len(f) >= 1 && f[0] == "RESEED" {
-		answers := make([]string, n)
-		for i := range answers {
-			answers[i] = "RESEED"
+		for _, c := range calls {
+			c.kind = "RESEED"
 		}
-		return answers, nil
+		return nil
 	}
-	if len(f) < 5+n || f[0] != "OK" || f[4] != strconv.Itoa(n) {
-		return nil, fmt.Errorf("%w: malformed allocate answer %q", ErrUnavailable, reply)
+	n := len(calls)
+	if len(f) < 7 || f[0] != "OK" || f[4] != strconv.Itoa(n) || len(f[5]) != n {
+		return fmt.Errorf("%w: malformed allocate answer %q", ErrUnavailable, reply)
+	}
+	runs, err := parseRuns(f[6])
+	if err != nil {
+		return err
+	}
+	replays := f[7:]
+	for i, c := range calls {
+		c.kind = f[5][i : i+1]
+		switch c.kind {
+		case "A":
+			if c.runs, runs, err = take(runs, int64(c.count)); err != nil {
+				return err
+			}
+		case "R":
+			if len(replays) == 0 || !strings.HasPrefix(replays[0], "R:") {
+				return fmt.Errorf("%w: allocate answer %q lacks a replay", ErrUnavailable, reply)
+			}
+			if c.runs, err = parseRuns(replays[0][2:]); err != nil {
+				return err
+			}
+			replays = replays[1:]
+		}
 	}
 	available, _ := strconv.ParseInt(f[2], 10, 64)
 	leased, _ := strconv.ParseInt(f[3], 10, 64)
 	p.available.Store(available)
 	p.leased.Store(leased)
 	e.opts.Observe(p.id, available)
-	for _, ev := range f[5+n:] {
+	for _, ev := range replays {
 		if id, used, ok := parseEvent(ev, "E:"); ok {
 			e.goClose(p, id, used, store.StateExpired, store.GapExpired)
 		}
@@ -373,7 +402,46 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, n int) ([
 	if leased < p.leaseSize()/2 {
 		e.extendAsync(p)
 	}
-	return f[5 : 5+n], nil
+	return nil
+}
+
+// parseRuns parses "<id>:<from>-<to>,…", or "-" for none.
+func parseRuns(text string) ([]offsetRun, error) {
+	if text == "-" {
+		return nil, nil
+	}
+	var out []offsetRun
+	for part := range strings.SplitSeq(text, ",") {
+		ids, bounds, ok1 := strings.Cut(part, ":")
+		from, to, ok2 := strings.Cut(bounds, "-")
+		id, err1 := strconv.ParseInt(ids, 10, 64)
+		lo, err2 := strconv.ParseInt(from, 10, 64)
+		hi, err3 := strconv.ParseInt(to, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil || lo > hi {
+			return nil, fmt.Errorf("%w: malformed runs %q", ErrUnavailable, text)
+		}
+		out = append(out, offsetRun{seg: id, from: lo, to: hi})
+	}
+	return out, nil
+}
+
+// take cuts the first count numbers off runs.
+func take(runs []offsetRun, count int64) (got, rest []offsetRun, err error) {
+	for count > 0 {
+		if len(runs) == 0 {
+			return nil, nil, fmt.Errorf("%w: allocate answer holds fewer numbers than it allocated", ErrUnavailable)
+		}
+		r := runs[0]
+		n := min(count, r.to-r.from+1)
+		got = append(got, offsetRun{seg: r.seg, from: r.from, to: r.from + n - 1})
+		count -= n
+		if r.from+n > r.to {
+			runs = runs[1:]
+		} else {
+			runs[0].from += n
+		}
+	}
+	return got, runs, nil
 }
 
 // parseEvent parses "<prefix><id>:<used>".
@@ -388,26 +456,18 @@ func parseEvent(ev, prefix string) (id, used int64, ok bool) {
 	return id, used, err1 == nil && err2 == nil
 }
 
-// spans turns "<id>:<from>-<to>,…" offsets into number ranges.
-func (e *Distributed) spans(ctx context.Context, p *rpool, text string) ([]segment.Range, error) {
-	var out []segment.Range
-	for part := range strings.SplitSeq(text, ",") {
-		ids, bounds, ok1 := strings.Cut(part, ":")
-		from, to, ok2 := strings.Cut(bounds, "-")
-		id, err1 := strconv.ParseInt(ids, 10, 64)
-		lo, err2 := strconv.ParseInt(from, 10, 64)
-		hi, err3 := strconv.ParseInt(to, 10, 64)
-		if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil || lo > hi {
-			return nil, fmt.Errorf("%w: malformed spans %q", ErrUnavailable, text)
-		}
-		seg, err := e.segment(ctx, p, id)
+// spans turns runs of offsets into number ranges.
+func (e *Distributed) spans(ctx context.Context, p *rpool, runs []offsetRun) ([]segment.Range, error) {
+	out := make([]segment.Range, 0, len(runs))
+	for _, run := range runs {
+		seg, err := e.segment(ctx, p, run.seg)
 		if err != nil {
 			return nil, err
 		}
 		r := seg.Range
-		r.Lo, r.Hi = seg.Range.Lo+lo, seg.Range.Lo+hi
+		r.Lo, r.Hi = seg.Range.Lo+run.from, seg.Range.Lo+run.to
 		if r.Hi > seg.Range.Hi {
-			return nil, fmt.Errorf("%w: span %s beyond segment %d", ErrUnavailable, part, id)
+			return nil, fmt.Errorf("%w: offsets %d..%d beyond segment %d", ErrUnavailable, run.from, run.to, run.seg)
 		}
 		out = append(out, r)
 	}

@@ -404,7 +404,7 @@ func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first != again || !strings.Contains(first, " A:") {
+	if first != again || !strings.Contains(first, " A ") {
 		t.Fatalf("first answer %q, retried %q: want the same allocation", first, again)
 	}
 	used, err := rdb.HGet(ctx, "numberd:{p}:seg", "1:used").Int64()

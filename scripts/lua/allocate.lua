@@ -24,11 +24,15 @@
 --   RESEED <run>     the state is missing, was written on another Redis process
 --                    (restart, failover, flush) or is of a superseded generation:
 --                    nothing was handed out
---   OK <gen> <available> <leased> <n> <request answers...> <expired...>
---     a request answer is A:<spans> (allocated), R:<spans> (replayed), C (key
+--   OK <gen> <available> <leased> <n> <letters> <runs> [R:<spans>...] [E:<id>:<used>...]
+--     letters holds one letter per request: A (allocated), R (replayed), C (key
 --     reused for another request), X (not enough numbers), L (not enough reserved
---     numbers: wait for the lease to grow); spans are <id>:<from>-<to>[,...]
---     expired is E:<id>:<used> for each segment this call found expired
+--     numbers: wait for the lease to grow).
+--     runs is what this call handed out, as <id>:<from>-<to>[,...] in allocation
+--     order, or - for nothing: the A requests take their counts from it in turn,
+--     so no request's numbers are formatted here.
+--     An R:<spans> token follows for each R, in order; spans are runs' form.
+--     E:<id>:<used> reports each segment this call found expired.
 
 local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 local meta = redis.call('HMGET', KEYS[1], 'run', 'gen', 'queue')
@@ -64,11 +68,10 @@ for id in string.gmatch(meta[3], '[^,]+') do
   end
 end
 
-local answers = {}
-local allocated = false
+local letters, replays = {}, {}
 local n = tonumber(ARGV[4])
 local at = 5
-for _ = 1, n do
+for r = 1, n do
   local count, ki, fp = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2]
   at = at + 3
   local rec = false
@@ -78,9 +81,10 @@ for _ = 1, n do
   if rec then
     local rfp, spans = string.match(rec, '^([^|]*)|(.*)$')
     if rfp == fp then
-      answers[#answers + 1] = 'R:' .. spans
+      letters[r] = 'R'
+      replays[#replays + 1] = 'R:' .. spans
     else
-      answers[#answers + 1] = 'C'
+      letters[r] = 'C'
     end
   else
     local need, plan, reserved = count, {}, true
@@ -95,30 +99,38 @@ for _ = 1, n do
       end
     end
     if need > 0 then
-      answers[#answers + 1] = 'X'
+      letters[r] = 'X'
     elseif not reserved then
-      answers[#answers + 1] = 'L'
+      letters[r] = 'L'
     else
       local parts = {}
       for _, p in ipairs(plan) do
         local s, take = p[1], p[2]
-        parts[#parts + 1] = s.id .. ':' .. fmt(s.used) .. '-' .. fmt(s.used + take - 1)
+        s.first = s.first or s.used
+        if ki > 0 then
+          parts[#parts + 1] = s.id .. ':' .. fmt(s.used) .. '-' .. fmt(s.used + take - 1)
+        end
         s.used = s.used + take
-        s.dirty = true
       end
-      local spans = table.concat(parts, ',')
       if ki > 0 then
-        redis.call('SET', KEYS[3 + ki], fp .. '|' .. spans, 'EX', ARGV[2])
+        redis.call('SET', KEYS[3 + ki], fp .. '|' .. table.concat(parts, ','), 'EX', ARGV[2])
       end
-      answers[#answers + 1] = 'A:' .. spans
-      allocated = true
+      letters[r] = 'A'
     end
+  end
+end
+
+-- What this call handed out: from each segment it touched, one run, in order.
+local runs = {}
+for _, s in ipairs(open) do
+  if s.first then
+    runs[#runs + 1] = s.id .. ':' .. fmt(s.first) .. '-' .. fmt(s.used - 1)
   end
 end
 
 local queue, available, leased = {}, 0, 0
 for _, s in ipairs(open) do
-  if s.dirty then
+  if s.first then
     redis.call('HSET', KEYS[2], s.id .. ':used', fmt(s.used))
   end
   if s.used < s.size then
@@ -133,10 +145,11 @@ if changed then
   redis.call('HSET', KEYS[1], 'queue', table.concat(queue, ','))
 end
 
-local reply = 'OK ' .. meta[2] .. ' ' .. fmt(available) .. ' ' .. fmt(leased) .. ' ' .. n
-if #answers > 0 then reply = reply .. ' ' .. table.concat(answers, ' ') end
+local reply = 'OK ' .. meta[2] .. ' ' .. fmt(available) .. ' ' .. fmt(leased) .. ' ' .. n .. ' ' ..
+  (n > 0 and table.concat(letters) or '-') .. ' ' .. (#runs > 0 and table.concat(runs, ',') or '-')
+if #replays > 0 then reply = reply .. ' ' .. table.concat(replays, ' ') end
 if #expired > 0 then reply = reply .. ' ' .. table.concat(expired, ' ') end
-if allocated then
+if #runs > 0 then
   redis.call('SET', KEYS[3], reply, 'EX', ARGV[1])
 end
 return reply
