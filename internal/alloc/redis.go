@@ -103,13 +103,13 @@ func keysOf(pool string) poolKeys {
 
 // call is one allocation request waiting for its batch.
 type call struct {
-	ctx    context.Context
-	count  int
-	idem   *Idempotency
-	done   chan struct{}
-	kind string      // this request's letter of the allocate answer, or RESEED
-	runs []offsetRun // its numbers, for A and R
-	err    error
+	ctx   context.Context
+	count int
+	idem  *Idempotency
+	done  chan struct{}
+	kind  string      // this request's letter of the allocate answer, or RESEED
+	runs  []offsetRun // its numbers, for A and R
+	err   error
 }
 
 // OpenDistributed starts the distributed engine on rdb and st, loading the scripts
