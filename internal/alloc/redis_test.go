@@ -25,9 +25,10 @@ import (
 type cluster struct {
 	dsn    string
 	target atomic.Value // host:port the nodes' Redis connections go to
-	nodes  []*alloc.Distributed
-	stores []*store.Store
-	rdbs   []*redis.Client
+	nodes   []*alloc.Distributed
+	stores  []*store.Store
+	rdbs    []*redis.Client
+	metrics []*metrics.Metrics
 }
 
 func newCluster(tb testing.TB, redisAddr string, nodes int, opts alloc.Options) *cluster {
@@ -67,6 +68,7 @@ func (c *cluster) addNode(tb testing.TB, opts alloc.Options) {
 		tb.Fatal(err)
 	}
 	c.nodes, c.stores, c.rdbs = append(c.nodes, eng), append(c.stores, st), append(c.rdbs, rdb)
+	c.metrics = append(c.metrics, opts.Metrics)
 }
 
 // pointTo sends the nodes' Redis connections to addr: new ones dial it, and the

@@ -66,7 +66,7 @@ func (f *fakeEngine) Gaps(context.Context, string) ([]store.Gap, error) {
 
 func newServer(tb testing.TB, eng *fakeEngine, tokens ...httpapi.Token) *httptest.Server {
 	tb.Helper()
-	s, err := httpapi.New(httpapi.Config{Engine: eng, Tokens: tokens, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := httpapi.New(httpapi.Config{Engine: eng, Tokens: tokens, Logger: discard()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -74,6 +74,8 @@ func newServer(tb testing.TB, eng *fakeEngine, tokens ...httpapi.Token) *httptes
 	tb.Cleanup(srv.Close)
 	return srv
 }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type problem struct {
 	Type, Title, Code, Detail string
