@@ -23,8 +23,8 @@ import (
 // cluster is several distributed engines ("nodes") sharing one MySQL database and
 // one Redis server, reached through a dialer the test can point elsewhere.
 type cluster struct {
-	dsn    string
-	target atomic.Value // host:port the nodes' Redis connections go to
+	dsn     string
+	target  atomic.Value // host:port the nodes' Redis connections go to
 	nodes   []*alloc.Distributed
 	stores  []*store.Store
 	rdbs    []*redis.Client
