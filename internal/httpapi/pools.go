@@ -33,9 +33,17 @@ func checkPoolID(id string) error {
 	return nil
 }
 
-// withTimeout bounds the engine's work on a request.
-func (s *Server) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.timeout)
+// begin opens the work of a request on pool: the pool id is checked, the caller
+// authorised (adminOnly: admins only), and the engine's work bounded in time.
+func (s *Server) begin(ctx context.Context, pool string, adminOnly bool) (context.Context, context.CancelFunc, error) {
+	if err := checkPoolID(pool); err != nil {
+		return nil, nil, err
+	}
+	if err := authorize(ctx, pool, adminOnly); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return ctx, cancel, nil
 }
 
 // PutPool creates or updates a pool.
@@ -50,10 +58,10 @@ func (s *Server) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api
 	if err != nil {
 		return nil, err
 	}
-	if err := authorize(ctx, req.Pool, true); err != nil {
+	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	st, created, err := s.engine.PutPool(ctx, req.Pool, u)
 	if err != nil {
@@ -100,13 +108,10 @@ func (s *Server) poolUpdate(spec api.PoolSpec) (store.PoolUpdate, error) {
 
 // GetPool answers a pool's status.
 func (s *Server) GetPool(ctx context.Context, req api.GetPoolRequestObject) (api.GetPoolResponseObject, error) {
-	if err := checkPoolID(req.Pool); err != nil {
+	ctx, cancel, err := s.begin(ctx, req.Pool, false)
+	if err != nil {
 		return nil, err
 	}
-	if err := authorize(ctx, req.Pool, false); err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	st, err := s.engine.Pool(ctx, req.Pool)
 	if err != nil {
@@ -120,7 +125,7 @@ func (s *Server) GetPool(ctx context.Context, req api.GetPoolRequestObject) (api
 
 // ListPools answers every pool the caller may see.
 func (s *Server) ListPools(ctx context.Context, _ api.ListPoolsRequestObject) (api.ListPoolsResponseObject, error) {
-	ctx, cancel := s.withTimeout(ctx)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	all, err := s.engine.Pools(ctx)
 	if err != nil {
@@ -186,13 +191,10 @@ func refillJSON(r alloc.RefillStatus) api.RefillStatus {
 
 // StartRefill starts a download of the next segment from the pool's upstream.
 func (s *Server) StartRefill(ctx context.Context, req api.StartRefillRequestObject) (api.StartRefillResponseObject, error) {
-	if err := checkPoolID(req.Pool); err != nil {
+	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	if err != nil {
 		return nil, err
 	}
-	if err := authorize(ctx, req.Pool, true); err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	st, err := s.engine.Pool(ctx, req.Pool)
 	if err != nil {

@@ -43,10 +43,10 @@ func (s *Server) LoadSegment(ctx context.Context, req api.LoadSegmentRequestObje
 	if spec.ExpiresAt != nil {
 		n.ExpiresAt = *spec.ExpiresAt
 	}
-	if err := authorize(ctx, req.Pool, true); err != nil {
+	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	pool, err := s.engine.Pool(ctx, req.Pool)
 	if err != nil {
@@ -67,13 +67,10 @@ func (s *Server) LoadSegment(ctx context.Context, req api.LoadSegmentRequestObje
 
 // ListSegments answers a pool's segments in allocation order.
 func (s *Server) ListSegments(ctx context.Context, req api.ListSegmentsRequestObject) (api.ListSegmentsResponseObject, error) {
-	if err := checkPoolID(req.Pool); err != nil {
+	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	if err != nil {
 		return nil, err
 	}
-	if err := authorize(ctx, req.Pool, true); err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	segs, err := s.engine.Segments(ctx, req.Pool)
 	if err != nil {
@@ -95,10 +92,10 @@ func (s *Server) RetireSegment(ctx context.Context, req api.RetireSegmentRequest
 	if err != nil {
 		return nil, err
 	}
-	if err := authorize(ctx, req.Pool, true); err != nil {
+	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	seg, err := s.engine.RetireSegment(ctx, req.Pool, id)
 	if err != nil {
@@ -127,13 +124,10 @@ func segmentJSON(seg alloc.SegmentStatus) api.Segment {
 
 // ListGaps answers the numbers of a pool that will never be handed out.
 func (s *Server) ListGaps(ctx context.Context, req api.ListGapsRequestObject) (api.ListGapsResponseObject, error) {
-	if err := checkPoolID(req.Pool); err != nil {
+	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	if err != nil {
 		return nil, err
 	}
-	if err := authorize(ctx, req.Pool, true); err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	gaps, err := s.engine.Gaps(ctx, req.Pool)
 	if err != nil {
