@@ -207,6 +207,8 @@ var wantOperations = map[string]string{
 	"GET /readyz":                                "readyz",
 	"GET /metrics":                               "metrics",
 	"GET /openapi.yaml":                          "openapi",
+	// Added to the contract: the runtime profiles, for admins.
+	"GET /debug/pprof/{profile}": "pprof",
 }
 
 func TestSpec(t *testing.T) {
