@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/numberd/numberd/internal/alloc"
-	"github.com/numberd/numberd/internal/testenv"
+	testharness "github.com/numberd/numberd/test/harness" // harness here is embedded_test.go's type
 )
 
 // callers are the numbers of concurrent callers the engine benchmarks run with.
@@ -56,7 +56,7 @@ func BenchmarkEmbeddedAllocate(b *testing.B) {
 func BenchmarkRedisAllocate(b *testing.B) {
 	for _, n := range callers {
 		b.Run(fmt.Sprintf("callers=%d", n), func(b *testing.B) {
-			srv := testenv.StartRedis(b)
+			srv := testharness.StartRedis(b, "redis")
 			c := newCluster(b, srv.Addr(), 1, alloc.Options{LeaseMax: 1_000_000})
 			c.mustPool(b, "p", 20, [2]string{"24442000000000000001", "24442999999999999999"})
 			if _, err := c.nodes[0].Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1}); err != nil {

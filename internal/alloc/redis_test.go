@@ -18,6 +18,7 @@ import (
 	"github.com/numberd/numberd/internal/store"
 	"github.com/numberd/numberd/internal/testenv"
 	"github.com/numberd/numberd/scripts/lua"
+	testharness "github.com/numberd/numberd/test/harness" // harness here is embedded_test.go's type
 )
 
 // cluster is several distributed engines ("nodes") sharing one MySQL database and
@@ -133,7 +134,7 @@ func (l *ledger) count() int {
 }
 
 func TestDistributedSurvivesFlushAndRestart(t *testing.T) {
-	srv := testenv.StartRedis(t)
+	srv := testharness.StartRedis(t, "redis")
 	c := newCluster(t, srv.Addr(), 3, alloc.Options{LeaseMin: 20, LeaseMax: 200, CheckpointEvery: 100 * time.Millisecond})
 	ranges := c.mustPool(t, "p", 20,
 		[2]string{"24442000000000000001", "24442000000000020000"},
@@ -234,7 +235,7 @@ func TestDistributedSurvivesFlushAndRestart(t *testing.T) {
 }
 
 func TestDistributedIdempotencyAcrossNodes(t *testing.T) {
-	srv := testenv.StartRedis(t)
+	srv := testharness.StartRedis(t, "redis")
 	c := newCluster(t, srv.Addr(), 2, alloc.Options{})
 	c.mustPool(t, "p", 6, [2]string{"000001", "000100"})
 	ctx := context.Background()
@@ -273,8 +274,8 @@ func TestDistributedIdempotencyAcrossNodes(t *testing.T) {
 }
 
 func TestDistributedFailoverToAStaleCopy(t *testing.T) {
-	primary := testenv.StartRedis(t)
-	stale := testenv.StartRedis(t)
+	primary := testharness.StartRedis(t, "primary")
+	stale := testharness.StartRedis(t, "stale")
 	const lease = 50
 	c := newCluster(t, primary.Addr(), 2, alloc.Options{LeaseMin: lease, LeaseMax: lease})
 	c.mustPool(t, "p", 6, [2]string{"000001", "010000"})
@@ -317,7 +318,7 @@ func TestDistributedFailoverToAStaleCopy(t *testing.T) {
 }
 
 func TestRedisUnavailableFailsFastAndRecovers(t *testing.T) {
-	srv := testenv.StartRedis(t)
+	srv := testharness.StartRedis(t, "redis")
 	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
 	c.mustPool(t, "p", 6, [2]string{"000001", "001000"})
 	ctx := context.Background()
@@ -347,7 +348,7 @@ func TestRedisUnavailableFailsFastAndRecovers(t *testing.T) {
 }
 
 func TestDistributedExpiryByRedisClock(t *testing.T) {
-	srv := testenv.StartRedis(t)
+	srv := testharness.StartRedis(t, "redis")
 	c := newCluster(t, srv.Addr(), 2, alloc.Options{})
 	ctx := context.Background()
 	digits := 4
@@ -387,7 +388,7 @@ func TestDistributedExpiryByRedisClock(t *testing.T) {
 // go-redis does when a reply is lost: the second run answers the first's numbers
 // and takes nothing more.
 func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
-	srv := testenv.StartRedis(t)
+	srv := testharness.StartRedis(t, "redis")
 	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
 	c.mustPool(t, "p", 6, [2]string{"000001", "000100"})
 	ctx := context.Background()

@@ -1,7 +1,8 @@
 // Package testenv gives tests the services they run against: the throwaway Redis
 // and MariaDB servers that `make test` starts and names in NUMBERD_TEST_REDIS_ADDR and
 // NUMBERD_TEST_MYSQL_DSN. A missing variable fails the test: a skipped test proves
-// nothing.
+// nothing. Tests that start, kill and restart Redis servers of their own do it with
+// test/harness, from the binary NUMBERD_TEST_REDIS_SERVER names.
 package testenv
 
 import (
@@ -9,6 +10,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -21,6 +24,8 @@ import (
 const (
 	RedisAddrEnv = "NUMBERD_TEST_REDIS_ADDR"
 	MySQLDSNEnv  = "NUMBERD_TEST_MYSQL_DSN"
+	// RedisServerEnv names the redis-server binary tests start their own servers from.
+	RedisServerEnv = "NUMBERD_TEST_REDIS_SERVER"
 )
 
 // Require returns the value of the environment variable name, failing tb if unset.
@@ -78,4 +83,27 @@ func MySQLDSN(tb testing.TB) string {
 func RedisAddr(tb testing.TB) string {
 	tb.Helper()
 	return strings.TrimPrefix(Require(tb, RedisAddrEnv), "redis://")
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Eventually polls cond every 20 ms until it holds or timeout passes.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal(fmt.Sprintf("%s: not within %v", what, timeout))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/numberd/numberd/test/harness"
 )
 
 func secret(prefix string) string {
@@ -57,14 +60,14 @@ func TestAuth(t *testing.T) {
 		pu    = "auth-upstream"
 		ghost = "auth-ghost" // listed for clientA, never created
 	)
-	s := startServer(t, Options{Record: true, Config: &Config{
-		Tokens: []Token{
+	s := startServer(t, Options{Record: true, Config: &harness.FileConfig{
+		Tokens: []harness.TokenConfig{
 			{Token: admin, Role: "admin"},
 			{Token: clientA, Role: "client", Pools: []string{pa, ghost}},
 			{Token: clientB, Role: "client", Pools: []string{pb}},
 		},
 		// Nothing listens on the discard port: refills fail, which is fine here.
-		Upstreams: map[string]Upstream{"sim": {URL: "http://127.0.0.1:9", Token: upstream, Timeout: "1s"}},
+		Upstreams: map[string]harness.UpstreamConfig{"sim": {URL: "http://127.0.0.1:9", Token: upstream, Timeout: time.Second}},
 	}})
 
 	segIDs := map[string]string{}
@@ -235,7 +238,7 @@ func TestAuth(t *testing.T) {
 	})
 
 	// Finally: no token in any answer or log line. Stop first so every log line is out.
-	if code := s.Stop(t); code != 0 {
+	if code := s.Stop(); code != 0 {
 		t.Errorf("exit status after SIGTERM: %d, want 0", code)
 	}
 	secrets := []string{admin, clientA, clientB, unknown, upstream}

@@ -93,7 +93,7 @@ func (s *Server) Send(q Req) (*Reply, error) {
 		}
 		body = bytes.NewReader(data)
 	}
-	req, err := http.NewRequest(q.Method, s.URL+q.Path, body)
+	req, err := http.NewRequest(q.Method, s.url+q.Path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (s *Server) Send(q Req) (*Reply, error) {
 	for k, v := range q.Header {
 		req.Header[http.CanonicalHeaderKey(k)] = []string{v}
 	}
-	resp, err := s.client.Do(req)
+	resp, err := s.client.HTTP.Do(req)
 	if err != nil {
 		return nil, err
 	}

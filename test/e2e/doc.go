@@ -1,6 +1,8 @@
-// Package e2e holds numberd's end-to-end tests. They build the real numberd binary
-// once (TestMain), start it in embedded mode on a temporary data directory, and drive
-// it over HTTP against the REST contract of docs/API.md and api/openapi.yaml.
+// Package e2e holds numberd's end-to-end tests. Through test/harness they build the
+// real numberd binary once, start it in embedded mode on a temporary data directory
+// (one server TestMain starts for most tests to share, and servers of their own for
+// tests that stop, kill or restart it), and drive it over HTTP against the REST
+// contract of docs/API.md and api/openapi.yaml.
 //
 // Run them with the rest of the module:
 //

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/numberd/numberd/test/harness"
 )
 
 // TestOperations checks the operations endpoints of the shared server, without a
@@ -69,7 +71,7 @@ func TestOpenMode(t *testing.T) {
 		t.Errorf("no start-up log line says the server runs open (without tokens)")
 	}
 
-	code, out := runNumberd(t, nil, "serve", "--addr", "127.0.0.1:0", "--data-dir", s.DataDir)
+	code, out := harness.RunToExit(t, nil, "serve", "--addr", "127.0.0.1:0", "--data-dir", s.DataDir())
 	if code == 0 {
 		t.Errorf("a second numberd on the data directory exited 0, want non-zero; output:\n%s", out)
 	}
@@ -102,7 +104,7 @@ func TestListenWithoutTokens(t *testing.T) {
 		t.Run("refused/"+tt.name, func(t *testing.T) {
 			t.Parallel()
 			args := append([]string{"serve", "--data-dir", t.TempDir()}, tt.args...)
-			code, out := runNumberd(t, tt.env, args...)
+			code, out := harness.RunToExit(t, tt.env, args...)
 			if code == 0 {
 				t.Errorf("exit status 0, want non-zero; output:\n%s", out)
 			}
@@ -116,9 +118,10 @@ func TestListenWithoutTokens(t *testing.T) {
 		name string
 		opts Options
 	}{
-		{"--insecure", Options{Addr: "0.0.0.0:0", Args: []string{"--insecure"}}},
-		{"NUMBERD_INSECURE=1", Options{Addr: "0.0.0.0:0", Env: []string{"NUMBERD_INSECURE=1"}}},
-		{"tokens configured", Options{Addr: "0.0.0.0:0", Config: &Config{Tokens: []Token{{Token: secret("adm-"), Role: "admin"}}}}},
+		{"--insecure", Options{NodeConfig: harness.NodeConfig{Addr: "0.0.0.0:0", Args: []string{"--insecure"}}}},
+		{"NUMBERD_INSECURE=1", Options{NodeConfig: harness.NodeConfig{Addr: "0.0.0.0:0", Env: []string{"NUMBERD_INSECURE=1"}}}},
+		{"tokens configured", Options{NodeConfig: harness.NodeConfig{Addr: "0.0.0.0:0"},
+			Config: &harness.FileConfig{Tokens: []harness.TokenConfig{{Token: secret("adm-"), Role: "admin"}}}}},
 	}
 	for _, tt := range started {
 		t.Run("started/"+tt.name, func(t *testing.T) {
@@ -127,7 +130,7 @@ func TestListenWithoutTokens(t *testing.T) {
 			if r := s.do(t, "GET", "/healthz", "", nil); r.Status != http.StatusOK {
 				t.Errorf("%s, want 200", r)
 			}
-			if code := s.Stop(t); code != 0 {
+			if code := s.Stop(); code != 0 {
 				t.Errorf("exit status after SIGTERM: %d, want 0", code)
 			}
 		})
@@ -140,10 +143,10 @@ func TestMigrate(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for i := range 2 { // twice: migrating a migrated directory changes nothing
-		if code, out := runNumberd(t, nil, "migrate", "--data-dir", dir); code != 0 {
+		if code, out := harness.RunToExit(t, nil, "migrate", "--data-dir", dir); code != 0 {
 			t.Fatalf("numberd migrate (run %d): exit status %d, want 0; output:\n%s", i+1, code, out)
 		}
 	}
-	s := startServer(t, Options{DataDir: dir})
+	s := startServer(t, Options{NodeConfig: harness.NodeConfig{DataDir: dir}})
 	wantStatus(t, s.do(t, "PUT", "/v1/pools/m", "", map[string]any{"digits": 8}), http.StatusCreated)
 }

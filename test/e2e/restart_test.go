@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/numberd/numberd/internal/testenv"
+	"github.com/numberd/numberd/test/harness"
 )
 
 // recorder keeps every number of every 200 answer, in answer order per worker.
@@ -96,18 +99,6 @@ func (l *load) wait(t *testing.T) []string {
 	return l.rec.all()
 }
 
-// waitFor polls cond every 10ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // drain allocates the rest of pool, in batches that shrink as the pool runs dry,
 // until a single number is refused with pool_exhausted.
 func drain(t *testing.T, s *Server, token, pool string) []string {
@@ -136,8 +127,7 @@ func drain(t *testing.T, s *Server, token, pool string) []string {
 // available, issued or in a gap.
 func TestKill9UnderLoad(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	cfg := &Config{Tokens: []Token{{Token: adminToken, Role: "admin"}}}
+	cfg := &harness.FileConfig{Tokens: []harness.TokenConfig{{Token: adminToken, Role: "admin"}}}
 	const (
 		pool    = "crash"
 		size    = 20000
@@ -146,7 +136,7 @@ func TestKill9UnderLoad(t *testing.T) {
 	)
 	first, last := n20(1), n20(size)
 
-	s := startServer(t, Options{DataDir: dir, Config: cfg})
+	s := startServer(t, Options{Config: cfg})
 	s.createPool(t, adminToken, pool, 20)
 	s.loadSegment(t, adminToken, pool, first, last)
 	// An idempotent allocation before the load: its answer must survive the kills.
@@ -158,12 +148,12 @@ func TestKill9UnderLoad(t *testing.T) {
 	gapsAt := [][]map[string]any{nil}
 	for kill := range kills {
 		l := startLoad(s, adminToken, pool, workers)
-		waitFor(t, 30*time.Second, "400 answers under load", func() bool { return l.ok.Load() >= 400 })
+		testenv.Eventually(t, 30*time.Second, "400 answers under load", func() bool { return l.ok.Load() >= 400 })
 		l.expectDeath()
-		s.Kill9(t)
+		s.Kill9()
 		lives[kill] = append(lives[kill], l.wait(t)...)
 
-		s = startServer(t, Options{DataDir: dir, Config: cfg})
+		s.Restart()
 		gapsAt = append(gapsAt, s.gaps(t, adminToken, pool))
 		r := allocIdem(t, s, adminToken, pool, "before-kill", map[string]any{"count": 3})
 		if got := numbersOf(t, r, 3); !slices.Equal(got, keyed) || !replayed(r) {
@@ -260,12 +250,10 @@ func TestKill9UnderLoad(t *testing.T) {
 // same data directory continues right after the last number handed out, with no gap.
 func TestSigtermCleanRestart(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	cfg := &Config{Tokens: []Token{{Token: adminToken, Role: "admin"}}}
 	const pool = "clean"
 	first, last := n20(1), n20(100000)
 
-	s := startServer(t, Options{DataDir: dir, Config: cfg})
+	s := startServer(t, Options{Config: &harness.FileConfig{Tokens: []harness.TokenConfig{{Token: adminToken, Role: "admin"}}}})
 	s.createPool(t, adminToken, pool, 20)
 	s.loadSegment(t, adminToken, pool, first, last)
 	var issued []string
@@ -277,12 +265,12 @@ func TestSigtermCleanRestart(t *testing.T) {
 	if want := numSpan(first, numAdd(first, 38)); !slices.Equal(issued, want) {
 		t.Fatalf("got %v, want %s..%s", issued, want[0], want[38])
 	}
-	if code := s.Stop(t); code != 0 {
+	if code := s.Stop(); code != 0 {
 		t.Fatalf("exit status after SIGTERM: %d, want 0", code)
 	}
 
 	// Quiet restart.
-	s = startServer(t, Options{DataDir: dir, Config: cfg})
+	s.Restart()
 	if got, want := s.allocate(t, adminToken, pool, 1), []string{numAdd(first, 39)}; !slices.Equal(got, want) {
 		t.Fatalf("first number after a clean restart: got %v, want %v", got, want)
 	}
@@ -297,9 +285,9 @@ func TestSigtermCleanRestart(t *testing.T) {
 
 	// SIGTERM under load: in-flight requests are answered, nothing is lost.
 	l := startLoad(s, adminToken, pool, 4)
-	waitFor(t, 30*time.Second, "200 answers under load", func() bool { return l.ok.Load() >= 200 })
+	testenv.Eventually(t, 30*time.Second, "200 answers under load", func() bool { return l.ok.Load() >= 200 })
 	l.expectDeath()
-	code := s.Stop(t)
+	code := s.Stop()
 	nums := l.wait(t)
 	if code != 0 {
 		t.Fatalf("exit status after SIGTERM under load: %d, want 0", code)
@@ -310,7 +298,7 @@ func TestSigtermCleanRestart(t *testing.T) {
 	}
 	next := numAdd(first, 40+int64(len(nums)))
 
-	s = startServer(t, Options{DataDir: dir, Config: cfg})
+	s.Restart()
 	if got := s.allocate(t, adminToken, pool, 2); !slices.Equal(got, []string{next, numAdd(next, 1)}) {
 		t.Errorf("after SIGTERM under load and a restart: got %v, want %s and the one after (the last answered was %s)", got, next, nums[len(nums)-1])
 	}
@@ -319,7 +307,7 @@ func TestSigtermCleanRestart(t *testing.T) {
 	}
 	total := int64(40 + len(nums) + 2)
 	s.wantCounts(t, adminToken, pool, strconv.FormatInt(100000-total, 10), strconv.FormatInt(total, 10))
-	if code := s.Stop(t); code != 0 {
+	if code := s.Stop(); code != 0 {
 		t.Errorf("exit status after the last SIGTERM: %d, want 0", code)
 	}
 }

@@ -25,16 +25,32 @@ var build struct {
 // TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	RemoveBinary()
+	os.Exit(code)
+}
+
+// RemoveBinary removes the numberd binary, if one was built. Main calls it after
+// the tests; a TestMain that does not call Main calls it at its end.
+func RemoveBinary() {
 	if build.dir != "" {
 		_ = os.RemoveAll(build.dir)
 	}
-	os.Exit(code)
 }
 
 // Binary returns the path of the numberd binary, building it at the first call of
 // the test binary. A build failure fails tb.
 func Binary(tb testing.TB) string {
 	tb.Helper()
+	path, err := Build()
+	if err != nil {
+		tb.Fatalf("building numberd: %v", err)
+	}
+	return path
+}
+
+// Build is Binary outside a test, for a TestMain: it returns the path of the numberd
+// binary, building it at the first call of the test binary, or the build's error.
+func Build() (string, error) {
 	build.once.Do(func() {
 		build.dir, build.err = os.MkdirTemp("", "numberd-harness-")
 		if build.err != nil {
@@ -58,10 +74,7 @@ func Binary(tb testing.TB) string {
 			build.err = fmt.Errorf("go %v: %v\n%s", args, err, out)
 		}
 	})
-	if build.err != nil {
-		tb.Fatalf("building numberd: %v", build.err)
-	}
-	return build.path
+	return build.path, build.err
 }
 
 // goTool is the go command: the one of GOROOT, which `go test` sets for the test

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,15 +35,24 @@ type UpstreamConfig struct {
 // its path, for --config. A failure fails tb.
 func WriteConfig(tb testing.TB, cfg FileConfig) string {
 	tb.Helper()
-	data, err := yaml.Marshal(configYAML(cfg))
-	if err != nil {
-		tb.Fatalf("config: %v", err)
-	}
 	path := filepath.Join(tb.TempDir(), "numberd.yaml")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		tb.Fatalf("config: %v", err)
+	if err := WriteConfigFile(path, cfg); err != nil {
+		tb.Fatal(err)
 	}
 	return path
+}
+
+// WriteConfigFile is WriteConfig outside a test, for a TestMain: it writes cfg as a
+// YAML file at path.
+func WriteConfigFile(path string, cfg FileConfig) error {
+	data, err := yaml.Marshal(configYAML(cfg))
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
 }
 
 // configYAML is cfg with durations written as Go duration strings ("5s"), the form

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +22,8 @@ const (
 	StartTimeout = 30 * time.Second
 	// StopTimeout bounds the wait for a SIGTERM'd process to exit.
 	StopTimeout = 30 * time.Second
+	// ExitTimeout bounds RunToExit: a command, or a node that must refuse to start.
+	ExitTimeout = 10 * time.Second
 )
 
 // NodeConfig says how to start a numberd node.
@@ -30,11 +33,38 @@ type NodeConfig struct {
 	// RedisURL and MySQLDSN are --redis and --mysql: both set runs distributed mode.
 	RedisURL string
 	MySQLDSN string
+	// DataDir is --data-dir, embedded mode's directory. Empty in embedded mode,
+	// StartNode makes a temporary directory of the test, kept across restarts.
+	DataDir string
 	// Addr is --addr; empty means 127.0.0.1:0 (a free port).
 	Addr string
 	// Args are more command-line arguments, Env more "NAME=value" variables.
 	Args []string
 	Env  []string
+}
+
+// serveArgs is the command line of `numberd serve` listening on addr, without the
+// binary.
+func (c NodeConfig) serveArgs(addr string) []string {
+	args := []string{"serve", "--addr", addr}
+	if c.RedisURL != "" {
+		args = append(args, "--redis", c.RedisURL)
+	}
+	if c.MySQLDSN != "" {
+		args = append(args, "--mysql", c.MySQLDSN)
+	}
+	if c.DataDir != "" {
+		args = append(args, "--data-dir", c.DataDir)
+	}
+	return append(args, c.Args...)
+}
+
+// listenAddr is the --addr of the first run.
+func (c NodeConfig) listenAddr() string {
+	if c.Addr == "" {
+		return "127.0.0.1:0"
+	}
+	return c.Addr
 }
 
 // Node is a numberd process. A node that is killed or stopped can be started again
@@ -46,20 +76,12 @@ type Node struct {
 	argv func(addr string) []string
 
 	mu   sync.Mutex
-	addr string // host:port from the "listening" line, kept across restarts
-	proc *process
+	addr string   // host:port from the "listening" line, kept across restarts
+	proc *Process // the current or last run
 	// paused: the process was stopped by Pause and not yet continued.
 	paused bool
 	logs   []string // lines of earlier runs
 	runs   int
-}
-
-// process is one run of a node.
-type process struct {
-	cmd    *exec.Cmd
-	log    *lineLog
-	done   chan struct{} // closed once the process exited
-	waited error
 }
 
 // StartNode starts a numberd node and waits until it listens. The node is killed
@@ -69,16 +91,10 @@ func StartNode(tb testing.TB, cfg NodeConfig) *Node {
 	if cfg.Name == "" {
 		cfg.Name = "node"
 	}
-	n := newNode(tb, cfg, func(addr string) []string {
-		args := []string{"serve", "--addr", addr}
-		if cfg.RedisURL != "" {
-			args = append(args, "--redis", cfg.RedisURL)
-		}
-		if cfg.MySQLDSN != "" {
-			args = append(args, "--mysql", cfg.MySQLDSN)
-		}
-		return append(args, cfg.Args...)
-	})
+	if cfg.RedisURL == "" && cfg.DataDir == "" {
+		cfg.DataDir = tb.TempDir()
+	}
+	n := newNode(tb, cfg, cfg.serveArgs)
 	if err := n.start(); err != nil {
 		tb.Fatalf("starting %s: %v", cfg.Name, err)
 	}
@@ -88,14 +104,11 @@ func StartNode(tb testing.TB, cfg NodeConfig) *Node {
 // newNode returns a process of the numberd binary run with argv, not started yet,
 // killed when tb ends.
 func newNode(tb testing.TB, cfg NodeConfig, argv func(addr string) []string) *Node {
-	n := &Node{tb: tb, cfg: cfg, addr: cfg.Addr, argv: argv}
-	if n.addr == "" {
-		n.addr = "127.0.0.1:0"
-	}
+	n := &Node{tb: tb, cfg: cfg, addr: cfg.listenAddr(), argv: argv}
 	tb.Cleanup(func() {
 		n.kill()
 		logs := n.Logs()
-		if race := raceReports(logs); race != "" {
+		if race := RaceReport(logs); race != "" {
 			tb.Errorf("%s: the race detector reported a data race in numberd:\n%s", n.cfg.Name, race)
 		}
 		if tb.Failed() {
@@ -118,12 +131,21 @@ func (n *Node) Addr() string {
 // URL is the node's base URL, http://host:port.
 func (n *Node) URL() string { return "http://" + n.Addr() }
 
+// DataDir is the node's --data-dir: in embedded mode the directory its data stays
+// in across restarts; "" unless given in distributed mode.
+func (n *Node) DataDir() string { return n.cfg.DataDir }
+
 // Running reports whether the node's process runs.
 func (n *Node) Running() bool {
+	p := n.current()
+	return p != nil && p.Running()
+}
+
+// current is the node's current or last run, nil before the first.
+func (n *Node) current() *Process {
 	n.mu.Lock()
-	p := n.proc
-	n.mu.Unlock()
-	return p != nil && p.running()
+	defer n.mu.Unlock()
+	return n.proc
 }
 
 // Kill9 kills the node with SIGKILL and waits for it to be gone.
@@ -160,15 +182,13 @@ func (n *Node) Resume() {
 func (n *Node) Paused() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.paused && n.proc != nil && n.proc.running()
+	return n.paused && n.proc != nil && n.proc.Running()
 }
 
 func (n *Node) signal(what string, sig syscall.Signal) {
 	n.tb.Helper()
-	n.mu.Lock()
-	p := n.proc
-	n.mu.Unlock()
-	if p == nil || !p.running() {
+	p := n.current()
+	if p == nil || !p.Running() {
 		n.tb.Fatalf("%s: %s is not running", what, n.cfg.Name)
 	}
 	if err := p.cmd.Process.Signal(sig); err != nil {
@@ -180,24 +200,18 @@ func (n *Node) signal(what string, sig syscall.Signal) {
 // StopTimeout is killed and fails the test.
 func (n *Node) Stop() int {
 	n.tb.Helper()
-	n.mu.Lock()
-	p := n.proc
-	n.mu.Unlock()
-	if p == nil || !p.running() {
+	p := n.current()
+	if p == nil || !p.Running() {
 		n.tb.Fatalf("Stop: %s is not running", n.cfg.Name)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused node could not act on it
 	n.mu.Lock()
-	n.paused = false
+	n.paused = false // Terminate continues it
 	n.mu.Unlock()
-	select {
-	case <-p.done:
-	case <-time.After(StopTimeout):
-		n.kill()
-		n.tb.Fatalf("Stop: %s did not exit within %v of SIGTERM", n.cfg.Name, StopTimeout)
+	code, err := p.Terminate()
+	if err != nil {
+		n.tb.Fatalf("Stop: %s %v", n.cfg.Name, err)
 	}
-	return p.cmd.ProcessState.ExitCode()
+	return code
 }
 
 // Restart starts the node again on its address after it was killed or stopped.
@@ -217,7 +231,7 @@ func (n *Node) Logs() []string {
 	defer n.mu.Unlock()
 	out := slices.Clone(n.logs)
 	if n.proc != nil {
-		out = append(out, n.proc.log.all()...)
+		out = append(out, n.proc.Logs()...)
 	}
 	return out
 }
@@ -235,69 +249,167 @@ func (n *Node) LogsMatching(msg string) []map[string]any {
 }
 
 func (n *Node) kill() {
-	n.mu.Lock()
-	p := n.proc
-	n.mu.Unlock()
-	if p == nil {
-		return
+	if p := n.current(); p != nil {
+		p.Kill()
 	}
-	if p.running() {
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	}
-	<-p.done
 }
 
 func (n *Node) start() error {
 	n.mu.Lock()
 	addr := n.addr
 	if n.proc != nil {
-		n.logs = append(n.logs, n.proc.log.all()...)
+		n.logs = append(n.logs, n.proc.Logs()...)
 		n.logs = append(n.logs, fmt.Sprintf("---- %s restarted ----", n.cfg.Name))
 	}
 	n.runs++
 	n.paused = false
 	n.mu.Unlock()
 
-	args := n.argv(addr)
-	cmd := exec.Command(Binary(n.tb), args...)
-	cmd.Dir = n.tb.TempDir()
-	cmd.Env = nodeEnv(n.cfg.Env)
+	p, err := startProcess(Binary(n.tb), n.tb.TempDir(), n.argv(addr), n.cfg.Env)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.proc = p
+	if err != nil {
+		return err
+	}
+	n.addr = p.addr
+	return nil
+}
+
+// Process is one run of the numberd binary. It belongs to no test: a Node starts
+// one for each of its runs, and a TestMain may start one with Launch for all its
+// tests to share.
+type Process struct {
+	cmd    *exec.Cmd
+	log    *lineLog
+	addr   string        // host:port from the "listening" line
+	done   chan struct{} // closed once the process exited
+	waited error         // cmd.Wait's answer, valid once done is closed
+}
+
+// Launch starts a numberd node as cfg says, with the working directory dir, and
+// waits until it listens, as StartNode does; but the node belongs to no test. It is
+// for a TestMain that starts one node before m.Run for its tests to share: it
+// returns an error where StartNode fails the test, and the node runs until
+// Terminate or Kill. In embedded mode cfg.DataDir is best set; numberd's default
+// is a directory in dir.
+func Launch(cfg NodeConfig, dir string) (*Process, error) {
+	bin, err := Build()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess(bin, dir, cfg.serveArgs(cfg.listenAddr()), cfg.Env)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// startProcess runs bin with args in dir and waits until it logs "listening". It
+// returns the process whenever it started, even with an error: then it has exited,
+// or it was killed when it did not listen within StartTimeout.
+func startProcess(bin, dir string, args, env []string) (*Process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = nodeEnv(env)
 	log := newLineLog()
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	p := &process{cmd: cmd, log: log, done: make(chan struct{})}
+	p := &Process{cmd: cmd, log: log, done: make(chan struct{})}
 	go func() {
 		p.waited = cmd.Wait()
 		log.flush()
 		close(p.done)
 	}()
-	n.mu.Lock()
-	n.proc = p
-	n.mu.Unlock()
 	select {
 	case a := <-log.listening:
-		n.mu.Lock()
-		n.addr = dialable(a)
-		n.mu.Unlock()
-		return nil
+		p.addr = dialable(a)
+		return p, nil
 	case <-p.done:
-		return fmt.Errorf("numberd %q exited (%v) before logging \"listening\":\n%s", args, p.waited, strings.Join(Tail(log.all(), 40), "\n"))
+		return p, fmt.Errorf("numberd %q exited (%v) before logging \"listening\":\n%s", args, p.waited, strings.Join(Tail(log.all(), 40), "\n"))
 	case <-time.After(StartTimeout):
-		n.kill()
-		return fmt.Errorf("numberd %q did not log \"listening\" within %v:\n%s", args, StartTimeout, strings.Join(Tail(log.all(), 40), "\n"))
+		p.Kill()
+		return p, fmt.Errorf("numberd %q did not log \"listening\" within %v:\n%s", args, StartTimeout, strings.Join(Tail(log.all(), 40), "\n"))
 	}
 }
 
-func (p *process) running() bool {
+// Addr is the host:port the process listens on.
+func (p *Process) Addr() string { return p.addr }
+
+// URL is the process's base URL, http://host:port.
+func (p *Process) URL() string { return "http://" + p.addr }
+
+// Logs returns the lines the process wrote so far, stdout and stderr.
+func (p *Process) Logs() []string { return p.log.all() }
+
+// Running reports whether the process has not exited yet.
+func (p *Process) Running() bool {
 	select {
 	case <-p.done:
 		return false
 	default:
 		return true
 	}
+}
+
+// Kill kills the process with SIGKILL, if it still runs, and waits until it is gone.
+func (p *Process) Kill() {
+	if p.Running() {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-p.done
+}
+
+// Terminate sends SIGTERM, and SIGCONT, which a process stopped by SIGSTOP needs to
+// act on it, and returns the exit status once the process exited. A process still
+// running after StopTimeout is killed, and the error says so.
+func (p *Process) Terminate() (int, error) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode(), nil
+	case <-time.After(StopTimeout):
+		p.Kill()
+		return -1, fmt.Errorf("did not exit within %v of SIGTERM", StopTimeout)
+	}
+}
+
+// RunToExit runs the numberd binary with args to its end, which must come within
+// ExitTimeout: a command such as migrate, or a node that must refuse to start. It
+// returns the exit status and the output, stdout and stderr. The environment is the
+// one nodes get, plus env. A process still running at the deadline is killed and
+// fails tb, and so does a data race in the output.
+func RunToExit(tb testing.TB, env []string, args ...string) (int, string) {
+	tb.Helper()
+	cmd := exec.Command(Binary(tb), args...)
+	cmd.Dir = tb.TempDir()
+	cmd.Env = nodeEnv(env)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("starting numberd %q: %v", args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			tb.Fatalf("numberd %q: %v", args, err)
+		}
+	case <-time.After(ExitTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+		tb.Fatalf("numberd %q still ran after %v, want it to exit at once; its output:\n%s", args, ExitTimeout, out.String())
+	}
+	if race := RaceReport(strings.Split(out.String(), "\n")); race != "" {
+		tb.Errorf("numberd %q: the race detector reported a data race:\n%s", args, race)
+	}
+	return cmd.ProcessState.ExitCode(), out.String()
 }
 
 // nodeEnv is the test's environment without NUMBERD_ variables (a stray
@@ -325,8 +437,9 @@ func dialable(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// raceReports returns the race detector's reports in logs, or "".
-func raceReports(logs []string) string {
+// RaceReport returns the race detector's first report in logs, with what follows
+// it, or "".
+func RaceReport(logs []string) string {
 	for i, l := range logs {
 		if strings.Contains(l, "WARNING: DATA RACE") {
 			return strings.Join(logs[i:min(len(logs), i+60)], "\n")
