@@ -12,7 +12,7 @@ ARGS ?=
 GOFILES = $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.go' 2>/dev/null))
 
 .DEFAULT_GOAL := build
-.PHONY: build run test generate fmt vet clean
+.PHONY: build run test generate fmt vet clean loadtest bench
 
 build:
 	$(GO) build -o bin/numberd ./cmd/numberd
@@ -22,6 +22,16 @@ run:
 
 test:
 	bash scripts/test.sh
+
+# k6 scenarios against a throwaway numberd, then the duplicate check; see
+# scripts/loadtest.sh (MODE=distributed, SCENARIO=mixed, DURATION=1m, …).
+loadtest:
+	bash scripts/loadtest.sh
+
+# numberd against the constant-JSON and one-INCR baselines, alternately, with
+# wrk and an open-loop generator; see scripts/bench.sh and docs/PERFORMANCE.md.
+bench:
+	bash scripts/bench.sh
 
 generate:
 	$(GO) generate ./...
