@@ -92,8 +92,8 @@ func (s *Server) poolUpdate(spec api.PoolSpec) (store.PoolUpdate, error) {
 		u.RefillThreshold = new(int64(*t))
 	}
 	if q := spec.RefillQuantity; q != nil {
-		if *q < 1 {
-			return u, fmt.Errorf("%w: refill_quantity must be at least 1, got %d", errInvalid, *q)
+		if *q < 1 || int64(*q) > segment.MaxSize {
+			return u, fmt.Errorf("%w: refill_quantity must be 1..%d (what one segment may hold), got %d", errInvalid, int64(segment.MaxSize), *q)
 		}
 		u.RefillQuantity = new(int64(*q))
 	}

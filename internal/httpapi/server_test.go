@@ -264,3 +264,18 @@ func TestBodyLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestRefillQuantityBeyondASegmentIsRefused(t *testing.T) {
+	srv := newServer(t, &fakeEngine{tb: t})
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/v1/pools/p", strings.NewReader(`{"digits":20,"refill_quantity":9007199254740993}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p problem
+	_ = json.NewDecoder(resp.Body).Decode(&p)
+	if resp.StatusCode != 400 || p.Code != "invalid_argument" {
+		t.Errorf("refill_quantity above 2^53: %d %q, want 400 invalid_argument", resp.StatusCode, p.Code)
+	}
+}
