@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,11 @@ type Distributed struct {
 	opts  Options
 	node  string // this node's token in lease locks
 
+	// Allocate calls are named memoPrefix + a sequence number: unique across
+	// nodes (the node token is random) without drawing randomness per call.
+	memoPrefix string
+	memoSeq    atomic.Uint64
+
 	mu     sync.RWMutex
 	pools  map[string]*rpool
 	closed atomic.Bool
@@ -101,7 +107,9 @@ func keysOf(pool string) poolKeys {
 	return poolKeys{meta: tag + "meta", seg: tag + "seg", lock: tag + "lock", memo: tag + "memo:", idem: tag + "idem:"}
 }
 
-// call is one allocation request waiting for its batch.
+// call is one allocation request waiting for its batch. Calls are reused: done
+// carries one signal per use instead of being closed, so the hot path allocates
+// neither a call nor a channel per request.
 type call struct {
 	ctx   context.Context
 	count int
@@ -112,10 +120,16 @@ type call struct {
 	err   error
 }
 
+var calls = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// finish hands c its answer.
+func (c *call) finish() { c.done <- struct{}{} }
+
 // OpenDistributed starts the distributed engine on rdb and st, loading the scripts
 // into Redis.
 func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
 	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), pools: map[string]*rpool{}, stop: make(chan struct{})}
+	e.memoPrefix = e.node + "-"
 	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.lock, scripts.unlock} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return nil, redisErr(err)
@@ -197,15 +211,18 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 	}
 	synced := false
 	for {
-		c := &call{ctx: slow, count: req.Count, idem: req.Idempotency, done: make(chan struct{})}
+		c := calls.Get().(*call)
+		c.ctx, c.count, c.idem, c.kind, c.runs, c.err = slow, req.Count, req.Idempotency, "", nil, nil
 		if err := e.submit(slow, p, c); err != nil {
-			return Allocation{}, err
+			return Allocation{}, err // c may still be queued: not reused
 		}
-		switch c.kind {
+		kind, runs := c.kind, c.runs
+		c.ctx, c.idem, c.runs = nil, nil, nil
+		calls.Put(c)
+		switch kind {
 		case "A", "R":
-			a := Allocation{Pool: p.id, Replayed: c.kind == "R"}
-			a.Spans, err = e.spans(ctx, p, c.runs)
-			p.touchedAt.Store(time.Now().UnixNano())
+			a := Allocation{Pool: p.id, Replayed: kind == "R"}
+			a.Spans, err = e.spans(ctx, p, runs)
 			return a, err
 		case "C":
 			return Allocation{}, fmt.Errorf("%w: key %q was used with another count", ErrIdempotencyConflict, req.Idempotency.Key)
@@ -230,7 +247,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 				return Allocation{}, err
 			}
 		default:
-			return Allocation{}, fmt.Errorf("%w: unexpected answer %q", ErrUnavailable, c.kind)
+			return Allocation{}, fmt.Errorf("%w: unexpected answer %q", ErrUnavailable, kind)
 		}
 	}
 }
@@ -244,29 +261,34 @@ func (e *Distributed) syncDue(p *rpool) bool {
 	return now-last >= int64(200*time.Millisecond) && p.lastSync.CompareAndSwap(last, now)
 }
 
-// submit queues c for p's committer and waits for its answer.
+// submit queues c for p's committer and waits for its answer. The wait does not
+// watch ctx: the committer skips a call whose caller has left before it runs,
+// and bounds every call it runs by redisTimeout, so the wait is bounded either
+// way, and watching a request's context would make it allocate a channel.
 func (e *Distributed) submit(ctx context.Context, p *rpool, c *call) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
 	select {
 	case p.queue <- c:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.stop:
-		return ErrClosed
+	default:
+		select { // the queue is full: wait for room, but not forever
+		case p.queue <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.stop:
+			return ErrClosed
+		}
 	}
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	<-c.done
+	return c.err
 }
 
 // commit is p's committer: it gathers the requests that arrived while its last
 // call ran and answers them with one allocate call. A lone request goes at once;
-// under load the batch grows with the load, not with a timer.
+// under load the batch grows with the load, not with a timer: when more than one
+// request is waiting, the committer yields its processor while that lets more
+// requests join, which costs nothing when no other goroutine is ready to run.
 func (e *Distributed) commit(p *rpool) {
 	defer e.wg.Done()
 	batch := make([]*call, 0, maxBatch)
@@ -279,17 +301,32 @@ func (e *Distributed) commit(p *rpool) {
 			e.failQueued(p)
 			return
 		}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case c := <-p.queue:
-				batch = append(batch, c)
-			default:
-				break gather
+		batch = gather(p.queue, batch)
+		for yields := 0; len(batch) > 1 && len(batch) < maxBatch && yields < maxYields; yields++ {
+			before := len(batch)
+			runtime.Gosched()
+			if batch = gather(p.queue, batch); len(batch) == before {
+				break
 			}
 		}
 		e.run(p, batch)
 	}
+}
+
+// maxYields bounds how often a committer yields to let a batch grow.
+const maxYields = 4
+
+// gather adds to batch what is queued, up to maxBatch.
+func gather(queue chan *call, batch []*call) []*call {
+	for len(batch) < maxBatch {
+		select {
+		case c := <-queue:
+			batch = append(batch, c)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (e *Distributed) failQueued(p *rpool) {
@@ -297,7 +334,7 @@ func (e *Distributed) failQueued(p *rpool) {
 		select {
 		case c := <-p.queue:
 			c.err = ErrClosed
-			close(c.done)
+			c.finish()
 		default:
 			return
 		}
@@ -310,7 +347,7 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 	for _, c := range batch {
 		if c.ctx.Err() != nil {
 			c.err = c.ctx.Err() // its caller left: take nothing for it
-			close(c.done)
+			c.finish()
 			continue
 		}
 		live = append(live, c)
@@ -318,17 +355,8 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 	if len(live) == 0 {
 		return
 	}
-	keys := []string{p.keys.meta, p.keys.seg, p.keys.memo + randomToken()}
-	args := make([]any, 0, 3+3*len(live))
-	args = append(args, memoTTL, int(IdempotencyTTL/time.Second), p.gen.Load(), len(live))
-	for _, c := range live {
-		ki := 0
-		if c.idem != nil {
-			keys = append(keys, p.keys.idem+c.idem.Scope+":"+c.idem.Key)
-			ki = len(keys) - 3
-		}
-		args = append(args, c.count, ki, Request{Count: c.count}.fingerprint())
-	}
+	p.touchedAt.Store(time.Now().UnixNano())
+	keys, args := allocateArgs(p, p.keys.memo+e.memoPrefix+strconv.FormatUint(e.memoSeq.Add(1), 10), live)
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
 	cancel()
@@ -339,8 +367,48 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 		}
 	}
 	for _, c := range live {
-		close(c.done)
+		c.finish()
 	}
+}
+
+// allocateArgs returns allocate.lua's keys and arguments for batch: the counts
+// and key indexes go as two strings, not as arguments of each request.
+func allocateArgs(p *rpool, memo string, batch []*call) (keys []string, args []any) {
+	keys = []string{p.keys.meta, p.keys.seg, memo}
+	args = []any{memoTTL, int(IdempotencyTTL / time.Second), p.gen.Load(), len(batch), 0, "-", "-"}
+	keyed := false
+	for _, c := range batch {
+		keyed = keyed || c.idem != nil
+	}
+	counts := make([]byte, 0, 2*len(batch))
+	var kis []byte
+	total := 0
+	for i, c := range batch {
+		if i > 0 {
+			counts = append(counts, ',')
+			if keyed {
+				kis = append(kis, ',')
+			}
+		}
+		counts = strconv.AppendInt(counts, int64(c.count), 10)
+		total += c.count
+		switch {
+		case c.idem != nil:
+			keys = append(keys, p.keys.idem+c.idem.Scope+":"+c.idem.Key)
+			kis = strconv.AppendInt(kis, int64(len(keys)-3), 10)
+			args = append(args, fingerprintOf(c.count))
+		case keyed:
+			kis = append(kis, '0')
+		}
+	}
+	args[4] = total
+	if len(batch) > 0 {
+		args[5] = string(counts)
+	}
+	if keyed {
+		args[6] = string(kis)
+	}
+	return keys, args
 }
 
 // offsetRun is numbers of a segment by offset from its first: from..to.

@@ -224,8 +224,8 @@ func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]store.Gap, err
 // sweep closes the segments that expired by Redis's clock: an allocate call that
 // asks for nothing, and the store records what it reports.
 func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
-	keys := []string{p.keys.meta, p.keys.seg, p.keys.memo + randomToken()}
-	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, memoTTL, int(IdempotencyTTL/time.Second), p.gen.Load(), 0).Text()
+	keys, args := allocateArgs(p, p.keys.memo+randomToken(), nil)
+	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("sweep").Inc()
 	if err != nil {
 		return redisErr(err)

@@ -17,8 +17,17 @@
 -- ARGV[3]   the newest seed generation the caller has seen in the store: a state
 --           of an older one was superseded elsewhere (this server was failed over
 --           from and has come back) and must not hand out what it still holds
--- ARGV[4]   number of requests n; then per request: count, key index i (0: none),
---           fingerprint
+-- ARGV[4]   number of requests n
+-- ARGV[5]   the numbers the n requests ask for together
+-- ARGV[6]   each request's count, comma-separated, in order (- when n is 0)
+-- ARGV[7]   each request's key index i, comma-separated (0: none), or - when no
+--           request has a key
+-- ARGV[7+i] the fingerprint of the request with key index i
+--
+-- The requests come as two strings rather than three arguments each: per-request
+-- arguments and their conversion to numbers were most of a call's cost, and the
+-- common batch (no keys, all of it within the first segment's reserved numbers)
+-- is answered without reading them.
 --
 -- Answer, space-separated tokens:
 --   RESEED <run>     the state is missing, was written on another Redis process
@@ -34,7 +43,10 @@
 --     An R:<spans> token follows for each R, in order; spans are runs' form.
 --     E:<id>:<used> reports each segment this call found expired.
 
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local info = redis.call('INFO', 'server')
+local at = string.find(info, 'run_id:', 1, true)
+local run = at and string.sub(info, at + 7, at + 46) or '?'
+
 local meta = redis.call('HMGET', KEYS[1], 'run', 'gen', 'queue')
 if meta[1] ~= run or not meta[2] or not meta[3] or tonumber(meta[2]) < tonumber(ARGV[3]) then
   return 'RESEED ' .. run
@@ -69,53 +81,66 @@ for id in string.gmatch(meta[3], '[^,]+') do
 end
 
 local letters, replays = {}, {}
-local n = tonumber(ARGV[4])
-local at = 5
-for r = 1, n do
-  local count, ki, fp = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2]
-  at = at + 3
-  local rec = false
-  if ki > 0 then
-    rec = redis.call('GET', KEYS[3 + ki])
+local n, total = tonumber(ARGV[4]), tonumber(ARGV[5])
+local head = open[1]
+if n > 0 and ARGV[7] == '-' and head and math.min(head.size, head.lease) - head.used >= total then
+  -- No request has a key and the first segment's reserved numbers cover them
+  -- all: each request takes its count in turn, which needs no look at the counts.
+  head.first = head.used
+  head.used = head.used + total
+  letters = {string.rep('A', n)}
+elseif n > 0 then
+  local counts, kis = {}, {}
+  for c in string.gmatch(ARGV[6], '%d+') do counts[#counts + 1] = tonumber(c) end
+  if ARGV[7] ~= '-' then
+    for k in string.gmatch(ARGV[7], '%d+') do kis[#kis + 1] = tonumber(k) end
   end
-  if rec then
-    local rfp, spans = string.match(rec, '^([^|]*)|(.*)$')
-    if rfp == fp then
-      letters[r] = 'R'
-      replays[#replays + 1] = 'R:' .. spans
-    else
-      letters[r] = 'C'
+  for r = 1, n do
+    local count, ki = counts[r], kis[r] or 0
+    local fp = ki > 0 and ARGV[7 + ki]
+    local rec = false
+    if ki > 0 then
+      rec = redis.call('GET', KEYS[3 + ki])
     end
-  else
-    local need, plan, reserved = count, {}, true
-    for _, s in ipairs(open) do
-      if need == 0 then break end
-      local left = s.size - s.used
-      if left > 0 then
-        local take = math.min(need, left)
-        if s.used + take > s.lease then reserved = false end
-        plan[#plan + 1] = {s, take}
-        need = need - take
+    if rec then
+      local rfp, spans = string.match(rec, '^([^|]*)|(.*)$')
+      if rfp == fp then
+        letters[r] = 'R'
+        replays[#replays + 1] = 'R:' .. spans
+      else
+        letters[r] = 'C'
       end
-    end
-    if need > 0 then
-      letters[r] = 'X'
-    elseif not reserved then
-      letters[r] = 'L'
     else
-      local parts = {}
-      for _, p in ipairs(plan) do
-        local s, take = p[1], p[2]
-        s.first = s.first or s.used
-        if ki > 0 then
-          parts[#parts + 1] = s.id .. ':' .. fmt(s.used) .. '-' .. fmt(s.used + take - 1)
+      local need, plan, reserved = count, {}, true
+      for _, s in ipairs(open) do
+        if need == 0 then break end
+        local left = s.size - s.used
+        if left > 0 then
+          local take = math.min(need, left)
+          if s.used + take > s.lease then reserved = false end
+          plan[#plan + 1] = {s, take}
+          need = need - take
         end
-        s.used = s.used + take
       end
-      if ki > 0 then
-        redis.call('SET', KEYS[3 + ki], fp .. '|' .. table.concat(parts, ','), 'EX', ARGV[2])
+      if need > 0 then
+        letters[r] = 'X'
+      elseif not reserved then
+        letters[r] = 'L'
+      else
+        local parts = {}
+        for _, p in ipairs(plan) do
+          local s, take = p[1], p[2]
+          s.first = s.first or s.used
+          if ki > 0 then
+            parts[#parts + 1] = s.id .. ':' .. fmt(s.used) .. '-' .. fmt(s.used + take - 1)
+          end
+          s.used = s.used + take
+        end
+        if ki > 0 then
+          redis.call('SET', KEYS[3 + ki], fp .. '|' .. table.concat(parts, ','), 'EX', ARGV[2])
+        end
+        letters[r] = 'A'
       end
-      letters[r] = 'A'
     end
   end
 end

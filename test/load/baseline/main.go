@@ -5,6 +5,7 @@
 //
 //	baseline --addr 127.0.0.1:8090                                  constant JSON
 //	baseline --addr 127.0.0.1:8090 --redis 127.0.0.1:6379           one INCR per request
+//	baseline --pprof 127.0.0.1:6060                                 and its profile on the default mux
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -28,7 +30,11 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
 	redisAddr := flag.String("redis", "", "Redis host:port; set: one INCR per request")
+	pprofAddr := flag.String("pprof", "", "host:port to serve /debug/pprof on, for comparing profiles with numberd's")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { slog.Error("pprof", "err", http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	if err := run(*addr, *redisAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
