@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,9 +285,9 @@ func (e *Distributed) submit(ctx context.Context, p *rpool, c *call) error {
 
 // commit is p's committer: it gathers the requests that arrived while its last
 // call ran and answers them with one allocate call. A lone request goes at once;
-// under load the batch grows with the load, not with a timer: when more than one
-// request is waiting, the committer yields its processor while that lets more
-// requests join, which costs nothing when no other goroutine is ready to run.
+// under load the batch grows with the load, not with a timer. (Yielding the
+// processor to let a batch grow raised the batch by a fifth under saturation but
+// stalled requests for up to 200 ms at half that load: not done.)
 func (e *Distributed) commit(p *rpool) {
 	defer e.wg.Done()
 	batch := make([]*call, 0, maxBatch)
@@ -301,20 +300,9 @@ func (e *Distributed) commit(p *rpool) {
 			e.failQueued(p)
 			return
 		}
-		batch = gather(p.queue, batch)
-		for yields := 0; len(batch) > 1 && len(batch) < maxBatch && yields < maxYields; yields++ {
-			before := len(batch)
-			runtime.Gosched()
-			if batch = gather(p.queue, batch); len(batch) == before {
-				break
-			}
-		}
-		e.run(p, batch)
+		e.run(p, gather(p.queue, batch))
 	}
 }
-
-// maxYields bounds how often a committer yields to let a batch grow.
-const maxYields = 4
 
 // gather adds to batch what is queued, up to maxBatch.
 func gather(queue chan *call, batch []*call) []*call {
