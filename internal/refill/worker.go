@@ -82,6 +82,7 @@ type poolState struct {
 	effective  atomic.Int64 // the threshold that triggers a refill now
 	kicked     atomic.Bool  // a kick is queued
 	running    atomic.Bool  // this node runs a refill of the pool
+	rerun      atomic.Bool  // an operator asked for a refill while one ran here
 	rate       float64      // numbers issued per second, smoothed
 	lastIssued int64
 	lastAt     time.Time
@@ -265,12 +266,16 @@ func (w *Worker) Trigger(ctx context.Context, pool string) (alloc.RefillStatus, 
 	if w.cfg.Upstreams[cfg.Upstream] == nil {
 		return alloc.RefillStatus{}, fmt.Errorf("%w: upstream %q of pool %s is not configured", alloc.ErrInvalid, cfg.Upstream, pool)
 	}
-	w.kick(pool, w.state(pool), true)
 	st, err := w.Status(ctx, pool)
-	if err == nil && st.State != alloc.RefillRequesting {
-		st.State = alloc.RefillRequesting // the kick is queued: the download is under way
+	if err != nil {
+		return st, err
 	}
-	return st, err
+	// A download under way answers this request too; otherwise the operator asks
+	// for a new one, which must not be lost to a refill of this node that is just
+	// ending or to another node's brief look at the pool.
+	w.kick(pool, w.state(pool), st.State != alloc.RefillRequesting)
+	st.State = alloc.RefillRequesting // the kick is queued: the download is under way
+	return st, nil
 }
 
 // Status returns pool's refill status, from its latest download.
@@ -301,12 +306,24 @@ func (w *Worker) Status(ctx context.Context, pool string) (alloc.RefillStatus, e
 func (w *Worker) start(pool string, manual bool) {
 	ps := w.state(pool)
 	if !ps.running.CompareAndSwap(false, true) {
+		if manual {
+			ps.rerun.Store(true)
+		}
 		return
 	}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		defer ps.running.Store(false)
+		defer func() {
+			ps.running.Store(false)
+			if ps.rerun.Swap(false) {
+				select {
+				case <-w.stop:
+				default:
+					w.start(pool, true)
+				}
+			}
+		}()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -322,6 +339,27 @@ func (w *Worker) start(pool string, manual bool) {
 	}()
 }
 
+// acquire takes pool's refill lock. Another node holds it briefly whenever it
+// looks at the pool; an operator's request waits that out, and gives up only to a
+// download under way (which answers it) or after twice the lock's lease.
+func (w *Worker) acquire(ctx context.Context, pool string, manual bool) (int64, error) {
+	deadline := time.Now().Add(2 * w.cfg.LockTTL)
+	for {
+		fence, err := w.cfg.Store.AcquireRefillLock(ctx, pool, w.cfg.Node, w.cfg.LockTTL)
+		if !manual || !errors.Is(err, store.ErrHeld) || time.Now().After(deadline) {
+			return fence, err
+		}
+		if job, ok, jerr := w.cfg.Store.LatestJob(ctx, pool); jerr == nil && ok && job.State == store.JobRequesting {
+			return 0, err
+		}
+		select {
+		case <-time.After(time.Duration(50+mrand.IntN(100)) * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
 // refill downloads one segment for pool if it needs one, holding the lock.
 func (w *Worker) refill(ctx context.Context, pool string, ps *poolState, manual bool) error {
 	cfg, err := w.cfg.Store.Pool(ctx, pool)
@@ -332,7 +370,7 @@ func (w *Worker) refill(ctx context.Context, pool string, ps *poolState, manual 
 	if up == nil {
 		return fmt.Errorf("upstream %q is not configured", cfg.Upstream)
 	}
-	fence, err := w.cfg.Store.AcquireRefillLock(ctx, pool, w.cfg.Node, w.cfg.LockTTL)
+	fence, err := w.acquire(ctx, pool, manual)
 	if errors.Is(err, store.ErrHeld) {
 		return nil // another node refills this pool
 	}

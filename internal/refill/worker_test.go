@@ -317,3 +317,59 @@ func TestALateHolderIsFenced(t *testing.T) {
 		t.Errorf("segments = %+v, %v; want one, of node-a's ywlsh %s finished by node-b", segs, err, first)
 	}
 }
+
+// TestATriggerOutlastsAnotherNodesLook asks for a refill while another node holds
+// the pool's lock, as it does for a moment whenever it looks at the pool: the
+// request waits the lock out instead of being dropped.
+func TestATriggerOutlastsAnotherNodesLook(t *testing.T) {
+	var calls atomic.Int32
+	up := upstreamFunc(func(_ context.Context, _ string, _ int64, ywlsh string) (refill.Grant, error) {
+		calls.Add(1)
+		return refill.Grant{Ywlsh: ywlsh, Start: "24442000000000000001", End: "24442000000000000100"}, nil
+	})
+	st, err := store.OpenSQLite(context.Background(), t.TempDir(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng, err := alloc.OpenEmbedded(context.Background(), st, alloc.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	digits, threshold, quantity, name := 20, int64(10), int64(100), "u"
+	if _, _, err := eng.PutPool(context.Background(), "p", store.PoolUpdate{Digits: &digits, RefillThreshold: &threshold, RefillQuantity: &quantity, Upstream: &name}); err != nil {
+		t.Fatal(err)
+	}
+	fence, err := st.AcquireRefillLock(context.Background(), "p", "node-b", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := refill.New(refill.Config{Store: st, Engine: eng, Upstreams: map[string]refill.Upstream{"u": up}, Logger: quiet,
+		Node: "node-a", LockTTL: 2 * time.Second, ScanEvery: time.Hour, BackoffMin: time.Millisecond})
+	w.Start()
+	defer w.Close(context.Background())
+	if _, err := w.Trigger(context.Background(), "p"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d upstream calls while another node held the lock", n)
+	}
+	if err := st.ReleaseRefillLock(context.Background(), "p", "node-b", fence); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Second, "the download asked for", func() bool { return len(mustSegments(t, st)) == 1 })
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d upstream calls, want 1", n)
+	}
+}
+
+func mustSegments(tb testing.TB, st *store.Store) []store.Segment {
+	tb.Helper()
+	segs, err := st.Segments(context.Background(), "p")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return segs
+}
