@@ -272,21 +272,8 @@ func TestALateHolderIsFenced(t *testing.T) {
 		}
 		return refill.Grant{Ywlsh: ywlsh, Start: "24442000000000000001", End: "24442000000000000100"}, nil
 	})
-	st, err := store.OpenSQLite(context.Background(), t.TempDir(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	m := metrics.New()
-	eng, err := alloc.OpenEmbedded(context.Background(), st, alloc.Options{Logger: quiet, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	digits, threshold, quantity, name := 20, int64(10), int64(100), "u"
-	if _, _, err := eng.PutPool(context.Background(), "p", store.PoolUpdate{Digits: &digits, RefillThreshold: &threshold, RefillQuantity: &quantity, Upstream: &name}); err != nil {
-		t.Fatal(err)
-	}
+	st, eng := openPool(t, m)
 	newWorker := func(node string, ttl, renew time.Duration) *refill.Worker {
 		return refill.New(refill.Config{Store: st, Engine: eng, Upstreams: map[string]refill.Upstream{"u": up}, Logger: quiet, Metrics: m,
 			Node: node, LockTTL: ttl, RenewEvery: renew, ScanEvery: time.Hour, BackoffMin: time.Millisecond})
@@ -327,20 +314,7 @@ func TestATriggerOutlastsAnotherNodesLook(t *testing.T) {
 		calls.Add(1)
 		return refill.Grant{Ywlsh: ywlsh, Start: "24442000000000000001", End: "24442000000000000100"}, nil
 	})
-	st, err := store.OpenSQLite(context.Background(), t.TempDir(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	eng, err := alloc.OpenEmbedded(context.Background(), st, alloc.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(context.Background())
-	digits, threshold, quantity, name := 20, int64(10), int64(100), "u"
-	if _, _, err := eng.PutPool(context.Background(), "p", store.PoolUpdate{Digits: &digits, RefillThreshold: &threshold, RefillQuantity: &quantity, Upstream: &name}); err != nil {
-		t.Fatal(err)
-	}
+	st, eng := openPool(t, metrics.New())
 	fence, err := st.AcquireRefillLock(context.Background(), "p", "node-b", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -372,4 +346,25 @@ func mustSegments(tb testing.TB, st *store.Store) []store.Segment {
 		tb.Fatal(err)
 	}
 	return segs
+}
+
+// openPool opens an embedded engine on a fresh SQLite store with pool "p", which
+// refills 100 numbers at a time from upstream "u" when fewer than 10 are left.
+func openPool(t *testing.T, m *metrics.Metrics) (*store.Store, *alloc.Embedded) {
+	t.Helper()
+	st, err := store.OpenSQLite(context.Background(), t.TempDir(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	eng, err := alloc.OpenEmbedded(context.Background(), st, alloc.Options{Logger: quiet, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	digits, threshold, quantity, name := 20, int64(10), int64(100), "u"
+	if _, _, err := eng.PutPool(context.Background(), "p", store.PoolUpdate{Digits: &digits, RefillThreshold: &threshold, RefillQuantity: &quantity, Upstream: &name}); err != nil {
+		t.Fatal(err)
+	}
+	return st, eng
 }
