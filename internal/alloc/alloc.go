@@ -57,22 +57,7 @@ type Idempotency struct {
 
 // fingerprint is the request's meaning after defaults: two requests with one key must
 // have the same fingerprint to be the same request.
-func (r Request) fingerprint() string { return fingerprintOf(r.Count) }
-
-// fingerprints holds the fingerprint of every count allowed, made once.
-var fingerprints = func() (f [MaxCount + 1]string) {
-	for n := range f {
-		f[n] = "count=" + strconv.Itoa(n)
-	}
-	return f
-}()
-
-func fingerprintOf(count int) string {
-	if count >= 0 && count <= MaxCount {
-		return fingerprints[count]
-	}
-	return "count=" + strconv.Itoa(count)
-}
+func (r Request) fingerprint() string { return "count=" + strconv.Itoa(r.Count) }
 
 func (r Request) validate() error {
 	if r.Count < 1 || r.Count > MaxCount {

@@ -65,10 +65,7 @@ type Distributed struct {
 	opts  Options
 	node  string // this node's token in lease locks
 
-	// Allocate calls are named memoPrefix + a sequence number: unique across
-	// nodes (the node token is random) without drawing randomness per call.
-	memoPrefix string
-	memoSeq    atomic.Uint64
+	memoSeq atomic.Uint64 // numbers this node's allocate calls; see memoKey
 
 	mu     sync.RWMutex
 	pools  map[string]*rpool
@@ -128,7 +125,6 @@ func (c *call) finish() { c.done <- struct{}{} }
 // into Redis.
 func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
 	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), pools: map[string]*rpool{}, stop: make(chan struct{})}
-	e.memoPrefix = e.node + "-"
 	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.lock, scripts.unlock} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return nil, redisErr(err)
@@ -279,8 +275,19 @@ func (e *Distributed) submit(ctx context.Context, p *rpool, c *call) error {
 			return ErrClosed
 		}
 	}
-	<-c.done
-	return c.err
+	select {
+	case <-c.done:
+		return c.err
+	case <-e.stop:
+		// Closing: a call in the committer's hands ends within its timeout; one
+		// queued after the committer's last look never runs, and took nothing.
+		select {
+		case <-c.done:
+			return c.err
+		case <-time.After(2 * redisTimeout):
+			return ErrClosed
+		}
+	}
 }
 
 // commit is p's committer: it gathers the requests that arrived while its last
@@ -344,7 +351,7 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 		return
 	}
 	p.touchedAt.Store(time.Now().UnixNano())
-	keys, args := allocateArgs(p, p.keys.memo+e.memoPrefix+strconv.FormatUint(e.memoSeq.Add(1), 10), live)
+	keys, args := allocateArgs(p, e.memoKey(p), live)
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
 	cancel()
@@ -359,41 +366,38 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 	}
 }
 
+// memoKey names a new allocate call of p: the node's token and a sequence number,
+// unique across nodes without drawing randomness per call.
+func (e *Distributed) memoKey(p *rpool) string {
+	return p.keys.memo + e.node + "-" + strconv.FormatUint(e.memoSeq.Add(1), 10)
+}
+
 // allocateArgs returns allocate.lua's keys and arguments for batch: the counts
 // and key indexes go as two strings, not as arguments of each request.
 func allocateArgs(p *rpool, memo string, batch []*call) (keys []string, args []any) {
 	keys = []string{p.keys.meta, p.keys.seg, memo}
 	args = []any{memoTTL, int(IdempotencyTTL / time.Second), p.gen.Load(), len(batch), 0, "-", "-"}
-	keyed := false
-	for _, c := range batch {
-		keyed = keyed || c.idem != nil
-	}
-	counts := make([]byte, 0, 2*len(batch))
-	var kis []byte
+	var counts, kis []byte
 	total := 0
 	for i, c := range batch {
 		if i > 0 {
-			counts = append(counts, ',')
-			if keyed {
-				kis = append(kis, ',')
-			}
+			counts, kis = append(counts, ','), append(kis, ',')
 		}
 		counts = strconv.AppendInt(counts, int64(c.count), 10)
 		total += c.count
-		switch {
-		case c.idem != nil:
+		ki := 0
+		if c.idem != nil {
 			keys = append(keys, p.keys.idem+c.idem.Scope+":"+c.idem.Key)
-			kis = strconv.AppendInt(kis, int64(len(keys)-3), 10)
-			args = append(args, fingerprintOf(c.count))
-		case keyed:
-			kis = append(kis, '0')
+			ki = len(keys) - 3
+			args = append(args, Request{Count: c.count}.fingerprint())
 		}
+		kis = strconv.AppendInt(kis, int64(ki), 10)
 	}
 	args[4] = total
 	if len(batch) > 0 {
 		args[5] = string(counts)
 	}
-	if keyed {
+	if len(keys) > 3 {
 		args[6] = string(kis)
 	}
 	return keys, args

@@ -224,7 +224,7 @@ func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]store.Gap, err
 // sweep closes the segments that expired by Redis's clock: an allocate call that
 // asks for nothing, and the store records what it reports.
 func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
-	keys, args := allocateArgs(p, p.keys.memo+randomToken(), nil)
+	keys, args := allocateArgs(p, e.memoKey(p), nil)
 	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("sweep").Inc()
 	if err != nil {
