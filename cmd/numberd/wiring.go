@@ -120,10 +120,13 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.http = &http.Server{
 		Handler: api,
-		// No ReadTimeout or WriteTimeout: each sets a deadline on every request, a
-		// cost on the allocation path; bodies get their own read deadline, and
-		// answers are small and bounded by the handlers' own timeouts.
+		// ReadTimeout bounds a request's header and body together, so a client
+		// that stops sending holds nothing for long. It costs nothing per request:
+		// net/http sets the read deadline once per request with or without it. No
+		// WriteTimeout: that would set another deadline on every answer; answers
+		// are small and bounded by the handlers' own timeouts.
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       requestReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
@@ -180,3 +183,6 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// requestReadTimeout bounds reading one request, header and body.
+const requestReadTimeout = 10 * time.Second

@@ -17,6 +17,11 @@ const maxIdempotencyKey = 128
 
 // AllocateNumbers hands out the next number(s) of a pool.
 func (s *Server) AllocateNumbers(ctx context.Context, req api.AllocateNumbersRequestObject) (api.AllocateNumbersResponseObject, error) {
+	return s.allocate(ctx, identityOf(ctx), req)
+}
+
+// allocate is AllocateNumbers for the caller id.
+func (s *Server) allocate(ctx context.Context, id *identity, req api.AllocateNumbersRequestObject) (api.AllocateNumbersResponseObject, error) {
 	if err := checkPoolID(req.Pool); err != nil {
 		return nil, err
 	}
@@ -33,12 +38,12 @@ func (s *Server) AllocateNumbers(ctx context.Context, req api.AllocateNumbersReq
 			return nil, err
 		}
 	}
-	if err := authorize(ctx, req.Pool, false); err != nil {
+	if err := id.authorize(req.Pool, false); err != nil {
 		return nil, err
 	}
 	areq := alloc.Request{Pool: req.Pool, Count: count}
 	if key != nil {
-		areq.Idempotency = &alloc.Idempotency{Scope: identityOf(ctx).scope, Key: *key}
+		areq.Idempotency = &alloc.Idempotency{Scope: id.scope, Key: *key}
 	}
 	// No deadline of its own: the engines bound every wait on the allocation path
 	// (store and Redis timeouts), and a deadline per request costs a timer.

@@ -104,6 +104,8 @@ func (a *authenticator) identify(r *http.Request) *identity {
 	return found
 }
 
+var errUnauthorizedAnswer = fmt.Errorf("%w: send Authorization: Bearer <token>", errUnauthorized)
+
 type identityKey struct{}
 
 // authenticate answers 401 to a request under /v1/ without a known token. It runs
@@ -116,7 +118,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		id := s.auth.identify(r)
 		if id == nil {
-			s.writeError(w, r, fmt.Errorf("%w: send Authorization: Bearer <token>", errUnauthorized))
+			s.writeError(w, r, errUnauthorizedAnswer)
 			return
 		}
 		if rc, ok := r.Context().(*requestContext); ok {
@@ -138,7 +140,10 @@ func identityOf(ctx context.Context) *identity {
 // authorize returns errForbidden unless the caller may act on pool; adminOnly
 // endpoints need an admin token.
 func authorize(ctx context.Context, pool string, adminOnly bool) error {
-	id := identityOf(ctx)
+	return identityOf(ctx).authorize(pool, adminOnly)
+}
+
+func (id *identity) authorize(pool string, adminOnly bool) error {
 	switch {
 	case id.admin:
 		return nil

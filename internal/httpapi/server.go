@@ -110,6 +110,10 @@ func (s *Server) Open() bool { return s.auth.open() }
 // chi and an authentication middleware would do each on its own) showed in the
 // profile of the allocation path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if pool, ok := hotAllocation(r); ok {
+		s.serveAllocation(w, r, pool)
+		return
+	}
 	rc := &requestContext{Context: r.Context(), route: routeContexts.Get().(*chi.Context)}
 	s.handler.ServeHTTP(w, r.WithContext(rc))
 	rc.route.Reset()
@@ -212,10 +216,17 @@ func (s *Server) requestError(w http.ResponseWriter, r *http.Request, err error)
 	if errors.Is(err, io.EOF) {
 		err = errors.New("a JSON body is required")
 	}
+	s.writeError(w, r, decodeError(err))
+}
+
+// decodeError is the answer to a body that does not decode.
+func decodeError(err error) error {
 	// The generated decoder prefixes every message with this.
 	msg := strings.TrimPrefix(err.Error(), "can't decode JSON body: ")
-	s.writeError(w, r, fmt.Errorf("%w: %s", errInvalid, msg))
+	return fmt.Errorf("%w: %s", errInvalid, msg)
 }
+
+var errNotOneJSONValue = fmt.Errorf("%w: the body is not one well-formed JSON value", errInvalid)
 
 // limitBody reads a request's body up front: more than MaxBodyBytes answers 413,
 // and a body that is not exactly one JSON value answers 400, which the generated
@@ -230,9 +241,6 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 			s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
 			return
 		}
-		// The server sets no read deadline for every request (that costs on the hot
-		// path, whose requests have no body); a body must arrive within this.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 		if err != nil {
 			var tooLarge *http.MaxBytesError
@@ -244,7 +252,7 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 			return
 		}
 		if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
-			s.writeError(w, r, fmt.Errorf("%w: the body is not one well-formed JSON value", errInvalid))
+			s.writeError(w, r, errNotOneJSONValue)
 			return
 		}
 		r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
@@ -252,10 +260,7 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 	})
 }
 
-// bodyReadTimeout bounds reading a request body.
-const bodyReadTimeout = 10 * time.Second
-
-// bufferedBody is a request body read up front, its bytes kept for the hot path.
+// bufferedBody is a request body read up front, its bytes kept for hotPath.
 type bufferedBody struct {
 	*bytes.Reader
 	data []byte
