@@ -74,13 +74,18 @@ type Distributed struct {
 	wg     sync.WaitGroup
 }
 
-// rpool is what a node keeps of one pool: its committer queue, the segments it has
-// seen (to turn offsets into numbers), and its lease sizing.
+// rpool is what a node keeps of one pool: the requests waiting for an allocate
+// call, the segments it has seen (to turn offsets into numbers), and its lease
+// sizing.
 type rpool struct {
 	id     string
 	digits int
 	keys   poolKeys
-	queue  chan *call
+
+	batchMu  sync.Mutex
+	inFlight bool    // a request of p is making an allocate call
+	queued   []*call // requests waiting for the next one
+	batch    []*call // the batch of the call in flight, kept for the next
 
 	segMu sync.RWMutex
 	segs  map[int64]store.Segment
@@ -114,6 +119,7 @@ type call struct {
 	kind  string      // this request's letter of the allocate answer, or RESEED
 	runs  []offsetRun // its numbers, for A and R
 	err   error
+	lead  bool // answered with the lead: make the next call (see lead)
 }
 
 var calls = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -169,11 +175,9 @@ func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
-	p = &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), queue: make(chan *call, 4096), segs: map[int64]store.Segment{}, lease: newLease(e.opts)}
+	p = &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, lease: newLease(e.opts)}
 	p.seen(cfg.Epoch)
 	e.pools[id] = p
-	e.wg.Add(1)
-	go e.commit(p)
 	return p, nil
 }
 
@@ -196,7 +200,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 	}
 	// Once off the fast path (waiting on locks, the store, Redis), never longer
 	// than this, whatever deadline the caller gave, if any; the fast path is
-	// bounded by the committer's own timeout and spares the timer.
+	// bounded by the allocate call's own timeout and spares the timer.
 	slow, cancel := ctx, context.CancelFunc(func() {})
 	defer func() { cancel() }()
 	slowDown := func() {
@@ -208,7 +212,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 	for {
 		c := calls.Get().(*call)
 		c.ctx, c.count, c.idem, c.kind, c.runs, c.err = slow, req.Count, req.Idempotency, "", nil, nil
-		if err := e.submit(slow, p, c); err != nil {
+		if err := e.submit(p, c); err != nil {
 			return Allocation{}, err // c may still be queued: not reused
 		}
 		kind, runs := c.kind, c.runs
@@ -256,93 +260,104 @@ func (e *Distributed) syncDue(p *rpool) bool {
 	return now-last >= int64(200*time.Millisecond) && p.lastSync.CompareAndSwap(last, now)
 }
 
-// submit queues c for p's committer and waits for its answer. The wait does not
-// watch ctx: the committer skips a call whose caller has left before it runs,
-// and bounds every call it runs by redisTimeout, so the wait is bounded either
-// way, and watching a request's context would make it allocate a channel.
-func (e *Distributed) submit(ctx context.Context, p *rpool, c *call) error {
+// submit has c answered by an allocate call and waits for the answer. With no
+// call of p in flight, c's own goroutine makes one at once; otherwise c waits in
+// p's queue for the next call, which the request that ends the current one hands
+// to the first request queued (see lead). There is no committer goroutine: a lone
+// request costs no hand-off to one and back, and under load the queue grows while
+// a call is in flight, so a batch is sized by the load, not by a timer.
+//
+// The wait does not watch ctx: a call skips a request whose caller has left
+// before it runs, and every call is bounded by redisTimeout, so the wait is
+// bounded either way, and watching a request's context would make it allocate a
+// channel.
+func (e *Distributed) submit(p *rpool, c *call) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
-	select {
-	case p.queue <- c:
-	default:
-		select { // the queue is full: wait for room, but not forever
-		case p.queue <- c:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-e.stop:
-			return ErrClosed
-		}
+	p.batchMu.Lock()
+	if !p.inFlight {
+		p.inFlight = true
+		e.wg.Add(1) // Close waits for the calls in flight
+		p.batchMu.Unlock()
+		e.lead(p, c)
+		return c.err
 	}
+	p.queued = append(p.queued, c)
+	p.batchMu.Unlock()
 	select {
 	case <-c.done:
-		return c.err
 	case <-e.stop:
-		// Closing: a call in the committer's hands ends within its timeout; one
-		// queued after the committer's last look never runs, and took nothing.
+		// Closing: the request that ends the call in flight answers every queued
+		// one (ErrClosed, having taken nothing) instead of handing it the lead.
 		select {
 		case <-c.done:
-			return c.err
 		case <-time.After(2 * redisTimeout):
 			return ErrClosed
 		}
 	}
-}
-
-// commit is p's committer: it gathers the requests that arrived while its last
-// call ran and answers them with one allocate call. A lone request goes at once;
-// under load the batch grows with the load, not with a timer. (Yielding the
-// processor to let a batch grow raised the batch by a fifth under saturation but
-// stalled requests for up to 200 ms at half that load: not done.)
-func (e *Distributed) commit(p *rpool) {
-	defer e.wg.Done()
-	batch := make([]*call, 0, maxBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case c := <-p.queue:
-			batch = append(batch, c)
-		case <-e.stop:
-			e.failQueued(p)
-			return
-		}
-		e.run(p, gather(p.queue, batch))
+	if c.lead {
+		c.lead = false
+		e.lead(p, c)
 	}
+	return c.err
 }
 
-// gather adds to batch what is queued, up to maxBatch.
-func gather(queue chan *call, batch []*call) []*call {
-	for len(batch) < maxBatch {
-		select {
-		case c := <-queue:
-			batch = append(batch, c)
-		default:
-			return batch
+// lead makes one allocate call for c and the requests queued behind it, up to
+// maxBatch, and then hands the lead to the first request queued meanwhile, or
+// ends p's run of calls if none is.
+func (e *Distributed) lead(p *rpool, c *call) {
+	p.batchMu.Lock()
+	n := min(len(p.queued), maxBatch-1)
+	batch := append(append(p.batch[:0], c), p.queued[:n]...)
+	p.queued = p.queued[:copy(p.queued, p.queued[n:])]
+	p.batchMu.Unlock()
+
+	defer func() {
+		if v := recover(); v != nil {
+			// A request's goroutine recovers its handler's panics, but one here
+			// would leave p's requests waiting forever: end the process, as the
+			// panic of a goroutine of its own would.
+			go panic(v)
+			select {}
 		}
+	}()
+	e.run(p, batch, c)
+	clear(batch)
+	p.batch = batch
+
+	p.batchMu.Lock()
+	if len(p.queued) == 0 || e.closed.Load() {
+		queued := p.queued
+		p.queued, p.inFlight = nil, false
+		p.batchMu.Unlock()
+		for _, q := range queued {
+			q.err = ErrClosed
+			q.finish()
+		}
+		e.wg.Done()
+		return
 	}
-	return batch
+	next := p.queued[0]
+	p.queued = p.queued[:copy(p.queued, p.queued[1:])]
+	p.batchMu.Unlock()
+	next.lead = true
+	next.finish()
 }
 
-func (e *Distributed) failQueued(p *rpool) {
-	for {
-		select {
-		case c := <-p.queue:
-			c.err = ErrClosed
+// run makes one allocate call for batch and hands each request but self, whose
+// goroutine makes the call, its answer.
+func (e *Distributed) run(p *rpool, batch []*call, self *call) {
+	answer := func(c *call) {
+		if c != self {
 			c.finish()
-		default:
-			return
 		}
 	}
-}
-
-// run makes one allocate call for batch and hands each request its answer.
-func (e *Distributed) run(p *rpool, batch []*call) {
 	live := batch[:0]
 	for _, c := range batch {
 		if c.ctx.Err() != nil {
 			c.err = c.ctx.Err() // its caller left: take nothing for it
-			c.finish()
+			answer(c)
 			continue
 		}
 		live = append(live, c)
@@ -362,7 +377,7 @@ func (e *Distributed) run(p *rpool, batch []*call) {
 		}
 	}
 	for _, c := range live {
-		c.finish()
+		answer(c)
 	}
 }
 

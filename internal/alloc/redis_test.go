@@ -3,6 +3,7 @@ package alloc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -417,5 +418,62 @@ func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
 	a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1})
 	if err != nil || a.Numbers()[0] != "000005" {
 		t.Errorf("next number %v, %v; want 000005", a.Numbers(), err)
+	}
+}
+
+// TestCloseUnderLoadAnswersEveryRequest closes a node while 64 callers keep
+// allocating: every call returns, with numbers or ErrClosed, Close returns, and
+// the calls refused took nothing: another node goes on right after the last
+// number handed out.
+func TestCloseUnderLoadAnswersEveryRequest(t *testing.T) {
+	srv := testharness.StartRedis(t, "redis")
+	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
+	c.mustPool(t, "p", 6, [2]string{"000001", "999999"})
+	node := c.nodes[0]
+	l := newLedger(t)
+	const callers = 64
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				a, err := node.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1})
+				if errors.Is(err, alloc.ErrClosed) {
+					refused.Add(1)
+					return
+				}
+				if err != nil {
+					t.Errorf("allocate: %v", err)
+					return
+				}
+				l.add(a)
+			}
+		}()
+	}
+	testenv.Eventually(t, 10*time.Second, "allocations under way", func() bool { return l.count() >= 2000 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.Close(ctx); err != nil {
+		t.Fatalf("close under load: %v", err)
+	}
+	returned := make(chan struct{})
+	go func() { wg.Wait(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(3 * time.Second): // well within the waiters' own grace at close
+		t.Fatalf("%d of %d callers still waiting 3 s after Close", callers-refused.Load(), callers)
+	}
+	if refused.Load() != callers {
+		t.Errorf("%d callers were refused with ErrClosed, want all %d", refused.Load(), callers)
+	}
+	c.addNode(t, alloc.Options{})
+	a, err := c.nodes[1].Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := a.Numbers()[0], fmt.Sprintf("%06d", l.count()+1); got != want {
+		t.Errorf("after %d numbers and the close, the next node handed out %s, want %s", l.count(), got, want)
 	}
 }
