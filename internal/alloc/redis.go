@@ -277,8 +277,15 @@ func (e *Distributed) submit(p *rpool, c *call) error {
 	}
 	p.batchMu.Lock()
 	if !p.inFlight {
+		// Close waits for the calls in flight. Counted first, then the flag looked
+		// at again: a Close that began before the count sees the flag set.
+		e.wg.Add(1)
+		if e.closed.Load() {
+			p.batchMu.Unlock()
+			e.wg.Done()
+			return ErrClosed
+		}
 		p.inFlight = true
-		e.wg.Add(1) // Close waits for the calls in flight
 		p.batchMu.Unlock()
 		e.lead(p, c)
 		return c.err

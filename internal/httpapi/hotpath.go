@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -54,17 +53,9 @@ func (s *Server) serveAllocation(w http.ResponseWriter, r *http.Request, pool st
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			s.logger.Error("handler panicked", "method", r.Method, "route", allocationRoute, "panic", fmt.Sprint(v))
-			s.writeProblem(sw, internalProblem, "", nil)
+			s.answerPanic(sw, r, allocationRoute, v)
 		}
-		elapsed := time.Since(start)
-		s.routeMetrics(allocationRoute).observe(s.metrics, allocationRoute, sw.status, elapsed)
-		if s.logger.Enabled(r.Context(), slog.LevelDebug) {
-			s.logger.Debug("request", "method", r.Method, "route", allocationRoute, "status", sw.status, "duration", elapsed)
-		}
+		s.account(r, allocationRoute, sw.status, start)
 	}()
 	id := s.auth.identify(r)
 	if id == nil {

@@ -274,15 +274,21 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.logger.Error("handler panicked", "method", r.Method, "route", routePattern(r), "panic", fmt.Sprint(v))
-				s.writeProblem(w, internalProblem, "", nil)
+				s.answerPanic(w, r, routePattern(r), v)
 			}
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// answerPanic answers a handler's panic v on route with a 500 problem, and logs
+// it without a stack trace, which could carry request data.
+func (s *Server) answerPanic(w http.ResponseWriter, r *http.Request, route string, v any) {
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	s.logger.Error("handler panicked", "method", r.Method, "route", route, "panic", fmt.Sprint(v))
+	s.writeProblem(w, internalProblem, "", nil)
 }
 
 // observe counts answers by route pattern and status and logs each at debug level.
@@ -291,13 +297,18 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		route := routePattern(r)
-		elapsed := time.Since(start)
-		s.routeMetrics(route).observe(s.metrics, route, sw.status, elapsed)
-		if s.logger.Enabled(r.Context(), slog.LevelDebug) {
-			s.logger.Debug("request", "method", r.Method, "route", route, "status", sw.status, "duration", elapsed)
-		}
+		s.account(r, routePattern(r), sw.status, start)
 	})
+}
+
+// account counts an answer of status on route, begun at start, and logs it at
+// debug level.
+func (s *Server) account(r *http.Request, route string, status int, start time.Time) {
+	elapsed := time.Since(start)
+	s.routeMetrics(route).observe(s.metrics, route, status, elapsed)
+	if s.logger.Enabled(r.Context(), slog.LevelDebug) {
+		s.logger.Debug("request", "method", r.Method, "route", route, "status", status, "duration", elapsed)
+	}
 }
 
 // routeObs holds a route's metrics, looked up once: label lookups per request
