@@ -11,19 +11,28 @@ import (
 	testharness "github.com/numberd/numberd/test/harness"
 )
 
+// The keys of pool p's state that the scripts run on.
+const meta, seg = "numberd:{p}:meta", "numberd:{p}:seg"
+
+// scriptRedis starts a throwaway Redis for running the scripts on hand-written
+// states, and returns a client and the server's run id that states are stamped with.
+func scriptRedis(t *testing.T) (*redis.Client, string) {
+	t.Helper()
+	srv := testharness.StartRedis(t, "redis")
+	info, err := srv.Info(context.Background(), "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.Client(), info["run_id"]
+}
+
 // TestAllocateScriptBatches runs allocate.lua on a state written by hand: batches
 // the fast path answers (no keys, within the first segment's lease) and the ones
 // it must not (a lease too short, a second segment, keys, replays, conflicts).
 func TestAllocateScriptBatches(t *testing.T) {
-	srv := testharness.StartRedis(t, "redis")
-	rdb := srv.Client()
+	rdb, runID := scriptRedis(t)
 	ctx := context.Background()
-	info, err := srv.Info(ctx, "server")
-	if err != nil {
-		t.Fatal(err)
-	}
 	script := redis.NewScript(lua.Allocate)
-	const meta, seg = "numberd:{p}:meta", "numberd:{p}:seg"
 	// reset writes segment 1 (size1 numbers, lease1 reserved) and segment 2 (ten
 	// numbers, all reserved), nothing used.
 	reset := func(size1, lease1 int) {
@@ -31,7 +40,7 @@ func TestAllocateScriptBatches(t *testing.T) {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		rdb.HSet(ctx, meta, "run", info["run_id"], "gen", 1, "queue", "1,2")
+		rdb.HSet(ctx, meta, "run", runID, "gen", 1, "queue", "1,2")
 		rdb.HSet(ctx, seg, "1:size", size1, "1:used", 0, "1:lease", lease1, "1:exp", 0,
 			"2:size", 10, "2:used", 0, "2:lease", 10, "2:exp", 0)
 	}
@@ -75,5 +84,56 @@ func TestAllocateScriptBatches(t *testing.T) {
 	used, err := rdb.HGet(ctx, seg, "1:used").Int()
 	if err != nil || used != 12 {
 		t.Errorf("segment 1 used = %d, %v; want 12", used, err)
+	}
+}
+
+// TestRetireScriptKeepsASegmentOut runs retire.lua, add.lua and lease.lua on a
+// state written by hand: a segment retired before this state had it is never
+// added afterwards, and a lease raise that meets a segment retired since the
+// caller looked raises the others and leaves that one as it was.
+func TestRetireScriptKeepsASegmentOut(t *testing.T) {
+	rdb, runID := scriptRedis(t)
+	ctx := context.Background()
+	keys := []string{meta, seg}
+	rdb.HSet(ctx, meta, "run", runID, "gen", 7, "queue", "1,2")
+	rdb.HSet(ctx, seg, "1:size", 100, "1:used", 10, "1:lease", 20, "1:exp", 0,
+		"2:size", 100, "2:used", 0, "2:lease", 0, "2:exp", 0)
+	run := func(script string, args ...any) string {
+		t.Helper()
+		reply, err := redis.NewScript(script).Run(ctx, rdb, keys, args...).Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+
+	if got := run(lua.Retire, 3, "retired"); got != "ABSENT 7" {
+		t.Errorf("retire of a segment the state lacks = %q, want ABSENT 7", got)
+	}
+	if got := run(lua.Add, 7, 1, 3, 100, 0, 0); got != "OK 0" {
+		t.Errorf("add after the retire = %q, want OK 0", got)
+	}
+	if q, _ := rdb.HGet(ctx, meta, "queue").Result(); q != "1,2" {
+		t.Errorf("queue after the add = %q, want 1,2", q)
+	}
+
+	if got := run(lua.Retire, 1, "retired"); got != "OK 10 7" {
+		t.Errorf("retire of segment 1 = %q, want OK 10 7", got)
+	}
+	if got := run(lua.Retire, 1, "retired"); got != "OK 10 7" {
+		t.Errorf("retire again = %q, want OK 10 7", got)
+	}
+	if got := run(lua.Lease, 7, 2, 1, 20, 60, 2, 0, 40); got != "OK" {
+		t.Errorf("lease raise over a retired segment = %q, want OK", got)
+	}
+	leases, _ := rdb.HMGet(ctx, seg, "1:lease", "2:lease").Result()
+	if leases[0] != "20" || leases[1] != "40" {
+		t.Errorf("leases after the raise = %v, want 20 (retired) and 40", leases)
+	}
+	if got := run(lua.Lease, 7, 1, 2, 0, 50); got != "MISMATCH" {
+		t.Errorf("lease raise from a stale lease = %q, want MISMATCH", got)
+	}
+	if got := run(lua.Lease, 6, 1, 2, 40, 50); got != "MISMATCH" {
+		t.Errorf("lease raise under another generation = %q, want MISMATCH", got)
 	}
 }

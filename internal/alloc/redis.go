@@ -476,9 +476,10 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 	p.available.Store(available)
 	p.leased.Store(leased)
 	e.opts.Observe(p.id, available)
+	gen, _ := strconv.ParseInt(f[1], 10, 64)
 	for _, ev := range replays {
 		if id, used, ok := parseEvent(ev, "E:"); ok {
-			e.goClose(p, id, used, store.StateExpired, store.GapExpired)
+			e.goClose(p, gen, id, used, store.StateExpired, store.GapExpired)
 		}
 	}
 	if leased < p.leaseSize()/2 {

@@ -352,21 +352,26 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, epoch int64, c
 	return nil
 }
 
-// goClose records in the background that Redis closed segment id with used
-// numbers handed out: its state in the store, its unused numbers a gap.
-func (e *Distributed) goClose(p *rpool, id, used int64, state, reason string) {
+// goClose records in the background that Redis's state of generation gen closed
+// segment id with used numbers handed out: its state in the store, its unused
+// numbers a gap.
+func (e *Distributed) goClose(p *rpool, gen, id, used int64, state, reason string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
 		defer cancel()
-		if err := e.closeSegment(ctx, p, id, used, state, reason); err != nil {
+		if err := e.closeSegment(ctx, p, gen, id, used, state, reason); err != nil && !errors.Is(err, store.ErrConflict) {
 			e.opts.Logger.Warn("recording a closed segment failed; the checkpoint retries", "pool", p.id, "segment", id, "err", err)
 		}
 	}()
 }
 
-func (e *Distributed) closeSegment(ctx context.Context, p *rpool, id, used int64, state, reason string) error {
+// closeSegment records in the store that the Redis state of generation gen closed
+// segment id with used numbers handed out. It fails with store.ErrConflict if the
+// pool was reseeded since: the segment, still open, went into the new generation,
+// which reports its close again.
+func (e *Distributed) closeSegment(ctx context.Context, p *rpool, gen, id, used int64, state, reason string) error {
 	seg, err := e.segment(ctx, p, id)
 	if err != nil {
 		return err
@@ -377,7 +382,7 @@ func (e *Distributed) closeSegment(ctx context.Context, p *rpool, id, used int64
 		gap = &store.Gap{Pool: p.id, SegmentID: id, Range: seg.Range, Reason: reason}
 		gap.Range.Lo = next
 	}
-	changed, err := e.store.CloseSegment(ctx, id, state, next, gap)
+	changed, err := e.store.CloseSegmentAt(ctx, p.id, gen, id, state, next, gap)
 	if changed && gap != nil {
 		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(gap.Count()))
 		e.opts.Logger.Info("segment closed", "pool", p.id, "segment", id, "state", state, "gap_count", gap.Count())

@@ -169,44 +169,61 @@ func (e *Distributed) RetireSegment(ctx context.Context, poolID string, id int64
 	if err != nil {
 		return SegmentStatus{}, err
 	}
-	seg, err := e.store.Segment(ctx, poolID, id)
-	if err != nil {
-		return SegmentStatus{}, err
-	}
-	if seg.State == store.StateOpen {
-		used, err := e.retireInRedis(ctx, p, seg)
+	for attempt := 0; ; attempt++ {
+		seg, err := e.store.Segment(ctx, poolID, id)
 		if err != nil {
 			return SegmentStatus{}, err
 		}
-		if err := e.closeSegment(ctx, p, id, used, store.StateRetired, store.GapRetired); err != nil {
+		if seg.State != store.StateOpen {
+			break
+		}
+		if attempt == 3 {
+			return SegmentStatus{}, fmt.Errorf("%w: the pool's Redis state keeps changing", ErrUnavailable)
+		}
+		done, err := e.retireOnce(ctx, p, seg)
+		if err != nil {
 			return SegmentStatus{}, err
+		}
+		if done {
+			break
 		}
 	}
 	return e.segmentStatus(ctx, p, id)
 }
 
-// retireInRedis takes seg out of Redis's queue and returns how many of its numbers
-// were handed out.
-func (e *Distributed) retireInRedis(ctx context.Context, p *rpool, seg store.Segment) (int64, error) {
-	for range 3 {
-		reply, err := scripts.retire.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, seg.ID, store.StateRetired).Text()
-		e.opts.Metrics.RedisCalls.WithLabelValues("retire").Inc()
-		if err != nil {
-			return 0, redisErr(err)
-		}
-		switch f := strings.Fields(reply); f[0] {
-		case "OK":
-			return strconv.ParseInt(f[1], 10, 64)
-		case "ABSENT":
-			// Never in this state: nothing above the high-water mark was handed out.
-			return max(seg.ReservedHi, seg.Next-1) - seg.Range.Lo + 1, nil
-		case "RESEED":
-			if err := e.reseed(ctx, p, "state lost"); err != nil {
-				return 0, err
-			}
-		}
+// retireOnce takes seg out of Redis's queue and records it retired in the store,
+// both under one generation of the pool's state. It reports false if the state
+// was reseeded meanwhile: the reseed may have put the segment back, above numbers
+// handed out since, and only a retire under the new generation counts them.
+func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg store.Segment) (bool, error) {
+	reply, err := scripts.retire.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, seg.ID, store.StateRetired).Text()
+	e.opts.Metrics.RedisCalls.WithLabelValues("retire").Inc()
+	if err != nil {
+		return false, redisErr(err)
 	}
-	return 0, fmt.Errorf("%w: the pool's Redis state keeps changing", ErrUnavailable)
+	var used int64
+	switch f := strings.Fields(reply); f[0] {
+	case "RESEED":
+		return false, e.reseed(ctx, p, "state lost")
+	case "ABSENT":
+		// This generation never had the segment, and now that Redis marks it
+		// retired none will: nothing of it went out above the store's high-water
+		// mark, which no extension raises any more.
+		if seg, err = e.store.Segment(ctx, p.id, seg.ID); err != nil {
+			return false, err
+		}
+		used = max(seg.ReservedHi, seg.Next-1) - seg.Range.Lo + 1
+		reply = f[1]
+	default:
+		used, _ = strconv.ParseInt(f[1], 10, 64)
+		reply = f[2]
+	}
+	gen, _ := strconv.ParseInt(reply, 10, 64)
+	err = e.closeSegment(ctx, p, gen, seg.ID, used, store.StateRetired, store.GapRetired)
+	if errors.Is(err, store.ErrConflict) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Gaps returns the gaps of pool, expired segments' included; see store.Gaps.
@@ -230,9 +247,14 @@ func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
 	if err != nil {
 		return redisErr(err)
 	}
-	for _, ev := range strings.Fields(reply) {
+	f := strings.Fields(reply)
+	if len(f) < 2 || f[0] != "OK" {
+		return nil // no state to sweep: the reseed closes what expired
+	}
+	gen, _ := strconv.ParseInt(f[1], 10, 64)
+	for _, ev := range f[2:] {
 		if id, used, ok := parseEvent(ev, "E:"); ok {
-			if err := e.closeSegment(ctx, p, id, used, store.StateExpired, store.GapExpired); err != nil {
+			if err := e.closeSegment(ctx, p, gen, id, used, store.StateExpired, store.GapExpired); err != nil && !errors.Is(err, store.ErrConflict) {
 				return err
 			}
 		}
@@ -312,7 +334,7 @@ func (e *Distributed) checkpointPool(ctx context.Context, p *rpool) error {
 			if r.state == store.StateExpired {
 				reason = store.GapExpired
 			}
-			if err := e.closeSegment(ctx, p, s.ID, r.used, r.state, reason); err != nil {
+			if err := e.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil && !errors.Is(err, store.ErrConflict) {
 				return err
 			}
 			continue

@@ -477,3 +477,118 @@ func TestCloseUnderLoadAnswersEveryRequest(t *testing.T) {
 		t.Errorf("after %d numbers and the close, the next node handed out %s, want %s", l.count(), got, want)
 	}
 }
+
+// TestRetireRacesReseedsAndExtensions retires the active segment again and again
+// while two nodes allocate and the pool's Redis state is lost now and then, so
+// that reseeds and lease raises fall between a retire's step in Redis and its
+// record in the store. A retired segment must answer retired, stay retired, and
+// its gap must hold no number that was handed out.
+func TestRetireRacesReseedsAndExtensions(t *testing.T) {
+	srv := testharness.StartRedis(t, "redis")
+	c := newCluster(t, srv.Addr(), 2, alloc.Options{LeaseMin: 20, LeaseMax: 200, CheckpointEvery: 50 * time.Millisecond})
+	var segs [][2]string
+	for i := range 60 {
+		segs = append(segs, [2]string{fmt.Sprintf("%02d0001", i), fmt.Sprintf("%02d5000", i)})
+	}
+	c.mustPool(t, "p", 6, segs...)
+	l := newLedger(t)
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 12 {
+		wg.Go(func() {
+			node := c.nodes[w%len(c.nodes)]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a, err := node.Allocate(ctx, alloc.Request{Pool: "p", Count: w%3 + 1})
+				switch {
+				case err == nil:
+					l.add(a)
+				case errors.Is(err, alloc.ErrUnavailable), errors.Is(err, alloc.ErrExhausted):
+					time.Sleep(time.Millisecond)
+				default:
+					t.Errorf("allocate: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+			_ = srv.Client().Del(ctx, "numberd:{p}:meta").Err()
+		}
+	})
+	retired := map[int64]bool{}
+	for i := 0; len(retired) < 40 && i < 2000; i++ {
+		node := c.nodes[i%len(c.nodes)]
+		st, err := node.Segments(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var active *alloc.SegmentStatus
+		for _, s := range st {
+			if s.State == alloc.StateActive && !retired[s.ID] {
+				active = &s
+				break
+			}
+		}
+		if active == nil || active.Used == 0 && i%2 == 0 {
+			time.Sleep(time.Duration(i%7) * time.Millisecond)
+			continue
+		}
+		got, err := node.RetireSegment(ctx, "p", active.ID)
+		if errors.Is(err, alloc.ErrUnavailable) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("retire %d: %v", active.ID, err)
+		}
+		if got.State != alloc.StateRetired {
+			t.Errorf("retire %d answered state %s", active.ID, got.State)
+		}
+		retired[active.ID] = true
+	}
+	close(stop)
+	wg.Wait()
+	if len(retired) < 40 {
+		t.Fatalf("retired %d segments, want 40", len(retired))
+	}
+	st, err := c.nodes[0].Segments(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if retired[s.ID] && s.State != alloc.StateRetired {
+			t.Errorf("segment %d was retired and now is %s", s.ID, s.State)
+		}
+	}
+	gaps, err := c.nodes[1].Gaps(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inGap := 0
+	for n := range l.seen {
+		num, _ := segment.ParseNumber(n, 6)
+		for _, g := range gaps {
+			if g.Reason != store.GapRecovery && g.Range.Contains(num) {
+				inGap++
+				if inGap <= 5 {
+					t.Errorf("number %s was handed out and lies in the %s gap %s", n, g.Reason, g.Range)
+				}
+			}
+		}
+	}
+	if inGap > 0 {
+		t.Errorf("%d numbers handed out lie in retired or expired gaps", inGap)
+	}
+	t.Logf("handed out %d numbers, retired %d segments, %d gaps", l.count(), len(retired), len(gaps))
+}

@@ -238,19 +238,42 @@ func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, relea
 // transaction. It reports false and changes nothing if the segment was not open.
 func (s *Store) CloseSegment(ctx context.Context, id int64, state string, next int64, gap *Gap) (changed bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE segments SET state = ?, next = ? WHERE id = ? AND state = ?", state, next, id, StateOpen)
+		changed, err = s.closeSegment(ctx, tx, id, state, next, gap)
+		return err
+	})
+	return changed, err
+}
+
+// CloseSegmentAt is CloseSegment for a close that the Redis state of generation
+// epoch reported: it fails with ErrConflict, changing nothing, if the pool has
+// been reseeded since. A reseed resumes the segment above its high-water mark, so
+// next, counted under the older generation, no longer bounds what went out.
+func (s *Store) CloseSegmentAt(ctx context.Context, pool string, epoch, id int64, state string, next int64, gap *Gap) (changed bool, err error) {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		current, err := s.lockPool(ctx, tx, pool)
 		if err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil || n == 0 {
-			return err
+		if current != epoch {
+			return fmt.Errorf("%w: pool %s is at generation %d, not %d", ErrConflict, pool, current, epoch)
 		}
-		changed = true
-		if gap != nil {
-			return s.addGap(ctx, tx, *gap)
-		}
-		return nil
+		changed, err = s.closeSegment(ctx, tx, id, state, next, gap)
+		return err
 	})
 	return changed, err
+}
+
+func (s *Store) closeSegment(ctx context.Context, tx *sqlx.Tx, id int64, state string, next int64, gap *Gap) (bool, error) {
+	res, err := tx.ExecContext(ctx, "UPDATE segments SET state = ?, next = ? WHERE id = ? AND state = ?", state, next, id, StateOpen)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	if gap != nil {
+		return true, s.addGap(ctx, tx, *gap)
+	}
+	return true, nil
 }

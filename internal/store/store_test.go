@@ -554,6 +554,45 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 	})
 }
 
+func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		seg := mustSegment(t, s, "p", "0001", "0100")
+		gapFrom := func(lo int64) *store.Gap {
+			g := store.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: store.GapRetired}
+			g.Range.Lo = lo
+			return &g
+		}
+		if _, _, _, err := s.Reseed(ctx, "p", 0); err != nil {
+			t.Fatal(err)
+		}
+		changed, err := s.CloseSegmentAt(ctx, "p", 0, seg.ID, store.StateRetired, 11, gapFrom(11))
+		if changed || !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("close under a stale generation = %v, %v; want ErrConflict", changed, err)
+		}
+		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != store.StateOpen {
+			t.Fatalf("after the refused close: %+v, %v; want open", got, err)
+		}
+		if gaps, err := s.Gaps(ctx, "p"); err != nil || len(gaps) != 0 {
+			t.Fatalf("gaps after the refused close = %+v, %v; want none", gaps, err)
+		}
+		changed, err = s.CloseSegmentAt(ctx, "p", 1, seg.ID, store.StateRetired, 21, gapFrom(21))
+		if !changed || err != nil {
+			t.Fatalf("close under the current generation = %v, %v", changed, err)
+		}
+		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != store.StateRetired || got.Next != 21 {
+			t.Errorf("after the close: %+v, %v; want retired at 21", got, err)
+		}
+		if gaps, err := s.Gaps(ctx, "p"); err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 21 || gaps[0].Range.Hi != 100 {
+			t.Errorf("gaps after the close = %+v, %v; want 21..100", gaps, err)
+		}
+		if _, err := s.CloseSegmentAt(ctx, "nope", 0, seg.ID, store.StateRetired, 21, nil); !errors.Is(err, store.ErrPoolNotFound) {
+			t.Errorf("close in an unknown pool: err = %v, want ErrPoolNotFound", err)
+		}
+	})
+}
+
 func TestRefillLockAndFencing(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()

@@ -29,7 +29,8 @@ for _ = 1, tonumber(ARGV[2]) do
   at = at + 4
   if queued[id] then
     queue[#queue + 1] = id
-  elseif redis.call('HEXISTS', KEYS[2], id .. ':size') == 0 and tonumber(used) < tonumber(size) then
+  elseif redis.call('HEXISTS', KEYS[2], id .. ':size') == 0 and redis.call('HEXISTS', KEYS[2], id .. ':state') == 0
+      and tonumber(used) < tonumber(size) then
     redis.call('HSET', KEYS[2], id .. ':size', size, id .. ':used', used, id .. ':lease', used, id .. ':exp', exp)
     queue[#queue + 1] = id
     added = added + 1
