@@ -118,6 +118,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.ln, err = net.Listen("tcp", m.Config.Addr); err != nil {
 		return err
 	}
+	m.ln = httpapi.QuietListener(m.ln)
 	m.http = &http.Server{
 		Handler: api,
 		// ReadTimeout bounds a request's header and body together, so a client
@@ -130,6 +131,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
+		ConnContext:       httpapi.ConnContext,
 	}
 	go func() {
 		if err := m.http.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {

@@ -66,6 +66,7 @@ func (s *Server) serveAllocation(w http.ResponseWriter, r *http.Request, pool st
 	if key := r.Header["Idempotency-Key"]; len(key) == 1 {
 		req.Params.IdempotencyKey = &key[0]
 	}
+	defer quiet(r.Context())()
 	if r.ContentLength > 0 {
 		bufp := hotBodies.Get().(*[]byte)
 		defer hotBodies.Put(bufp)
