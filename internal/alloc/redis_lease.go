@@ -361,20 +361,20 @@ func (e *Distributed) goClose(p *rpool, gen, id, used int64, state, reason strin
 		defer e.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
 		defer cancel()
-		if err := e.closeSegment(ctx, p, gen, id, used, state, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+		if _, err := e.closeSegment(ctx, p, gen, id, used, state, reason); err != nil {
 			e.opts.Logger.Warn("recording a closed segment failed; the checkpoint retries", "pool", p.id, "segment", id, "err", err)
 		}
 	}()
 }
 
 // closeSegment records in the store that the Redis state of generation gen closed
-// segment id with used numbers handed out. It fails with store.ErrConflict if the
-// pool was reseeded since: the segment, still open, went into the new generation,
-// which reports its close again.
-func (e *Distributed) closeSegment(ctx context.Context, p *rpool, gen, id, used int64, state, reason string) error {
+// segment id with used numbers handed out. It records nothing and reports stale if
+// the pool was reseeded since: the segment, still open, went into the new
+// generation, which reports its close again.
+func (e *Distributed) closeSegment(ctx context.Context, p *rpool, gen, id, used int64, state, reason string) (stale bool, err error) {
 	seg, err := e.segment(ctx, p, id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	next := seg.Range.Lo + used
 	var gap *store.Gap
@@ -387,5 +387,8 @@ func (e *Distributed) closeSegment(ctx context.Context, p *rpool, gen, id, used 
 		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(gap.Count()))
 		e.opts.Logger.Info("segment closed", "pool", p.id, "segment", id, "state", state, "gap_count", gap.Count())
 	}
-	return err
+	if errors.Is(err, store.ErrConflict) {
+		return true, nil
+	}
+	return false, err
 }

@@ -201,11 +201,13 @@ func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg store.Segmen
 	if err != nil {
 		return false, redisErr(err)
 	}
-	var used int64
-	switch f := strings.Fields(reply); f[0] {
-	case "RESEED":
+	var used, gen int64
+	f := strings.Fields(reply)
+	malformed := fmt.Errorf("%w: malformed retire answer %q", ErrUnavailable, reply)
+	switch {
+	case len(f) == 1 && f[0] == "RESEED":
 		return false, e.reseed(ctx, p, "state lost")
-	case "ABSENT":
+	case len(f) == 2 && f[0] == "ABSENT":
 		// This generation never had the segment, and now that Redis marks it
 		// retired none will: nothing of it went out above the store's high-water
 		// mark, which no extension raises any more.
@@ -213,17 +215,20 @@ func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg store.Segmen
 			return false, err
 		}
 		used = max(seg.ReservedHi, seg.Next-1) - seg.Range.Lo + 1
-		reply = f[1]
+		gen, err = strconv.ParseInt(f[1], 10, 64)
+	case len(f) == 3 && f[0] == "OK":
+		used, err = strconv.ParseInt(f[1], 10, 64)
+		if err == nil {
+			gen, err = strconv.ParseInt(f[2], 10, 64)
+		}
 	default:
-		used, _ = strconv.ParseInt(f[1], 10, 64)
-		reply = f[2]
+		err = malformed
 	}
-	gen, _ := strconv.ParseInt(reply, 10, 64)
-	err = e.closeSegment(ctx, p, gen, seg.ID, used, store.StateRetired, store.GapRetired)
-	if errors.Is(err, store.ErrConflict) {
-		return false, nil
+	if err != nil {
+		return false, malformed
 	}
-	return err == nil, err
+	stale, err := e.closeSegment(ctx, p, gen, seg.ID, used, store.StateRetired, store.GapRetired)
+	return !stale && err == nil, err
 }
 
 // Gaps returns the gaps of pool, expired segments' included; see store.Gaps.
@@ -254,7 +259,7 @@ func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
 	gen, _ := strconv.ParseInt(f[1], 10, 64)
 	for _, ev := range f[2:] {
 		if id, used, ok := parseEvent(ev, "E:"); ok {
-			if err := e.closeSegment(ctx, p, gen, id, used, store.StateExpired, store.GapExpired); err != nil && !errors.Is(err, store.ErrConflict) {
+			if _, err := e.closeSegment(ctx, p, gen, id, used, store.StateExpired, store.GapExpired); err != nil {
 				return err
 			}
 		}
@@ -334,7 +339,7 @@ func (e *Distributed) checkpointPool(ctx context.Context, p *rpool) error {
 			if r.state == store.StateExpired {
 				reason = store.GapExpired
 			}
-			if err := e.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+			if _, err := e.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil {
 				return err
 			}
 			continue

@@ -273,7 +273,9 @@ func (s *Store) closeSegment(ctx context.Context, tx *sqlx.Tx, id int64, state s
 		return false, err
 	}
 	if gap != nil {
-		return true, s.addGap(ctx, tx, *gap)
+		if err := s.addGap(ctx, tx, *gap); err != nil {
+			return false, err
+		}
 	}
 	return true, nil
 }
