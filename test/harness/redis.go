@@ -319,9 +319,15 @@ func StartCluster(tb testing.TB, masters int) *Cluster {
 	tb.Helper()
 	ctx := context.Background()
 	c := &Cluster{}
+	var buses []int
 	for i := range masters {
+		// The bus port is chosen free too: by default it is the port + 10 000,
+		// which another process may hold.
+		bus := testenv.FreePort(tb)
 		n := StartRedis(tb, fmt.Sprintf("cluster%d", i+1), "--cluster-enabled", "yes",
+			"--cluster-port", strconv.Itoa(bus),
 			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		buses = append(buses, bus)
 		c.Nodes = append(c.Nodes, n)
 		lo := 16384 * i / masters
 		hi := 16384*(i+1)/masters - 1
@@ -333,7 +339,7 @@ func StartCluster(tb testing.TB, masters int) *Cluster {
 			tb.Fatalf("%s: CLUSTER ADDSLOTSRANGE: %v", n.Name, err)
 		}
 		if i > 0 {
-			if err := cl.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(c.Nodes[0].Port)).Err(); err != nil {
+			if err := cl.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", c.Nodes[0].Port, buses[0]).Err(); err != nil {
 				tb.Fatalf("%s: CLUSTER MEET: %v", n.Name, err)
 			}
 		}
