@@ -232,24 +232,27 @@ say "target 2: numberd p99 ≤ 1.5 × the constant baseline's p99 at the same ra
 say "(achieved rate and the pacer's lag per run are in raw.tsv: achieved=, lag_p99_us=)"
 
 # ------------------------------------------------------------------ 3. batches
-ll_log "3. batches of 1000, $BATCH_ROUNDS rounds"
-for m in "${modes[@]}"; do warm "$m" /v1/pools/batch/numbers WRK_BODY='{"count":1000}'; done
-for ((r = 1; r <= BATCH_ROUNDS; r++)); do
-	for m in "${modes[@]}"; do
-		wrk_run batch1000 "$m" "$r" /v1/pools/batch/numbers WRK_BODY='{"count":1000}'
-		printf '  round %d %-12s %s\n' "$r" "$m" "$R" >&2
+# BATCH_ROUNDS=0 leaves the section out (a quick look at sections 1 and 2).
+if ((BATCH_ROUNDS > 0)); then
+	ll_log "3. batches of 1000, $BATCH_ROUNDS rounds"
+	for m in "${modes[@]}"; do warm "$m" /v1/pools/batch/numbers WRK_BODY='{"count":1000}'; done
+	for ((r = 1; r <= BATCH_ROUNDS; r++)); do
+		for m in "${modes[@]}"; do
+			wrk_run batch1000 "$m" "$r" /v1/pools/batch/numbers WRK_BODY='{"count":1000}'
+			printf '  round %d %-12s %s\n' "$r" "$m" "$R" >&2
+		done
 	done
-done
-say ""
-say "## 3. Batches of 1000: wrk -t$THREADS -c$CONNS, medians of $BATCH_ROUNDS × ${DURATION}s"
-say ""
-say "| mode | req/s | numbers/s | p99 ms | server CPU µs/req |"
-say "| --- | ---: | ---: | ---: | ---: |"
-for m in "${modes[@]}"; do
-	b=$(med batch1000 "$m" rps)
-	say "| $m | $(ll_calc "$b" 0) | $(ll_calc "$b * 1000" 0) | $(ll_calc "$(med batch1000 "$m" p99_us) / 1000") | $(med batch1000 "$m" cpu_us_per_req) |"
-done
-say "target 3: ≥ 5 000 000 numbers/s from one node"
+	say ""
+	say "## 3. Batches of 1000: wrk -t$THREADS -c$CONNS, medians of $BATCH_ROUNDS × ${DURATION}s"
+	say ""
+	say "| mode | req/s | numbers/s | p99 ms | server CPU µs/req |"
+	say "| --- | ---: | ---: | ---: | ---: |"
+	for m in "${modes[@]}"; do
+		b=$(med batch1000 "$m" rps)
+		say "| $m | $(ll_calc "$b" 0) | $(ll_calc "$b * 1000" 0) | $(ll_calc "$(med batch1000 "$m" p99_us) / 1000") | $(med batch1000 "$m" cpu_us_per_req) |"
+	done
+	say "target 3: ≥ 5 000 000 numbers/s from one node"
+fi
 
 # ------------------------------------------------------------------ 4. scaling
 if [[ $SCALING == 1 ]]; then
