@@ -87,14 +87,17 @@ type Embedded struct {
 	wg     sync.WaitGroup // background reservations and the janitor
 }
 
-// pool is one pool's live state. mu guards every field but cfg's immutable Digits;
-// idempotent requests also hold idemMu, from lookup to the stored answer, so two
-// requests with one key cannot both allocate; loadMu orders segment loads.
+// pool is one pool's live state. mu guards every field but cfg's immutable Digits
+// and window, and is taken and given back by lockPool and unlockPool, never alone
+// (see window); idempotent requests also hold idemMu, from lookup to the stored
+// answer, so two requests with one key cannot both allocate; loadMu orders
+// segment loads.
 type pool struct {
 	id     string
 	mu     sync.Mutex
 	idemMu sync.Mutex
 	loadMu sync.Mutex
+	window atomic.Pointer[window]
 
 	cfg  store.Pool
 	segs []*seg // in allocation order, closed ones included
@@ -230,7 +233,7 @@ func (e *Embedded) pool(id string) (*pool, error) {
 // too slow; in every error case nothing was consumed.
 func (e *Embedded) Allocate(ctx context.Context, req Request) (Allocation, error) {
 	start := e.opts.Now()
-	a, err := e.allocate(ctx, req)
+	a, err := e.allocate(ctx, req, start)
 	observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
 	return a, err
 }
@@ -277,7 +280,7 @@ func poolCountersOf(m *metrics.Metrics, pool string) *poolCounters {
 	return c.(*poolCounters)
 }
 
-func (e *Embedded) allocate(ctx context.Context, req Request) (Allocation, error) {
+func (e *Embedded) allocate(ctx context.Context, req Request, now time.Time) (Allocation, error) {
 	if err := req.validate(); err != nil {
 		return Allocation{}, err
 	}
@@ -286,8 +289,11 @@ func (e *Embedded) allocate(ctx context.Context, req Request) (Allocation, error
 		return Allocation{}, err
 	}
 	if req.Idempotency == nil {
-		p.mu.Lock()
-		defer p.mu.Unlock()
+		if span, ok := e.takeFast(p, int64(req.Count), now); ok {
+			return Allocation{Pool: p.id, Spans: []segment.Range{span}}, nil
+		}
+		e.lockPool(p)
+		defer e.unlockPool(p)
 		spans, _, err := e.take(ctx, p, req.Count)
 		return Allocation{Pool: p.id, Spans: spans}, err
 	}
@@ -306,16 +312,16 @@ func (e *Embedded) allocate(ctx context.Context, req Request) (Allocation, error
 		spans, err := decodeSpans(rec.Answer, p.cfg.Digits)
 		return Allocation{Pool: p.id, Spans: spans, Replayed: true}, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	e.lockPool(p)
+	defer e.unlockPool(p)
 	spans, undo, err := e.take(ctx, p, req.Count)
 	if err != nil {
 		return Allocation{}, err
 	}
-	now := e.opts.Now()
+	stored := e.opts.Now()
 	err = e.store.PutIdempotency(ctx, store.IdempotencyRecord{
 		Pool: p.id, Scope: key.Scope, Key: key.Key, Fingerprint: req.fingerprint(),
-		Answer: encodeSpans(spans), CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
+		Answer: encodeSpans(spans), CreatedAt: stored, ExpiresAt: stored.Add(IdempotencyTTL),
 	})
 	if err != nil {
 		// p.mu has been held since take: no other allocation moved these cursors.
@@ -343,19 +349,17 @@ func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segmen
 		}
 		if plan.reserved() {
 			undo := p.commit(plan)
-			if p.reservedAhead(p.lease.size) < p.lease.size/2 {
-				e.reserve(p, p.lease.size)
-			}
+			e.reserveIfLow(p)
 			e.opts.Observe(p.id, p.available())
 			return plan.spans(), undo, nil
 		}
 		ext := e.reserve(p, int64(count)+p.lease.size)
-		p.mu.Unlock()
+		e.unlockPool(p)
 		select {
 		case <-ext.done:
 		case <-ctx.Done():
 		}
-		p.mu.Lock()
+		e.lockPool(p)
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
@@ -446,6 +450,14 @@ func (p *pool) reservedAhead(limit int64) int64 {
 	return n
 }
 
+// reserveIfLow starts a reservation when fewer than half a lease of p's numbers
+// are reserved ahead. Called with p.mu held.
+func (e *Embedded) reserveIfLow(p *pool) {
+	if p.reservedAhead(p.lease.size) < p.lease.size/2 {
+		e.reserve(p, p.lease.size)
+	}
+}
+
 // reserve makes sure a reservation covering the next need numbers of p is under way
 // and returns it. At most one runs per pool; it writes to the store without p.mu, so
 // allocation of already reserved numbers goes on meanwhile. Called with p.mu held.
@@ -491,7 +503,7 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
 		err := e.store.Reserve(ctx, rs, cs)
 		cancel()
-		p.mu.Lock()
+		e.lockPool(p)
 		if err == nil {
 			for _, r := range raises {
 				r.s.reservedHi = max(r.s.reservedHi, r.to)
@@ -503,7 +515,7 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 		ext.err = err
 		p.extension = nil
 		close(ext.done)
-		p.mu.Unlock()
+		e.unlockPool(p)
 		if err != nil {
 			e.opts.Metrics.Reservations.WithLabelValues("error").Inc()
 			e.opts.Logger.Error("reserving numbers failed", "pool", p.id, "err", err)
@@ -575,14 +587,14 @@ func (e *Embedded) checkpoint(ctx context.Context, release bool) error {
 	e.mu.RUnlock()
 	var errs []error
 	for _, p := range pools {
-		p.mu.Lock()
+		e.lockPool(p)
 		var cs []store.Cursor
 		for _, s := range p.segs {
 			if p.saved[s.meta.ID] != s.next || (release && s.reservedHi >= s.next) {
 				cs = append(cs, store.Cursor{SegmentID: s.meta.ID, Next: s.next})
 			}
 		}
-		p.mu.Unlock()
+		e.unlockPool(p)
 		if len(cs) == 0 {
 			continue
 		}
@@ -596,11 +608,11 @@ func (e *Embedded) checkpoint(ctx context.Context, release bool) error {
 			errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))
 			continue
 		}
-		p.mu.Lock()
+		e.lockPool(p)
 		for _, c := range cs {
 			p.saved[c.SegmentID] = c.Next
 		}
-		p.mu.Unlock()
+		e.unlockPool(p)
 	}
 	return errors.Join(errs...)
 }

@@ -22,8 +22,8 @@ func (e *Embedded) PutPool(ctx context.Context, id string, u store.PoolUpdate) (
 		e.pools[id] = p
 	}
 	e.mu.Unlock()
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	e.lockPool(p)
+	defer e.unlockPool(p)
 	p.cfg = cfg
 	return p.status(), created, nil
 }
@@ -34,8 +34,8 @@ func (e *Embedded) Pool(ctx context.Context, id string) (PoolStatus, error) {
 	if err != nil {
 		return PoolStatus{}, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	e.lockPool(p)
+	defer e.unlockPool(p)
 	if err := e.expire(ctx, p); err != nil {
 		return PoolStatus{}, err
 	}
@@ -117,8 +117,8 @@ func (e *Embedded) LoadSegment(ctx context.Context, poolID string, n store.NewSe
 	if err != nil {
 		return SegmentStatus{}, false, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	e.lockPool(p)
+	defer e.unlockPool(p)
 	if created {
 		p.segs = append(p.segs, &seg{meta: meta, next: meta.Next, reservedHi: meta.ReservedHi})
 		p.saved[meta.ID] = meta.Next
@@ -142,8 +142,8 @@ func (e *Embedded) SegmentAdded(ctx context.Context, meta store.Segment) error {
 	}
 	p.loadMu.Lock()
 	defer p.loadMu.Unlock()
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	e.lockPool(p)
+	defer e.unlockPool(p)
 	for _, s := range p.segs {
 		if s.meta.ID == meta.ID {
 			return nil
@@ -178,8 +178,8 @@ func (e *Embedded) Segments(ctx context.Context, poolID string) ([]SegmentStatus
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	e.lockPool(p)
+	defer e.unlockPool(p)
 	if err := e.expire(ctx, p); err != nil {
 		return nil, err
 	}
@@ -199,8 +199,8 @@ func (e *Embedded) RetireSegment(ctx context.Context, poolID string, id int64) (
 	if err != nil {
 		return SegmentStatus{}, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	e.lockPool(p)
+	defer e.unlockPool(p)
 	for _, s := range p.segs {
 		if s.meta.ID != id {
 			continue
@@ -223,9 +223,9 @@ func (e *Embedded) Gaps(ctx context.Context, poolID string) ([]store.Gap, error)
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
+	e.lockPool(p)
 	err = e.expire(ctx, p)
-	p.mu.Unlock()
+	e.unlockPool(p)
 	if err != nil {
 		return nil, err
 	}
@@ -247,9 +247,9 @@ func (e *Embedded) gauges() []metrics.PoolGauge {
 		if err != nil {
 			continue
 		}
-		p.mu.Lock()
+		e.lockPool(p)
 		st := p.status()
-		p.mu.Unlock()
+		e.unlockPool(p)
 		out = append(out, metrics.PoolGauge{Pool: id, Available: st.Available, Issued: st.Issued})
 	}
 	return out

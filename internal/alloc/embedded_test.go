@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -510,4 +511,105 @@ func TestStatusCountsAddUp(t *testing.T) {
 	if segs[0].State != alloc.StateActive || segs[1].State != alloc.StateQueued || segs[2].State != alloc.StateQueued {
 		t.Errorf("states = %v", states)
 	}
+}
+
+// Allocations without a key take numbers off the pool's window without its mutex;
+// everything else locks the pool, which takes the window back. This races the two:
+// tiny leases (a reservation every few numbers), checkpoints every millisecond,
+// status reads, keyed allocations and the retirement of the active segment, all
+// while callers take numbers. Every number must go out once, never from a gap,
+// and the issued count the lock holders see must be exactly what went out.
+func TestWindowTakesRaceLockHolders(t *testing.T) {
+	h := newHarness(t, alloc.Options{LeaseMin: 4, LeaseMax: 8, CheckpointEvery: time.Millisecond})
+	h.pool(t, "p", 4)
+	first := h.segment(t, "p", "0001", "3000")
+	h.segment(t, "p", "4001", "9999")
+	ctx := context.Background()
+
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	record := func(nums []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range nums {
+			if seen[n] {
+				t.Errorf("number %s handed out twice", n)
+			}
+			seen[n] = true
+		}
+	}
+	stop := make(chan struct{})
+	var callers, lockers sync.WaitGroup
+	for i := range 12 {
+		callers.Go(func() {
+			for k := 0; k < 250; k++ {
+				req := alloc.Request{Pool: "p", Count: i%3 + 1}
+				if i == 0 && k%10 == 0 {
+					req.Idempotency = &alloc.Idempotency{Scope: "s", Key: "k" + strconv.Itoa(k)}
+				}
+				a, err := h.eng.Allocate(ctx, req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				record(a.Numbers())
+			}
+		})
+	}
+	lockers.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := h.eng.Pool(ctx, "p"); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	// Retire the first segment once the callers are well into it.
+	for {
+		st, err := h.eng.Pool(ctx, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Issued >= 1000 {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if _, err := h.eng.RetireSegment(ctx, "p", first.ID); err != nil {
+		t.Fatal(err)
+	}
+	callers.Wait()
+	close(stop)
+	lockers.Wait()
+
+	gaps, err := h.eng.Gaps(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range seen {
+		num, err := segment.ParseNumber(n, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gaps {
+			if g.Range.Contains(num) {
+				t.Errorf("number %s handed out from the %s gap %s..%s", n, g.Reason, g.Range.Start(), g.Range.End())
+			}
+		}
+	}
+	st, err := h.eng.Pool(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Issued != int64(len(seen)) {
+		t.Errorf("the pool counts %d numbers issued, %d went out", st.Issued, len(seen))
+	}
+	// A clean restart resumes at the cursors the lock holders took back.
+	h.restart(t)
+	record(h.take(t, "p", 100))
 }

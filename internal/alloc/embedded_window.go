@@ -1,0 +1,97 @@
+package alloc
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/numberd/numberd/internal/segment"
+)
+
+// window is what allocation may take from a pool without its mutex: the reserved,
+// unissued numbers of the pool's first open segment. With every allocation under
+// the mutex, a holder descheduled on a busy machine held up every request behind
+// it, and the waiters were then handed the mutex one by one: stalls of tens of
+// milliseconds. Whoever unlocks a pool publishes a window and whoever locks it
+// takes the window back first, so code under p.mu sees every cursor as a plain
+// field, as if the window had never been there.
+//
+// Taking a window back swaps its cursor for sealed: a caller that loaded the
+// window before then fails its compare-and-swap and goes the locked way, so each
+// number is taken either before the seal, and counted in the cursor the lock
+// holder reads, or not at all.
+type window struct {
+	cursor atomic.Int64 // the next number to hand out, or sealed
+	s      *seg
+	rng    segment.Range // s.meta.Range, for the answers
+	limit  int64         // the last number the window hands out: reserved, in s
+	kickAt int64         // a caller moving the cursor past it starts a reservation
+	expiry int64         // unix nanos from which a segment of the pool has expired
+	rest   int64         // the pool's numbers after s, for Observe
+}
+
+const sealed = math.MaxInt64
+
+// lockPool locks p and takes its window back.
+func (e *Embedded) lockPool(p *pool) {
+	p.mu.Lock()
+	if w := p.window.Swap(nil); w != nil {
+		w.s.next = w.cursor.Swap(sealed)
+		p.advanceHead()
+	}
+}
+
+// unlockPool publishes a window of p, when p has reserved numbers to hand out
+// and the engine is open, and unlocks p.
+func (e *Embedded) unlockPool(p *pool) {
+	e.publish(p)
+	p.mu.Unlock()
+}
+
+func (e *Embedded) publish(p *pool) {
+	s := p.activeSeg()
+	if e.closed.Load() || s == nil || s.reservedHi < s.next {
+		return
+	}
+	w := &window{s: s, rng: s.meta.Range, limit: min(s.reservedHi, s.meta.Range.Hi), kickAt: sealed, expiry: math.MaxInt64}
+	if !p.nextExpiry.IsZero() {
+		w.expiry = p.nextExpiry.UnixNano()
+	}
+	own := w.limit - s.next + 1
+	w.rest = p.available() - (s.meta.Range.Hi - s.next + 1)
+	if p.extension == nil {
+		// take reserves when fewer than half a lease are left reserved: the
+		// cursor at which that happens, or the next number if it has.
+		restReserved := p.reservedAhead(math.MaxInt64) - own
+		w.kickAt = max(s.next, w.limit+1+restReserved-p.lease.size/2)
+	}
+	w.cursor.Store(s.next)
+	p.window.Store(w)
+}
+
+// takeFast takes count numbers off p's window, if it is published, still
+// current at now and holds them; it reports false otherwise.
+func (e *Embedded) takeFast(p *pool, count int64, now time.Time) (segment.Range, bool) {
+	w := p.window.Load()
+	if w == nil || now.UnixNano() >= w.expiry || e.closed.Load() {
+		return segment.Range{}, false
+	}
+	for {
+		c := w.cursor.Load()
+		if c > w.limit-count+1 { // a sealed cursor is above every limit
+			return segment.Range{}, false
+		}
+		if !w.cursor.CompareAndSwap(c, c+count) {
+			continue
+		}
+		if c <= w.kickAt && c+count > w.kickAt {
+			e.lockPool(p)
+			e.reserveIfLow(p)
+			e.unlockPool(p)
+		}
+		e.opts.Observe(p.id, addSat(w.rng.Hi-(c+count)+1, w.rest))
+		r := w.rng
+		r.Lo, r.Hi = c, c+count-1
+		return r, true
+	}
+}
