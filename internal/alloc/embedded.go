@@ -80,8 +80,7 @@ type Embedded struct {
 	store *store.Store
 	opts  Options
 
-	mu     sync.RWMutex
-	pools  map[string]*pool
+	pools  registry[*pool]
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup // background reservations and the janitor
@@ -128,18 +127,20 @@ type extension struct {
 // that did not stop cleanly: its numbers up to the mark may have been handed out, so
 // allocation resumes above the mark and the range is recorded as a recovery gap.
 func OpenEmbedded(ctx context.Context, st *store.Store, opts Options) (*Embedded, error) {
-	e := &Embedded{store: st, opts: opts.withDefaults(), pools: map[string]*pool{}, stop: make(chan struct{})}
+	e := &Embedded{store: st, opts: opts.withDefaults(), stop: make(chan struct{})}
 	cfgs, err := st.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}
+	pools := map[string]*pool{}
 	for _, cfg := range cfgs {
 		p, err := e.loadPool(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		e.pools[cfg.ID] = p
+		pools[cfg.ID] = p
 	}
+	e.pools.init(pools)
 	e.opts.Metrics.WatchPools(e.gauges)
 	e.wg.Add(1)
 	go e.janitor()
@@ -217,9 +218,7 @@ func (p *pool) refreshExpiry() {
 }
 
 func (e *Embedded) pool(id string) (*pool, error) {
-	e.mu.RLock()
-	p, ok := e.pools[id]
-	e.mu.RUnlock()
+	p, ok := e.pools.get(id)
 	if !ok {
 		return nil, fmt.Errorf("%w: no pool %s", store.ErrPoolNotFound, id)
 	}
@@ -579,14 +578,8 @@ func (e *Embedded) Close(ctx context.Context) error {
 // checkpoint writes the cursors that moved since the last checkpoint; with release
 // it also lowers the high-water marks to them.
 func (e *Embedded) checkpoint(ctx context.Context, release bool) error {
-	e.mu.RLock()
-	pools := make([]*pool, 0, len(e.pools))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	e.mu.RUnlock()
 	var errs []error
-	for _, p := range pools {
+	for _, p := range e.pools.all() {
 		e.lockPool(p)
 		var cs []store.Cursor
 		for _, s := range p.segs {

@@ -15,13 +15,7 @@ func (e *Embedded) PutPool(ctx context.Context, id string, u store.PoolUpdate) (
 	if err != nil {
 		return PoolStatus{}, false, err
 	}
-	e.mu.Lock()
-	p, ok := e.pools[id]
-	if !ok {
-		p = e.newPool(cfg)
-		e.pools[id] = p
-	}
-	e.mu.Unlock()
+	p, _ := e.pools.getOrAdd(id, func() (*pool, error) { return e.newPool(cfg), nil })
 	e.lockPool(p)
 	defer e.unlockPool(p)
 	p.cfg = cfg
@@ -56,12 +50,11 @@ func (e *Embedded) Pools(ctx context.Context) ([]PoolStatus, error) {
 }
 
 func (e *Embedded) poolIDs() []string {
-	e.mu.RLock()
-	ids := make([]string, 0, len(e.pools))
-	for id := range e.pools {
-		ids = append(ids, id)
+	pools := e.pools.all()
+	ids := make([]string, 0, len(pools))
+	for _, p := range pools {
+		ids = append(ids, p.id)
 	}
-	e.mu.RUnlock()
 	sort.Strings(ids)
 	return ids
 }

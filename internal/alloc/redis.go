@@ -67,8 +67,7 @@ type Distributed struct {
 
 	memoSeq atomic.Uint64 // numbers this node's allocate calls; see memoKey
 
-	mu     sync.RWMutex
-	pools  map[string]*rpool
+	pools  registry[*rpool]
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -130,7 +129,7 @@ func (c *call) finish() { c.done <- struct{}{} }
 // OpenDistributed starts the distributed engine on rdb and st, loading the scripts
 // into Redis.
 func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
-	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), pools: map[string]*rpool{}, stop: make(chan struct{})}
+	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), stop: make(chan struct{})}
 	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.lock, scripts.unlock} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return nil, redisErr(err)
@@ -157,28 +156,23 @@ func redisErr(err error) error {
 
 // pool returns the node's state of pool id, loading it from the store at first use.
 func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
-	e.mu.RLock()
-	p, ok := e.pools[id]
-	e.mu.RUnlock()
-	if ok {
+	if p, ok := e.pools.get(id); ok {
 		return p, nil
 	}
 	cfg, err := e.store.Pool(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if p, ok := e.pools[id]; ok {
+	return e.pools.getOrAdd(id, func() (*rpool, error) {
+		// Close looks at the pools after setting the flag: a pool added once it
+		// is set would miss the final checkpoint.
+		if e.closed.Load() {
+			return nil, ErrClosed
+		}
+		p := &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, lease: newLease(e.opts)}
+		p.seen(cfg.Epoch)
 		return p, nil
-	}
-	if e.closed.Load() {
-		return nil, ErrClosed
-	}
-	p = &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, lease: newLease(e.opts)}
-	p.seen(cfg.Epoch)
-	e.pools[id] = p
-	return p, nil
+	})
 }
 
 // Allocate hands out req.Count numbers of req.Pool, all or none; see

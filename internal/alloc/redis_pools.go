@@ -284,15 +284,7 @@ func (e *Distributed) Ready(ctx context.Context) error {
 	return nil
 }
 
-func (e *Distributed) known() []*rpool {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	out := make([]*rpool, 0, len(e.pools))
-	for _, p := range e.pools {
-		out = append(out, p)
-	}
-	return out
-}
+func (e *Distributed) known() []*rpool { return e.pools.all() }
 
 func (e *Distributed) gauges() []metrics.PoolGauge {
 	var out []metrics.PoolGauge
