@@ -24,6 +24,7 @@ import (
 type RedisClient interface {
 	redis.Scripter
 	Ping(ctx context.Context) *redis.StatusCmd
+	Pipeline() redis.Pipeliner
 }
 
 // Tuning of the distributed engine.
@@ -68,6 +69,7 @@ type Distributed struct {
 	memoSeq atomic.Uint64 // numbers this node's allocate calls; see memoKey
 
 	pools  registry[*rpool]
+	pipe   pipeline // the allocate calls of all pools, coalesced into round trips
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -339,8 +341,7 @@ func (e *Distributed) lead(p *rpool, c *call) {
 		e.wg.Done()
 		return
 	}
-	next := p.queued[0]
-	p.queued = p.queued[:copy(p.queued, p.queued[1:])]
+	next := shift(&p.queued)
 	p.batchMu.Unlock()
 	next.lead = true
 	next.finish()
@@ -368,9 +369,7 @@ func (e *Distributed) run(p *rpool, batch []*call, self *call) {
 	}
 	p.touchedAt.Store(time.Now().UnixNano())
 	keys, args := allocateArgs(p, e.memoKey(p), live)
-	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
-	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
-	cancel()
+	reply, err := e.evalAllocate(keys, args)
 	e.opts.Metrics.RedisCalls.WithLabelValues("allocate").Inc()
 	if err := e.parseAllocate(p, reply, err, live); err != nil {
 		for _, c := range live {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/numberd/numberd/internal/alloc"
@@ -591,4 +592,65 @@ func TestRetireRacesReseedsAndExtensions(t *testing.T) {
 		t.Errorf("%d numbers handed out lie in retired or expired gaps", inGap)
 	}
 	t.Logf("handed out %d numbers, retired %d segments, %d gaps", l.count(), len(retired), len(gaps))
+}
+
+// The allocate calls of pools waiting at once share a round trip. Redis forgets
+// its scripts (SCRIPT FLUSH, six times): the calls a pipeline carried are refused
+// unrun and go again alone. Every number still goes out once, and every request
+// gets its numbers.
+func TestPoolsShareRoundTrips(t *testing.T) {
+	srv := testharness.StartRedis(t, "redis")
+	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
+	const pools = 24
+	for i := range pools {
+		c.mustPool(t, fmt.Sprintf("p%02d", i), 8, [2]string{"10000001", "10099999"})
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	ledgers := make([]*ledger, pools)
+	for i := range ledgers {
+		ledgers[i] = newLedger(t)
+	}
+	calls := c.metrics[0].RedisCalls.WithLabelValues("allocate")
+	callsBefore, tripsBefore := testutil.ToFloat64(calls), testutil.ToFloat64(c.metrics[0].RedisRoundTrips)
+	var wg sync.WaitGroup
+	for g := range 4 * pools {
+		wg.Go(func() {
+			pool := g % pools
+			for k := range 60 {
+				if g == 0 && k%10 == 5 {
+					if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+						t.Error(err)
+					}
+				}
+				req := alloc.Request{Pool: fmt.Sprintf("p%02d", pool), Count: 1 + k%3}
+				if k%7 == 0 {
+					req.Idempotency = &alloc.Idempotency{Scope: "s", Key: fmt.Sprintf("%d-%d", g, k)}
+				}
+				a, err := c.nodes[0].Allocate(context.Background(), req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if a.Count() != int64(req.Count) {
+					t.Errorf("asked %d numbers, got %d", req.Count, a.Count())
+				}
+				ledgers[pool].add(a)
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, l := range ledgers {
+		total += l.count()
+	}
+	if want := 4 * pools * (20*1 + 20*2 + 20*3); total != want {
+		t.Errorf("handed out %d numbers, asked %d", total, want)
+	}
+	made := testutil.ToFloat64(calls) - callsBefore
+	trips := testutil.ToFloat64(c.metrics[0].RedisRoundTrips) - tripsBefore
+	t.Logf("%.0f allocate calls in %.0f round trips", made, trips)
+	if trips == 0 || made < 1.5*trips {
+		t.Errorf("%.0f allocate calls in %.0f round trips: the pools' calls did not share them", made, trips)
+	}
 }

@@ -25,6 +25,9 @@ type Metrics struct {
 	// RedisCalls counts script calls to Redis, by script: allocations per
 	// allocate call is the group commit's yield.
 	RedisCalls *prometheus.CounterVec
+	// RedisRoundTrips counts the round trips of allocate calls: the calls of
+	// several pools share one when they wait at once.
+	RedisRoundTrips prometheus.Counter
 	// Reseeds counts reseeds of a pool's Redis state, by cause.
 	Reseeds *prometheus.CounterVec
 	// RefillDownloads counts downloads from upstreams, by pool and outcome
@@ -65,6 +68,9 @@ func New() *Metrics {
 		RedisCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_redis_calls_total", Help: "Script calls to Redis, by script.",
 		}, []string{"script"}),
+		RedisRoundTrips: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "numberd_redis_round_trips_total", Help: "Round trips to Redis carrying allocate calls (a pipeline of calls counts once).",
+		}),
 		Reseeds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_reseeds_total", Help: "Reseeds of a pool's Redis state from the store, by cause.",
 		}, []string{"pool", "cause"}),
@@ -89,7 +95,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.Reseeds, m.RefillDownloads, m.RefillSeconds, m.RefillFenced, m.HTTPRequests, m.HTTPSeconds,
+		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.RedisRoundTrips, m.Reseeds, m.RefillDownloads, m.RefillSeconds, m.RefillFenced, m.HTTPRequests, m.HTTPSeconds,
 	)
 	return m
 }
