@@ -464,6 +464,13 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 	if p.extension != nil {
 		return p.extension
 	}
+	if e.closed.Load() {
+		// Close has handed the reservations back, or is about to: a new one
+		// would strand a lease as a recovery gap at the next start.
+		ext := &extension{done: make(chan struct{}), err: ErrClosed}
+		close(ext.done)
+		return ext
+	}
 	p.lease.resize(e.opts)
 	need = max(need, p.lease.size)
 	type raise struct {
@@ -571,6 +578,13 @@ func (e *Embedded) Close(ctx context.Context) error {
 		return nil
 	}
 	close(e.stop)
+	// Reservations start under their pool's lock after a look at the flag: once
+	// every pool has been locked, those that looked too early are counted in wg
+	// and the rest will see the flag.
+	for _, p := range e.pools.all() {
+		e.lockPool(p)
+		e.unlockPool(p)
+	}
 	e.wg.Wait()
 	return e.checkpoint(ctx, true)
 }

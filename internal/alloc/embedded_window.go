@@ -57,12 +57,14 @@ func (e *Embedded) publish(p *pool) {
 	if !p.nextExpiry.IsZero() {
 		w.expiry = p.nextExpiry.UnixNano()
 	}
-	own := w.limit - s.next + 1
-	w.rest = p.available() - (s.meta.Range.Hi - s.next + 1)
-	if p.extension == nil {
+	available := p.available()
+	w.rest = available - (s.meta.Range.Hi - s.next + 1)
+	if reserved := p.reservedAhead(math.MaxInt64); p.extension == nil && reserved < available {
 		// take reserves when fewer than half a lease are left reserved: the
-		// cursor at which that happens, or the next number if it has.
-		restReserved := p.reservedAhead(math.MaxInt64) - own
+		// cursor at which that happens, or the next number if it has. A pool
+		// reserved to its end has nothing to reserve: no kick, or every take
+		// of its last numbers would lock the pool.
+		restReserved := reserved - (w.limit - s.next + 1)
 		w.kickAt = max(s.next, w.limit+1+restReserved-p.lease.size/2)
 	}
 	w.cursor.Store(s.next)

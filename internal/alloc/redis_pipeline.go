@@ -3,6 +3,7 @@ package alloc
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -17,6 +18,13 @@ const maxPipeline = 256
 // script: 50 pools took three times the CPU a request of one pool did. A pool's
 // call that finds a round trip in flight waits for the next one, which the
 // goroutine ending the current one hands to the first call queued.
+//
+// A call is bounded by redisTimeout from the moment it is made, its wait for a
+// round trip included, as a call of its own was: a call whose time is up before
+// its round trip leaves is answered with the deadline error, having run nothing,
+// and a round trip lasts until the first deadline of the calls it carries. The
+// price of sharing: in a Redis Cluster, the calls of pools on a healthy shard
+// wait with those of a failing one, up to that bound.
 type pipeline struct {
 	mu       sync.Mutex
 	inFlight bool
@@ -25,12 +33,13 @@ type pipeline struct {
 
 // evalCall is one allocate call waiting for its round trip.
 type evalCall struct {
-	keys  []string
-	args  []any
-	reply string
-	err   error
-	done  chan struct{} // one signal: answered, or lead
-	lead  bool          // make the next round trip (see evalAllocate)
+	keys     []string
+	args     []any
+	deadline time.Time
+	reply    string
+	err      error
+	done     chan struct{} // one signal: answered, or lead
+	lead     bool          // make the next round trip (see evalAllocate)
 }
 
 var evalCalls = sync.Pool{New: func() any { return &evalCall{done: make(chan struct{}, 1)} }}
@@ -38,7 +47,7 @@ var evalCalls = sync.Pool{New: func() any { return &evalCall{done: make(chan str
 // evalAllocate runs allocate.lua with keys and args in the next round trip.
 func (e *Distributed) evalAllocate(keys []string, args []any) (string, error) {
 	c := evalCalls.Get().(*evalCall)
-	c.keys, c.args = keys, args
+	c.keys, c.args, c.deadline = keys, args, time.Now().Add(redisTimeout)
 	q := &e.pipe
 	q.mu.Lock()
 	if q.inFlight {
@@ -94,11 +103,28 @@ func shift[T any](q *[]T) T {
 	return first
 }
 
-// exec makes batch's calls in one round trip, each bounded by redisTimeout as a
-// lone call is. A call Redis refuses for want of the script (a restarted server
+// exec makes batch's calls in one round trip, until the first of their
+// deadlines. A call Redis refuses for want of the script (a restarted server
 // forgot it) goes again alone, which loads it: a refused call ran nothing.
 func (e *Distributed) exec(batch []*evalCall) {
-	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	now := time.Now()
+	live := make([]*evalCall, 0, len(batch))
+	deadline := now.Add(redisTimeout)
+	for _, c := range batch {
+		if !now.Before(c.deadline) {
+			c.err = context.DeadlineExceeded
+			continue
+		}
+		live = append(live, c)
+		if c.deadline.Before(deadline) {
+			deadline = c.deadline
+		}
+	}
+	batch = live
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	e.opts.Metrics.RedisRoundTrips.Inc()
 	if len(batch) == 1 {
