@@ -59,6 +59,10 @@ read -r -a modes <<<"$MODES"
 for m in "${modes[@]}"; do
 	case $m in embedded | distributed) ;; *) ll_die "MODES: '$m' is neither embedded nor distributed" ;; esac
 done
+# Section 4's batch-size table takes its count-1000 column from section 3.
+if [[ $SCALING == 1 ]] && ((BATCH_ROUNDS < 1)); then
+	ll_die "SCALING=1 needs BATCH_ROUNDS ≥ 1 (section 4 uses section 3's batches of 1000)"
+fi
 
 summary=$LL_OUT/summary.txt
 raw=$LL_OUT/raw.tsv
