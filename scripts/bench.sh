@@ -18,7 +18,8 @@
 #   1. throughput: wrk -t$THREADS -c$CONNS -d${DURATION}s, POST with {"count":1}
 #      (test/load/wrk/post.lua), every target once a round, the order rotating,
 #      $ROUNDS rounds; medians of req/s and p99, ratios numberd/constant and
-#      numberd/incr, and the server's CPU time per request (from /proc).
+#      numberd/incr, the server's and wrk's CPU time per request (from /proc and
+#      `times`), and the machine's idle and stolen CPU time (/proc/stat).
 #   2. latency at a constant arrival rate of half numberd's median peak (each
 #      mode its own), open loop (test/load/openloop), numberd and the constant
 #      baseline alternately at the same rate, $LAT_ROUNDS × ${LAT_DURATION}s:
@@ -119,6 +120,25 @@ cpu_ticks() {
 }
 TCK=$(getconf CLK_TCK)
 
+# machine_ticks prints the machine's total, idle (with iowait) and stolen clock
+# ticks from /proc/stat (guest time is inside user time already).
+machine_ticks() {
+	local f
+	read -r -a f </proc/stat
+	printf '%s %s %s\n' "$((f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7] + f[8]))" "$((f[4] + f[5]))" "${f[8]}"
+}
+
+# children_cpu sets CHILDREN_S to the CPU seconds (user + system) of this
+# script's finished child processes so far: the difference around a wrk run is
+# wrk's own. `times` must run in this shell, not in a command substitution.
+children_cpu() {
+	local line u s
+	times >"$LL_TMP/times"
+	line=$(tail -n 1 "$LL_TMP/times")
+	read -r u s <<<"$line"
+	CHILDREN_S=$(awk -v u="$u" -v s="$s" 'function sec(t, m) { m = t; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", t); sub(/s$/, "", t); return m * 60 + t } BEGIN { printf "%.3f", sec(u) + sec(s) }')
+}
+
 # The processes that serve a target: the server, and Redis where it uses it.
 serving() {
 	case $1 in
@@ -131,13 +151,18 @@ serving() {
 # checks that no request failed, appends the result to raw.tsv and sets R (the
 # RESULT line) and CPU_US (server CPU µs per request, Redis included).
 wrk_run() {
-	local section=$1 target=$2 round=$3 path=$4 out line t0 t1 reqs errs non2xx procs
+	local section=$1 target=$2 round=$3 path=$4 out line t0 t1 reqs errs non2xx procs m0 m1 c0
 	shift 4
 	read -r -a procs <<<"$(serving "$target")"
 	t0=$(cpu_ticks "${procs[@]}")
+	read -r -a m0 <<<"$(machine_ticks)"
+	children_cpu
+	c0=$CHILDREN_S
 	out=$(env "$@" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --timeout 5s -s test/load/wrk/post.lua "${url[$target]}$path" 2>&1) ||
 		ll_die "wrk against $target failed: $out"
 	t1=$(cpu_ticks "${procs[@]}")
+	read -r -a m1 <<<"$(machine_ticks)"
+	children_cpu
 	line=$(grep '^RESULT ' <<<"$out") || ll_die "wrk printed no RESULT line: $out"
 	reqs=$(ll_kv "$line" requests) errs=$(ll_kv "$line" errors) non2xx=$(ll_kv "$line" non2xx)
 	if [[ $errs != 0 || $non2xx != 0 ]]; then
@@ -145,7 +170,8 @@ wrk_run() {
 		ll_die "$section/$target round $round: $errs socket errors, $non2xx answers with status ≥ 400 (see ${LL_OUT}/$target.log)"
 	fi
 	CPU_US=$(ll_calc "($t1 - $t0) * 1000000 / $TCK / $reqs" 1)
-	R="${line#RESULT } cpu_us_per_req=$CPU_US"
+	R="${line#RESULT } cpu_us_per_req=$CPU_US wrk_us_per_req=$(ll_calc "($CHILDREN_S - $c0) * 1000000 / $reqs" 1)"
+	R+=" idle_pct=$(ll_calc "100 * (${m1[1]} - ${m0[1]}) / (${m1[0]} - ${m0[0]})" 1) steal_pct=$(ll_calc "100 * (${m1[2]} - ${m0[2]}) / (${m1[0]} - ${m0[0]})" 1)"
 	printf '%s\t%s\t%s\t%s\n' "$section" "$target" "$round" "$R" >>"$raw"
 }
 
@@ -182,8 +208,8 @@ declare -A rps p99
 say ""
 say "## 1. Throughput: single-number allocation, wrk -t$THREADS -c$CONNS, medians of $ROUNDS × ${DURATION}s"
 say ""
-say "| target | req/s | p50 ms | p99 ms | server CPU µs/req | ÷ constant | ÷ INCR |"
-say "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+say "| target | req/s | p50 ms | p99 ms | server CPU µs/req | wrk CPU µs/req | machine idle % | ÷ constant | ÷ INCR |"
+say "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for t in "${targets[@]}"; do
 	rps[$t]=$(med throughput "$t" rps)
 	p99[$t]=$(med throughput "$t" p99_us)
@@ -193,7 +219,7 @@ for t in "${targets[@]}"; do
 	cpu=$(med throughput "$t" cpu_us_per_req)
 	rc=$(ll_calc "${rps[$t]} / ${rps[constant]}")
 	ri=$(ll_calc "${rps[$t]} / ${rps[incr]}")
-	say "| $t | $(ll_calc "${rps[$t]}" 0) | $(ll_calc "$p50 / 1000") | $(ll_calc "${p99[$t]} / 1000") | $cpu | $rc | $ri |"
+	say "| $t | $(ll_calc "${rps[$t]}" 0) | $(ll_calc "$p50 / 1000") | $(ll_calc "${p99[$t]} / 1000") | $cpu | $(med throughput "$t" wrk_us_per_req) | $(med throughput "$t" idle_pct) | $rc | $ri |"
 done
 for m in "${modes[@]}"; do
 	if [[ $m == distributed ]]; then
@@ -202,7 +228,8 @@ for m in "${modes[@]}"; do
 		say "target 1 (embedded): ≥ 0.8 × constant: measured $(ll_calc "${rps[$m]} / ${rps[constant]}") ×"
 	fi
 done
-say "(server CPU counts the server process, and Redis for incr and distributed)"
+say "(server CPU counts the server process, and Redis for incr and distributed; the machine's CPU time"
+say "stolen by the hypervisor during the section's runs: median $(ll_median $(awk -F'\t' '$1 == "throughput" { n = split($4, f, " "); for (i = 1; i <= n; i++) if (f[i] ~ /^steal_pct=/) { sub(/^steal_pct=/, "", f[i]); print f[i] } }' "$raw")) %, per run in raw.tsv)"
 
 # ------------------------------------------------------------------ 2. latency
 ll_log "2. latency at half of numberd's peak, open loop, $LAT_ROUNDS × ${LAT_DURATION}s"
@@ -362,11 +389,12 @@ if [[ -n $SOAK ]]; then
 	say ""
 	say "## 5. Soak: $SOAK at $rate/s (half the $SOAK_MODE peak), open loop, $CONNS connections"
 	say ""
-	say "| requests | errors | p50 ms | p99 ms | goroutines min–max | max RSS MB | duplicates | dupcheck |"
-	say "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	say "| requests | errors | p50 ms | p99 ms | p99 ms of a 10-s window, median / worst | goroutines min–max | max RSS MB | duplicates | dupcheck |"
+	say "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	dups=$(sed -n 's/^dupcheck: \([0-9]*\) numbers received more than once.*/\1/p' "$LL_OUT/soak-dupcheck.txt")
-	say "| $(ll_kv "$line" sent) | $(ll_kv "$line" errors) | $(ll_calc "$(ll_kv "$line" p50_us) / 1000" 3) | $(ll_calc "$(ll_kv "$line" p99_us) / 1000" 3) | $(ll_kv "$line" goroutines_min)–$(ll_kv "$line" goroutines_max) | $(ll_kv "$line" rss_max_mb) | ${dups:-?} | $([[ $dup_rc == 0 ]] && echo ok || echo FAIL) |"
+	say "| $(ll_kv "$line" sent) | $(ll_kv "$line" errors) | $(ll_calc "$(ll_kv "$line" p50_us) / 1000" 3) | $(ll_calc "$(ll_kv "$line" p99_us) / 1000" 3) | $(ll_calc "$(ll_kv "$line" window_p99_median_us) / 1000" 3) / $(ll_calc "$(ll_kv "$line" window_p99_max_us) / 1000" 3) | $(ll_kv "$line" goroutines_min)–$(ll_kv "$line" goroutines_max) | $(ll_kv "$line" rss_max_mb) | ${dups:-?} | $([[ $dup_rc == 0 ]] && echo ok || echo FAIL) |"
 	say "target 5: zero duplicates, flat goroutines, RSS < 150 MB (samples in $LL_OUT/soak.txt)"
+	say "(the worst window: $(ll_kv "$line" worst_window_steal_pct) % of the machine's CPU time stolen by the hypervisor, $(ll_kv "$line" worst_window_idle_pct) % idle; every window's figures are in soak.txt)"
 	((soak_rc == 0)) || ll_die "the soak had failed requests (see $LL_OUT/soak.txt)"
 	((dup_rc == 0)) || ll_die "the soak's duplicate check failed (see $LL_OUT/soak-dupcheck.txt)"
 fi

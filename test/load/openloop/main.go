@@ -27,7 +27,10 @@
 // With -record, every answer's numbers are written in test/load/internal/record's
 // format for dupcheck; with -metrics, the server's go_goroutines and
 // process_resident_memory_bytes are sampled every -sample-every (and VmRSS of
-// -pid, when given).
+// -pid, when given). Each sample also reports the window since the one before:
+// the answers received, their p99 and maximum, and the machine's CPU time stolen
+// by the hypervisor and idle (from /proc/stat), so that a run's tail can be laid
+// at the door of the interval, and the machine, it came from.
 //
 // The last line is machine-readable: `RESULT key=value …`. The exit status is 1
 // when a request failed (transport error or a status other than 200), 2 on bad
@@ -120,6 +123,7 @@ type result struct {
 	statusMu                       sync.Mutex
 	status                         map[int]int64
 	latency, lag, sched            hist
+	window                         atomic.Pointer[hist] // latencies since the last sample
 	elapsed                        time.Duration
 	samples                        []sample
 }
@@ -133,6 +137,14 @@ type sample struct {
 	goroutines int64 // -1: not sampled
 	rss        int64 // bytes, from /metrics; -1: not sampled
 	vmrss      int64 // bytes, from /proc; -1: not sampled
+	win        *windowStats
+}
+
+// windowStats describe the interval before a sample.
+type windowStats struct {
+	answers     uint64
+	p99, max    time.Duration
+	steal, idle float64 // shares of the machine's CPU time, 0..1; -1: unknown
 }
 
 // attack runs the generator for c.duration.
@@ -176,6 +188,7 @@ func attack(ctx context.Context, c config, stdout io.Writer) (*result, error) {
 	}
 
 	res := &result{status: map[int]int64{}}
+	res.window.Store(new(hist))
 	total := int64(c.rate * c.duration.Seconds())
 	// Room for the whole run: the pacer never blocks.
 	jobs := make(chan job, min(total, 1<<22))
@@ -192,6 +205,7 @@ func attack(ctx context.Context, c config, stdout io.Writer) (*result, error) {
 					continue
 				}
 				res.latency.record(end.Sub(j.queued))
+				res.window.Load().record(end.Sub(j.queued))
 				res.sched.record(end.Sub(j.due))
 				if status != http.StatusOK {
 					res.statusMu.Lock()
@@ -219,20 +233,31 @@ func attack(ctx context.Context, c config, stdout io.Writer) (*result, error) {
 		}
 		t := time.NewTicker(c.sampleEvery)
 		defer t.Stop()
-		take := func() {
+		cpu := readCPUTimes()
+		take := func(window bool) {
 			s := takeSample(c, time.Since(begin))
+			if window {
+				now := readCPUTimes()
+				s.win = closeWindow(res.window.Swap(new(hist)), cpu, now)
+				cpu = now
+			}
 			res.samples = append(res.samples, s)
-			fmt.Fprintf(stdout, "sample t=%-5s goroutines=%d rss_mb=%.1f vmrss_mb=%.1f\n",
+			line := fmt.Sprintf("sample t=%-5s goroutines=%d rss_mb=%.1f vmrss_mb=%.1f",
 				s.at.Round(time.Second), s.goroutines, mb(s.rss), mb(s.vmrss))
+			if w := s.win; w != nil {
+				line += fmt.Sprintf(" answers=%d p99_us=%s max_us=%s steal_pct=%.1f idle_pct=%.1f",
+					w.answers, us(w.p99), us(w.max), 100*w.steal, 100*w.idle)
+			}
+			fmt.Fprintln(stdout, line)
 		}
-		take()
+		take(false)
 		for {
 			select {
 			case <-sctx.Done():
 				// No sample after the run: the connections are closed by then.
 				return
 			case <-t.C:
-				take()
+				take(true)
 			}
 		}
 	}()
@@ -474,6 +499,85 @@ func (r *result) print(w io.Writer, c config) {
 			"goroutines_min="+strconv.FormatInt(gmin, 10),
 			"goroutines_max="+strconv.FormatInt(gmax, 10),
 			"rss_max_mb="+strconv.FormatFloat(mb(rss), 'f', 1, 64))
+		kv = append(kv, windowSummary(r.samples)...)
 	}
 	fmt.Fprintln(w, "RESULT "+strings.Join(kv, " "))
+}
+
+// cpuTimes are the machine's CPU times from the first line of /proc/stat, in
+// clock ticks.
+type cpuTimes struct{ total, idle, steal uint64 }
+
+func readCPUTimes() cpuTimes {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	return parseCPUTimes(string(data))
+}
+
+// parseCPUTimes reads the first line of /proc/stat's text; zero when it is not
+// the machine's line.
+func parseCPUTimes(stat string) cpuTimes {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var t cpuTimes
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuTimes{}
+		}
+		// user nice system idle iowait irq softirq steal guest guest_nice: guest
+		// time is counted in user time already.
+		if i < 8 {
+			t.total += n
+		}
+		switch i {
+		case 3, 4:
+			t.idle += n
+		case 7:
+			t.steal += n
+		}
+	}
+	return t
+}
+
+// closeWindow summarises the latencies of one window and the machine's CPU
+// times over it.
+func closeWindow(h *hist, from, to cpuTimes) *windowStats {
+	w := &windowStats{p99: h.quantile(.99), max: h.quantile(1), steal: -1, idle: -1}
+	for i := range h.counts {
+		w.answers += h.counts[i].Load()
+	}
+	if d := to.total - from.total; to.total > from.total {
+		w.steal = float64(to.steal-from.steal) / float64(d)
+		w.idle = float64(to.idle-from.idle) / float64(d)
+	}
+	return w
+}
+
+// windowSummary is the RESULT line's account of the sampled windows: the median
+// and the worst window p99, and the steal of the worst window.
+func windowSummary(samples []sample) []string {
+	var wins []*windowStats
+	for _, s := range samples {
+		if s.win != nil && s.win.answers > 0 {
+			wins = append(wins, s.win)
+		}
+	}
+	if len(wins) == 0 {
+		return nil
+	}
+	sort.Slice(wins, func(i, j int) bool { return wins[i].p99 < wins[j].p99 })
+	worst := wins[len(wins)-1]
+	return []string{
+		"windows=" + strconv.Itoa(len(wins)),
+		"window_p99_median_us=" + us(wins[len(wins)/2].p99),
+		"window_p99_max_us=" + us(worst.p99),
+		"worst_window_steal_pct=" + strconv.FormatFloat(100*worst.steal, 'f', 1, 64),
+		"worst_window_idle_pct=" + strconv.FormatFloat(100*worst.idle, 'f', 1, 64),
+	}
 }
