@@ -371,6 +371,13 @@ if [[ -n ${url[distributed]:-} ]]; then
 	if [[ ${calls:-0} != 0 ]]; then
 		say ""
 		say "distributed node 1 over the whole run: $allocs allocations in $calls Redis allocate calls: $(ll_calc "$allocs / $calls" 1) allocations per call"
+		trip=$(awk '/^numberd_redis_round_trip_seconds_sum/ { s = $NF } /^numberd_redis_round_trip_seconds_count/ { n = $NF } END { if (n > 0) printf "%.1f", s / n * 1e6; else print "nan" }' <<<"$metrics")
+		inside=nan
+		if command -v redis-cli >/dev/null 2>&1; then
+			inside=$(redis-cli -h "${LL_REDIS_ADDR%:*}" -p "${LL_REDIS_ADDR##*:}" info commandstats 2>/dev/null |
+				sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')
+		fi
+		say "a round trip took $trip µs on average, sent to answered; Redis's own time for a script call (evalsha, all nodes and scripts): ${inside:-nan} µs"
 	fi
 fi
 

@@ -127,6 +127,7 @@ func (e *Distributed) exec(batch []*evalCall) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	e.opts.Metrics.RedisRoundTrips.Inc()
+	defer func(sent time.Time) { e.opts.Metrics.RedisRoundTripSeconds.Observe(time.Since(sent).Seconds()) }(time.Now())
 	if len(batch) == 1 {
 		c := batch[0]
 		c.reply, c.err = scripts.allocate.Run(ctx, e.rdb, c.keys, c.args...).Text()

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/numberd/numberd/internal/alloc"
@@ -653,4 +655,18 @@ func TestPoolsShareRoundTrips(t *testing.T) {
 	if trips == 0 || made < 1.5*trips {
 		t.Errorf("%.0f allocate calls in %.0f round trips: the pools' calls did not share them", made, trips)
 	}
+	// Every round trip is timed once. A round trip that ran nothing (all its
+	// calls out of time before it left) is neither counted nor timed.
+	if timed := histogramCount(t, c.metrics[0].RedisRoundTripSeconds); float64(timed) != testutil.ToFloat64(c.metrics[0].RedisRoundTrips) {
+		t.Errorf("%d round trips timed, %.0f counted", timed, testutil.ToFloat64(c.metrics[0].RedisRoundTrips))
+	}
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

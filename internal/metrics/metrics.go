@@ -28,6 +28,11 @@ type Metrics struct {
 	// RedisRoundTrips counts the round trips of allocate calls: the calls of
 	// several pools share one when they wait at once.
 	RedisRoundTrips prometheus.Counter
+	// RedisRoundTripSeconds is the time a round trip of allocate calls took,
+	// sent to answered: Redis's own time, its wait for a CPU and this process's
+	// wait to read the answer. Set beside Redis's usec_per_call of evalsha, it
+	// tells the three apart.
+	RedisRoundTripSeconds prometheus.Histogram
 	// Reseeds counts reseeds of a pool's Redis state, by cause.
 	Reseeds *prometheus.CounterVec
 	// RefillDownloads counts downloads from upstreams, by pool and outcome
@@ -68,6 +73,10 @@ func New() *Metrics {
 		RedisCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_redis_calls_total", Help: "Script calls to Redis, by script.",
 		}, []string{"script"}),
+		RedisRoundTripSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "numberd_redis_round_trip_seconds", Help: "Time a round trip of allocate calls to Redis took, sent to answered.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
 		RedisRoundTrips: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "numberd_redis_round_trips_total", Help: "Round trips to Redis carrying allocate calls (a pipeline of calls counts once).",
 		}),
@@ -95,7 +104,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.RedisRoundTrips, m.Reseeds, m.RefillDownloads, m.RefillSeconds, m.RefillFenced, m.HTTPRequests, m.HTTPSeconds,
+		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.RedisRoundTrips, m.RedisRoundTripSeconds, m.Reseeds, m.RefillDownloads, m.RefillSeconds, m.RefillFenced, m.HTTPRequests, m.HTTPSeconds,
 	)
 	return m
 }
