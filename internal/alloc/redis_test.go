@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -669,4 +670,74 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// Pools reads the pools a few at a time: the listing must still come in id order,
+// each entry the status of its own pool, while allocations run.
+func TestPoolsListsEveryPoolInOrderWhileAllocating(t *testing.T) {
+	srv := testharness.StartRedis(t, "redis")
+	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
+	const pools = 30
+	ids := make([]string, pools)
+	for i := range pools {
+		// Created out of order, so that the listing's order is the store's, not
+		// the order of creation.
+		ids[i] = fmt.Sprintf("p%02d", (i*7)%pools)
+		c.mustPool(t, ids[i], 6, [2]string{fmt.Sprintf("%02d0001", i), fmt.Sprintf("%02d1000", i)})
+	}
+	ctx := context.Background()
+	for i, id := range ids {
+		for range i % 5 {
+			if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: id, Count: 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p00", Count: 1}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for range 5 {
+		got, err := c.nodes[0].Pools(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != pools {
+			t.Fatalf("Pools listed %d pools, want %d", len(got), pools)
+		}
+		for i, st := range got {
+			if want := fmt.Sprintf("p%02d", i); st.ID != want {
+				t.Fatalf("Pools[%d] is %s, want %s", i, st.ID, want)
+			}
+			if st.ID == "p00" {
+				continue // allocating meanwhile
+			}
+			k := slices.Index(ids, st.ID)
+			if want := int64(2 * (k % 5)); st.Issued != want || st.Available != 1000-want {
+				t.Errorf("%s: issued %d, available %d; want %d, %d", st.ID, st.Issued, st.Available, want, 1000-want)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := c.nodes[0].Pools(canceled()); err == nil {
+		t.Error("Pools with a canceled context answered without an error")
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
