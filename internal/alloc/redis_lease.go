@@ -27,15 +27,48 @@ type redisSeg struct {
 }
 
 func (e *Distributed) peek(ctx context.Context, p *rpool, ids []int64) (redisView, error) {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	reply, err := scripts.peek.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
+	reply, err := scripts.peek.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, peekArgs(ids)...).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("peek").Inc()
 	if err != nil {
 		return redisView{}, redisErr(err)
 	}
+	return parsePeek(reply, ids)
+}
+
+// peekAll returns Redis's view of every pool of ps and its segments in segs, in
+// one round trip; without Redis, empty views and ErrUnavailable.
+func (e *Distributed) peekAll(ctx context.Context, ps []*rpool, segs map[string][]store.Segment) ([]redisView, error) {
+	views := make([]redisView, len(ps))
+	calls := make([]scriptCall, len(ps))
+	ids := make([][]int64, len(ps))
+	for i, p := range ps {
+		for _, s := range segs[p.id] {
+			ids[i] = append(ids[i], s.ID)
+		}
+		calls[i] = scriptCall{keys: []string{p.keys.meta, p.keys.seg}, args: peekArgs(ids[i])}
+	}
+	replies, err := e.pipelined(ctx, scripts.peek, "peek", calls)
+	if err != nil {
+		return views, err
+	}
+	for i := range ps {
+		if views[i], err = parsePeek(replies[i], ids[i]); err != nil {
+			return views, err
+		}
+	}
+	return views, nil
+}
+
+func peekArgs(ids []int64) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return args
+}
+
+// parsePeek reads peek.lua's answer for the segments ids.
+func parsePeek(reply string, ids []int64) (redisView, error) {
 	f := strings.Fields(reply)
 	if len(f) == 0 || f[0] == "RESEED" {
 		return redisView{}, nil

@@ -146,3 +146,38 @@ func (e *Distributed) exec(batch []*evalCall) {
 		}
 	}
 }
+
+// scriptCall is one call of a script in a pipelined batch.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// pipelined runs script once for each of calls in one round trip and returns
+// their answers in order, counting them as Redis calls of kind. A call refused
+// for want of the script goes again alone, which loads it; any other failure
+// fails the batch with ErrUnavailable.
+func (e *Distributed) pipelined(ctx context.Context, script *redis.Script, kind string, calls []scriptCall) ([]string, error) {
+	replies := make([]string, len(calls))
+	if len(calls) == 0 {
+		return replies, nil
+	}
+	pipe := e.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
+		cmds[i] = script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command holds its own error
+	e.opts.Metrics.RedisCalls.WithLabelValues(kind).Add(float64(len(calls)))
+	for i, c := range calls {
+		reply, err := cmds[i].Text()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			reply, err = script.Run(ctx, e.rdb, c.keys, c.args...).Text()
+		}
+		if err != nil {
+			return nil, redisErr(err)
+		}
+		replies[i] = reply
+	}
+	return replies, nil
+}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/store"
 )
@@ -34,6 +32,12 @@ func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
 			recovered[g.SegmentID] += g.Count()
 		}
 	}
+	return assemble(p, cfg, segs, rv, recovered), nil
+}
+
+// assemble is p's live state from the store's config and segments, Redis's view of
+// them and the numbers recovery gaps took from each segment.
+func assemble(p *rpool, cfg store.Pool, segs []store.Segment, rv redisView, recovered map[int64]int64) *pool {
 	vp := &pool{id: p.id, cfg: cfg}
 	for _, m := range segs {
 		s := &seg{meta: m, next: m.Next, reservedHi: m.ReservedHi, recovered: recovered[m.ID]}
@@ -46,7 +50,7 @@ func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
 		vp.segs = append(vp.segs, s)
 	}
 	vp.advanceHead()
-	return vp, nil
+	return vp
 }
 
 // PutPool creates or updates a pool; see store.PutPool.
@@ -72,34 +76,45 @@ func (e *Distributed) Pool(ctx context.Context, id string) (PoolStatus, error) {
 	return vp.status(), nil
 }
 
-// Pools returns the live status of every pool, ordered by id. A pool's status
-// costs the store and Redis a few round trips, so the pools are read
-// poolReaders at a time: one after the other, a listing of 54 pools took 0.1–0.8
-// s on a busy machine.
+// Pools returns the live status of every pool, ordered by id, as Pool would
+// return each, in a fixed number of round trips however many pools there are:
+// the store's pools, segments and recovery gaps in one query each, and Redis's
+// sweeps and views of every pool in one pipeline each. Pool by pool, a listing of
+// 54 pools took 0.1–0.8 s on a busy machine.
 func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
 	cfgs, err := e.store.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]PoolStatus, len(cfgs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(poolReaders)
+	ps := make([]*rpool, len(cfgs))
 	for i, c := range cfgs {
-		g.Go(func() error {
-			st, err := e.Pool(gctx, c.ID)
-			out[i] = st
-			return err
-		})
+		if ps[i], err = e.pool(ctx, c.ID); err != nil {
+			return nil, err
+		}
 	}
-	if err := g.Wait(); err != nil {
+	if err := e.sweepAll(ctx, ps); err != nil && !errors.Is(err, ErrUnavailable) {
 		return nil, err
+	}
+	segs, err := e.store.AllSegments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	views, err := e.peekAll(ctx, ps, segs)
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		return nil, err
+	}
+	recovered, err := e.store.RecoveredBySegment(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PoolStatus, len(ps))
+	for i, p := range ps {
+		p.seen(cfgs[i].Epoch)
+		p.remember(segs[p.id]...)
+		out[i] = assemble(p, cfgs[i], segs[p.id], views[i], recovered).status()
 	}
 	return out, nil
 }
-
-// poolReaders bounds the pools Pools reads at once, well below the store's
-// connection pool so that allocations' lease extensions keep theirs.
-const poolReaders = 8
 
 // Segments returns the segments of pool in allocation order, with live state.
 func (e *Distributed) Segments(ctx context.Context, poolID string) ([]SegmentStatus, error) {
@@ -266,6 +281,29 @@ func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
 	if err != nil {
 		return redisErr(err)
 	}
+	return e.swept(ctx, p, reply)
+}
+
+// sweepAll sweeps every pool of ps in one round trip.
+func (e *Distributed) sweepAll(ctx context.Context, ps []*rpool) error {
+	calls := make([]scriptCall, len(ps))
+	for i, p := range ps {
+		calls[i].keys, calls[i].args = allocateArgs(p, e.memoKey(p), nil)
+	}
+	replies, err := e.pipelined(ctx, scripts.allocate, "sweep", calls)
+	if err != nil {
+		return err
+	}
+	for i, p := range ps {
+		if err := e.swept(ctx, p, replies[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// swept records the segments a sweep of p found expired.
+func (e *Distributed) swept(ctx context.Context, p *rpool, reply string) error {
 	f := strings.Fields(reply)
 	if len(f) < 2 || f[0] != "OK" {
 		return nil // no state to sweep: the reseed closes what expired

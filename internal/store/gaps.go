@@ -72,3 +72,22 @@ func (s *Store) Gaps(ctx context.Context, pool string) ([]Gap, error) {
 	}
 	return gaps, nil
 }
+
+// RecoveredBySegment returns, for every segment with recovery gaps, the numbers
+// they hold: what a pool's status counts as lost, for all pools in one query.
+func (s *Store) RecoveredBySegment(ctx context.Context) (map[int64]int64, error) {
+	var rows []struct {
+		SegmentID int64 `db:"segment_id"`
+		Numbers   int64 `db:"numbers"`
+	}
+	err := s.db.SelectContext(ctx, &rows, `SELECT segment_id, SUM(hi - lo + 1) AS numbers
+		FROM gaps WHERE reason = ? GROUP BY segment_id`, GapRecovery)
+	if err != nil {
+		return nil, s.unavailable(err)
+	}
+	out := make(map[int64]int64, len(rows))
+	for _, r := range rows {
+		out[r.SegmentID] = r.Numbers
+	}
+	return out, nil
+}

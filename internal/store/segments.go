@@ -143,6 +143,20 @@ func (s *Store) Segments(ctx context.Context, pool string) ([]Segment, error) {
 	return segs, nil
 }
 
+// AllSegments returns the segments of every pool, each pool's in order of id: one
+// query for a listing of all pools.
+func (s *Store) AllSegments(ctx context.Context) (map[string][]Segment, error) {
+	var rows []segmentRow
+	if err := s.db.SelectContext(ctx, &rows, segmentSelect+"ORDER BY s.pool, s.id"); err != nil {
+		return nil, s.unavailable(err)
+	}
+	segs := map[string][]Segment{}
+	for _, r := range rows {
+		segs[r.Pool] = append(segs[r.Pool], r.segment())
+	}
+	return segs, nil
+}
+
 // Segment returns segment id of pool, or ErrSegmentNotFound.
 func (s *Store) Segment(ctx context.Context, pool string, id int64) (Segment, error) {
 	var row segmentRow

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -349,6 +350,48 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		}
 		if err := s.AddGap(ctx, store.Gap{Pool: "p", SegmentID: seg.ID, Range: segment.Range{Lo: 5, Hi: 4}, Reason: store.GapRecovery}); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("empty gap: err = %v, want ErrInvalid", err)
+		}
+	})
+}
+
+// The listing's reads: every pool's segments in one query, and the numbers each
+// segment lost to recovery gaps (other gaps are not losses of a reseed).
+func TestAllSegmentsAndRecoveredBySegment(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "b", 20)
+		mustPool(t, s, "a", 20)
+		b1 := mustSegment(t, s, "b", "24442000000000000001", "24442000000000001000")
+		a1 := mustSegment(t, s, "a", "24443000000000000001", "24443000000000001000")
+		b2 := mustSegment(t, s, "b", "24442000000000002001", "24442000000000003000")
+		all, err := s.AllSegments(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 2 || len(all["a"]) != 1 || all["a"][0].ID != a1.ID || len(all["b"]) != 2 || all["b"][0].ID != b1.ID || all["b"][1].ID != b2.ID {
+			t.Fatalf("AllSegments = %+v", all)
+		}
+		if all["b"][1].Range != b2.Range {
+			t.Errorf("AllSegments: b's second range %s, want %s", all["b"][1].Range, b2.Range)
+		}
+		gap := func(seg store.Segment, lo, hi int64, reason string) {
+			t.Helper()
+			g := store.Gap{Pool: seg.Pool, SegmentID: seg.ID, Range: seg.Range, Reason: reason}
+			g.Range.Lo, g.Range.Hi = seg.Range.Lo+lo, seg.Range.Lo+hi
+			if err := s.AddGap(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gap(b1, 10, 49, store.GapRecovery)
+		gap(b1, 100, 109, store.GapRecovery)
+		gap(b1, 500, 999, store.GapRetired)
+		gap(a1, 0, 4, store.GapRecovery)
+		got, err := s.RecoveredBySegment(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int64]int64{b1.ID: 50, a1.ID: 5}; !reflect.DeepEqual(got, want) {
+			t.Errorf("RecoveredBySegment = %v, want %v", got, want)
 		}
 	})
 }
