@@ -103,9 +103,8 @@ func shift[T any](q *[]T) T {
 	return first
 }
 
-// exec makes batch's calls in one round trip, until the first of their
-// deadlines. A call Redis refuses for want of the script (a restarted server
-// forgot it) goes again alone, which loads it: a refused call ran nothing.
+// exec makes batch's calls in one round trip (see evalAll), until the first of
+// their deadlines.
 func (e *Distributed) exec(batch []*evalCall) {
 	now := time.Now()
 	live := make([]*evalCall, 0, len(batch))
@@ -133,17 +132,13 @@ func (e *Distributed) exec(batch []*evalCall) {
 		c.reply, c.err = scripts.allocate.Run(ctx, e.rdb, c.keys, c.args...).Text()
 		return
 	}
-	pipe := e.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(batch))
+	calls := make([]scriptCall, len(batch))
 	for i, c := range batch {
-		cmds[i] = scripts.allocate.EvalSha(ctx, pipe, c.keys, c.args...)
+		calls[i] = scriptCall{keys: c.keys, args: c.args}
 	}
-	_, _ = pipe.Exec(ctx) // each command holds its own error
+	replies, errs := e.evalAll(ctx, scripts.allocate, calls)
 	for i, c := range batch {
-		c.reply, c.err = cmds[i].Text()
-		if c.err != nil && redis.HasErrorPrefix(c.err, "NOSCRIPT") {
-			c.reply, c.err = scripts.allocate.Run(ctx, e.rdb, c.keys, c.args...).Text()
-		}
+		c.reply, c.err = replies[i], errs[i]
 	}
 }
 
@@ -154,13 +149,26 @@ type scriptCall struct {
 }
 
 // pipelined runs script once for each of calls in one round trip and returns
-// their answers in order, counting them as Redis calls of kind. A call refused
-// for want of the script goes again alone, which loads it; any other failure
-// fails the batch with ErrUnavailable.
+// their answers in order, counting them as Redis calls of kind; any failure fails
+// the batch with ErrUnavailable.
 func (e *Distributed) pipelined(ctx context.Context, script *redis.Script, kind string, calls []scriptCall) ([]string, error) {
-	replies := make([]string, len(calls))
+	replies, errs := e.evalAll(ctx, script, calls)
+	e.opts.Metrics.RedisCalls.WithLabelValues(kind).Add(float64(len(calls)))
+	for _, err := range errs {
+		if err != nil {
+			return nil, redisErr(err)
+		}
+	}
+	return replies, nil
+}
+
+// evalAll runs script once for each of calls in one pipeline and returns each
+// call's answer and error. A call refused for want of the script (a restarted
+// server forgot it) goes again alone, which loads it: a refused call ran nothing.
+func (e *Distributed) evalAll(ctx context.Context, script *redis.Script, calls []scriptCall) ([]string, []error) {
+	replies, errs := make([]string, len(calls)), make([]error, len(calls))
 	if len(calls) == 0 {
-		return replies, nil
+		return replies, errs
 	}
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
@@ -168,16 +176,11 @@ func (e *Distributed) pipelined(ctx context.Context, script *redis.Script, kind 
 		cmds[i] = script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command holds its own error
-	e.opts.Metrics.RedisCalls.WithLabelValues(kind).Add(float64(len(calls)))
 	for i, c := range calls {
-		reply, err := cmds[i].Text()
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			reply, err = script.Run(ctx, e.rdb, c.keys, c.args...).Text()
+		replies[i], errs[i] = cmds[i].Text()
+		if errs[i] != nil && redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
+			replies[i], errs[i] = script.Run(ctx, e.rdb, c.keys, c.args...).Text()
 		}
-		if err != nil {
-			return nil, redisErr(err)
-		}
-		replies[i] = reply
 	}
-	return replies, nil
+	return replies, errs
 }
