@@ -103,6 +103,17 @@ func newRedis(raw string) (redis.UniversalClient, error) {
 	return redis.NewUniversalClient(opts), nil
 }
 
+// redisWhere names the Redis deployment of raw, a URL newRedis took, for messages:
+// its scheme, addresses and path, without the user, the password or the query
+// (which may hold sentinel_password).
+func redisWhere(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(the --redis URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
+}
+
 // redisLogger turns go-redis's own messages (dial failures and the like) into
 // structured log lines at debug level: the engine logs what matters to an
 // operator, once per event.

@@ -66,6 +66,30 @@ func (m *Main) openStore(ctx context.Context) (*store.Store, error) {
 	return st, err
 }
 
+// openEngine opens the allocation engine of the configured mode on m.store.
+func (m *Main) openEngine(ctx context.Context, opts alloc.Options) (engine, error) {
+	// Each engine is returned only when it opened: a nil *Distributed or
+	// *Embedded stored in the engine interface would not compare equal to nil,
+	// and Close would call its Close.
+	if !m.distributed() {
+		e, err := alloc.OpenEmbedded(ctx, m.store, opts)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
+	redis.SetLogger(redisLogger{m.Logger})
+	var err error
+	if m.redis, err = newRedis(m.Config.RedisURL); err != nil {
+		return nil, err
+	}
+	e, err := alloc.OpenDistributed(ctx, m.redis, m.store, opts)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", redisWhere(m.Config.RedisURL), err)
+	}
+	return e, nil
+}
+
 // Open starts numberd: it opens the store and the engine, listens on the configured
 // address, and serves in the background. A bind error is returned at once.
 func (m *Main) Open(ctx context.Context) (err error) {
@@ -90,16 +114,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			w.Observe(pool, available)
 		}
 	}}
-	if m.distributed() {
-		redis.SetLogger(redisLogger{m.Logger})
-		if m.redis, err = newRedis(m.Config.RedisURL); err != nil {
-			return err
-		}
-		m.engine, err = alloc.OpenDistributed(ctx, m.redis, m.store, opts)
-	} else {
-		m.engine, err = alloc.OpenEmbedded(ctx, m.store, opts)
-	}
-	if err != nil {
+	if m.engine, err = m.openEngine(ctx, opts); err != nil {
 		return err
 	}
 	m.refill = refill.New(refill.Config{
