@@ -14,6 +14,10 @@ import (
 // maxSamples bounds the examples a verdict keeps of each violation.
 const maxSamples = 10
 
+// maxBlameWindow is the longest time between a key's last good answer and its
+// first differing replay for which the faults in between are blamed.
+const maxBlameWindow = 10 * time.Second
+
 // verdict is what the checker found.
 type verdict struct {
 	Requests   map[outcome]int
@@ -338,6 +342,12 @@ func blameLatest(v *verdict, faults []*fault, check string, lo, hi time.Time, n 
 // ended at most two seconds before, between its last answer of its first numbers
 // and the replay.
 func blameStarted(v *verdict, faults []*fault, check string, lo, hi time.Time) {
+	// A key replayed long after its last good answer could have lost its
+	// record to any of many faults: it is counted, not blamed.
+	if hi.Sub(lo) > maxBlameWindow {
+		v.blame(check, kind("(window over "+maxBlameWindow.String()+")"), 1)
+		return
+	}
 	found := false
 	for _, f := range faults {
 		if !f.Started.IsZero() && !f.Started.After(hi) && !f.Healed.Add(2*time.Second).Before(lo) {
