@@ -12,7 +12,7 @@ ARGS ?=
 GOFILES = $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.go' 2>/dev/null))
 
 .DEFAULT_GOAL := build
-.PHONY: build run test generate fmt vet clean loadtest bench
+.PHONY: build run test generate fmt vet clean loadtest bench nemesis
 
 build:
 	$(GO) build -o bin/numberd ./cmd/numberd
@@ -22,6 +22,19 @@ run:
 
 test:
 	bash scripts/test.sh
+
+# The Jepsen-style nemesis test (test/nemesis) alone, on the throwaway services
+# scripts/test.sh starts: a minute with a fixed seed; NEMESIS=30m runs 30
+# minutes with a random seed, NEMESIS_SEED=n chooses the seed. It prints the
+# run's report; a failed run leaves its history in .tmp/nemesis/<run>/. The
+# build tag keeps the package out of `make test` until issue 13's fixes land.
+nemesis:
+	@mkdir -p .tmp/nemesis && touch .tmp/nemesis/.started; rc=0; \
+	GOTESTFLAGS="-tags nemesis $(GOTESTFLAGS)" bash scripts/test.sh ./test/nemesis/ || rc=$$?; \
+	for r in $$(find .tmp/nemesis -name report.txt -newer .tmp/nemesis/.started); do \
+		printf '\n==> %s\n' "$$r"; cat "$$r"; \
+	done; \
+	exit $$rc
 
 # k6 scenarios against a throwaway numberd, then the duplicate check; see
 # scripts/loadtest.sh (MODE=distributed, SCENARIO=mixed, DURATION=1m, …).

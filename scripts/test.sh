@@ -93,7 +93,15 @@ fi
 mkdir -p "$root/.tmp"
 log=$root/.tmp/go-test.log
 read -r -a extra <<<"${GOTESTFLAGS:-}"
-cmd=(go test -race -count=1 -timeout 12m -v "${extra[@]}" "${pkgs[@]}")
+# The nemesis test (test/nemesis) runs for $NEMESIS, a minute when unset: a
+# longer run (NEMESIS=30m) gets that much more than the usual 12 minutes.
+timeout=12m
+if [[ -n ${NEMESIS:-} ]]; then
+	[[ $NEMESIS =~ ^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?$ ]] ||
+		die "NEMESIS=$NEMESIS: want whole hours, minutes and seconds, such as 30m or 1h30m"
+	timeout=$((10#${BASH_REMATCH[2]:-0} * 3600 + 10#${BASH_REMATCH[4]:-0} * 60 + 10#${BASH_REMATCH[6]:-0} + 720))s
+fi
+cmd=(go test -race -count=1 -timeout "$timeout" -v "${extra[@]}" "${pkgs[@]}")
 step "${cmd[*]}"
 
 # The filter reads `go test -v` output, one package block at a time (go test
