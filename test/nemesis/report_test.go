@@ -38,8 +38,9 @@ func writeReport(dir string, info runInfo, v *verdict, faults []*fault, ops []op
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "faults for %v from %s; healed and settled %v later; state read at %s\n\n",
-		info.cfg.duration, info.start.Format("15:04:05"), info.healed.Sub(info.start).Round(100*time.Millisecond), info.end.Format("15:04:05"))
+	fmt.Fprintf(&b, "faults for %v from %s; every fault healed and every pool served again at +%v; state read at +%v\n\n",
+		info.cfg.duration, info.start.Format("15:04:05"), info.healed.Sub(info.start).Round(100*time.Millisecond),
+		info.end.Sub(info.start).Round(100*time.Millisecond))
 
 	var inDoubt int64
 	for _, n := range v.InDoubt {
