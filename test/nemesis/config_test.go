@@ -36,9 +36,12 @@ const (
 	// paused Redis or a blackholed MySQL outlasts it.
 	requestTimeout = time.Second
 	// clientTimeout is how long a client waits for an answer before it breaks
-	// off: longer than requestTimeout, so a node that keeps its timeout always
-	// answers first, but short enough that a paused node makes calls break off.
-	clientTimeout = 3 * time.Second
+	// off: well past requestTimeout, so that a node slow to keep its timeout
+	// (issue 13, finding 9) still answers, and what its 503 says can be checked
+	// against what it consumed, rather than the call breaking off and its numbers
+	// being excused; but shorter than the longest node pauses, whose calls break
+	// off.
+	clientTimeout = 6 * time.Second
 	// leaseMax is the nodes' --lease-max: small, so that a lease runs out during
 	// a MySQL fault and a loss of Redis state skips few numbers.
 	leaseMax = 200

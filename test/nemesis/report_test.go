@@ -79,6 +79,7 @@ func writeReport(dir string, info runInfo, v *verdict, faults []*fault, ops []op
 		perPool = append(perPool, fmt.Sprintf("%s %d of %d allowed", p, v.Unaccounted[p], v.InDoubt[p]))
 	}
 	fmt.Fprintf(w, "  %s\t%d (%s)\n", checkUnaccounted, unacc, strings.Join(perPool, ", "))
+	fmt.Fprintf(w, "  %s\t%d\n", checkUnexplained, v.Unexplained)
 	fmt.Fprintf(w, "  %s\t%d\n", checkAbove, v.AboveCursor)
 	fmt.Fprintf(w, "  %s\t%d\n", checkAbandoned, v.InAbandoned)
 	fmt.Fprintf(w, "  %s\t%d of %d\n", checkReplays, v.ReplaysDiffered, v.Replays)
