@@ -290,11 +290,9 @@ func (n *nemesis) apply(f *fault, rng *rand.Rand) {
 		if !f.check("DUMP", err) {
 			break
 		}
-		at := time.Now()
+		f.note("dumped %d keys", len(keys))
 		time.Sleep(f.Hold)
-		restored, err := r.restore(keys, at)
-		f.check("RESTORE", err)
-		f.note("dumped %d keys, restored %d", len(keys), restored)
+		f.check("RESTORE", r.restore(keys))
 	case redisDel:
 		key, err := r.del(f.Pool, f.Key, rng)
 		f.check("DEL", err)

@@ -2,20 +2,17 @@
 
 package nemesis_test
 
-// Redis fault primitives the nemesis needs and test/harness does not have (yet):
-// they may move to test/harness/faults.go later. Each works on a primary and its
-// replica, both harness.Redis processes, and returns errors rather than failing
-// the test, as the nemesis runs them off the test's goroutine.
+// The nemesis's Redis faults, composed of the primitives of test/harness/faults.go
+// (which report errors instead of failing the test, as the nemesis runs them off
+// the test's goroutine) for a primary that numberd reaches through a proxy and its
+// replica.
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,38 +23,34 @@ import (
 // redisPair is the Redis of the system under test: a primary that numberd reaches
 // through a proxy, and its replica, the target of failovers.
 type redisPair struct {
-	tb         softTB
 	primary    *harness.Redis
 	replica    *harness.Redis
 	proxy      *harness.Proxy // numberd's way to the primary
-	cp, cr     *redis.Client  // the nemesis's own connections
-	pausedPID  int            // a SIGSTOPped server's process, 0 if none
+	cp         *redis.Client  // the nemesis's own connection to the primary
+	paused     bool           // the primary is SIGSTOPped
 	evicting   bool           // maxmemory is set on the primary
 	fillerKeys int
 }
 
-func newRedisPair(tb softTB, primary, replica *harness.Redis, proxy *harness.Proxy) *redisPair {
-	opts := func(addr string) *redis.Options {
-		return &redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
-	}
-	return &redisPair{tb: tb, primary: primary, replica: replica, proxy: proxy,
-		cp: redis.NewClient(opts(primary.Addr())), cr: redis.NewClient(opts(replica.Addr()))}
+func newRedisPair(primary, replica *harness.Redis, proxy *harness.Proxy) *redisPair {
+	return &redisPair{primary: primary, replica: replica, proxy: proxy,
+		cp: redis.NewClient(&redis.Options{Addr: primary.Addr(), MaxRetries: -1, DialTimeout: time.Second})}
 }
 
-func (r *redisPair) close() {
-	_ = r.cp.Close()
-	_ = r.cr.Close()
-}
+func (r *redisPair) close() { _ = r.cp.Close() }
 
 func ctxFor(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
+// syncTimeout bounds a resync of one server from the other.
+const syncTimeout = 15 * time.Second
+
 // flushAll forgets everything (FLUSHALL on the primary, which the replica follows).
 func (r *redisPair) flushAll() error {
 	ctx, cancel := ctxFor(5 * time.Second)
 	defer cancel()
-	return r.cp.FlushAll(ctx).Err()
+	return r.primary.FlushAll(ctx)
 }
 
 // ping reports whether the primary answers.
@@ -65,6 +58,38 @@ func (r *redisPair) ping() error {
 	ctx, cancel := ctxFor(2 * time.Second)
 	defer cancel()
 	return r.cp.Ping(ctx).Err()
+}
+
+// kill kills the primary with SIGKILL; start starts it again, empty, on its port
+// and waits until the replica has resynced (to an empty data set).
+func (r *redisPair) kill() {
+	r.primary.Kill()
+	r.paused = false
+}
+
+func (r *redisPair) start() error {
+	if err := try(r.primary.Start); err != nil {
+		return err
+	}
+	ctx, cancel := ctxFor(syncTimeout)
+	defer cancel()
+	return harness.AwaitSync(ctx, r.primary, r.replica)
+}
+
+// pause stops the primary with SIGSTOP: connections stay open, commands queue up
+// unanswered, and run when resume sends SIGCONT.
+func (r *redisPair) pause() error {
+	err := r.primary.Pause()
+	r.paused = err == nil
+	return err
+}
+
+func (r *redisPair) resume() error {
+	if !r.paused {
+		return nil
+	}
+	r.paused = false
+	return r.primary.Resume()
 }
 
 // replicaFollows reports whether the replica is a replica of the primary.
@@ -75,64 +100,13 @@ func (r *redisPair) replicaFollows() bool {
 	return err == nil && info["role"] == "slave" && info["master_port"] == strconv.Itoa(r.primary.Port)
 }
 
-// kill kills the primary with SIGKILL; start starts it again, empty, on its port
-// and waits until the replica has resynced (to an empty data set).
-func (r *redisPair) kill() { r.primary.Kill() }
-
-func (r *redisPair) start() error {
-	if err := try(r.primary.Start); err != nil {
-		return err
-	}
-	return r.waitReplicaInSync()
-}
-
-func (r *redisPair) waitReplicaInSync() error {
-	return try(func() { harness.WaitInSync(r.tb, r.primary, r.replica) })
-}
-
-// pause stops the primary's process with SIGSTOP: connections stay open, commands
-// queue up unanswered, and run when resume sends SIGCONT.
-func (r *redisPair) pause() error {
-	ctx, cancel := ctxFor(5 * time.Second)
-	defer cancel()
-	info, err := r.primary.Info(ctx, "server")
-	if err != nil {
-		return err
-	}
-	pid, err := strconv.Atoi(info["process_id"])
-	if err != nil {
-		return fmt.Errorf("process_id %q: %v", info["process_id"], err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		return err
-	}
-	r.pausedPID = pid
-	return nil
-}
-
-func (r *redisPair) resume() error {
-	if r.pausedPID == 0 {
-		return nil
-	}
-	err := syscall.Kill(r.pausedPID, syscall.SIGCONT)
-	r.pausedPID = 0
-	return err
-}
-
-func replicaOf(ctx context.Context, c *redis.Client, primary *harness.Redis) error {
-	if primary == nil {
-		return c.Do(ctx, "REPLICAOF", "NO", "ONE").Err()
-	}
-	return c.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(primary.Port)).Err()
-}
-
-// detachReplica promotes the replica (REPLICAOF NO ONE): from now on it lags
-// behind the primary, holding the data of this moment. It is the start of both
+// detachReplica promotes the replica once it has caught up: from now on it lags
+// behind the primary, holding the data of this moment. The start of both
 // failovers below.
 func (r *redisPair) detachReplica() error {
-	ctx, cancel := ctxFor(5 * time.Second)
+	ctx, cancel := ctxFor(syncTimeout)
 	defer cancel()
-	return replicaOf(ctx, r.cr, nil)
+	return harness.Split(ctx, r.primary, r.replica)
 }
 
 // switchToReplica points numberd's proxy at the detached, lagging replica: a
@@ -142,9 +116,9 @@ func (r *redisPair) switchToReplica() error {
 }
 
 // switchBack ends a failover to the replica the way Sentinel fails back: the old
-// primary becomes a replica of the new one and syncs, is promoted again and
-// numberd's proxy points at it; the other follows it again. The old primary keeps
-// its run id; its replication id changes.
+// primary follows the new one and syncs, is promoted again and numberd's proxy
+// points at it; the other follows it again. The old primary keeps its run id;
+// its replication id changes.
 func (r *redisPair) switchBack() error {
 	if err := r.resyncPrimaryFromReplica(); err != nil {
 		return err
@@ -155,102 +129,44 @@ func (r *redisPair) switchBack() error {
 	return r.reattachReplica()
 }
 
-// resyncPrimaryFromReplica makes the primary a replica of the detached replica,
-// waits until it has the replica's (older) data, and promotes it again: the
-// rollback in place of issue 13's finding 1, numberd's connections never moving.
+// resyncPrimaryFromReplica makes the primary follow the detached replica until it
+// has the replica's (older) data, and promotes it again: the rollback in place of
+// issue 13's finding 1, numberd's connections never moving.
 func (r *redisPair) resyncPrimaryFromReplica() error {
-	ctx, cancel := ctxFor(5 * time.Second)
+	ctx, cancel := ctxFor(syncTimeout)
 	defer cancel()
-	if err := replicaOf(ctx, r.cp, r.replica); err != nil {
-		return err
-	}
-	if err := try(func() { harness.WaitInSync(r.tb, r.replica, r.primary) }); err != nil {
-		return err
-	}
-	return replicaOf(ctx, r.cp, nil)
+	return harness.FailBack(ctx, r.primary, r.replica)
 }
 
 // reattachReplica makes the replica follow the primary again and waits until it
 // has caught up.
 func (r *redisPair) reattachReplica() error {
-	ctx, cancel := ctxFor(5 * time.Second)
+	ctx, cancel := ctxFor(syncTimeout)
 	defer cancel()
-	if err := replicaOf(ctx, r.cr, r.primary); err != nil {
-		return err
-	}
-	return r.waitReplicaInSync()
+	return harness.Follow(ctx, r.replica, r.primary)
 }
 
-// dumped is one key's DUMP with its time to live.
-type dumped struct {
-	key  string
-	data string
-	ttl  time.Duration // <= 0: none
-}
-
-// keysOf lists numberd's keys of pool ("" for every pool) on the primary.
-func (r *redisPair) keysOf(ctx context.Context, pool string) ([]string, error) {
-	match := "numberd:*"
-	if pool != "" {
-		match = "numberd:{" + pool + "}:*"
+// pattern matches numberd's keys of pool, "" for every pool.
+func pattern(pool string) string {
+	if pool == "" {
+		return "numberd:*"
 	}
-	var keys []string
-	iter := r.cp.Scan(ctx, 0, match, 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	slices.Sort(keys)
-	return slices.Compact(keys), iter.Err()
+	return "numberd:{" + pool + "}:*"
 }
 
 // dump DUMPs numberd's keys of pool ("" for all), for restore to put back later:
 // a backup of the keys restored into the live server.
-func (r *redisPair) dump(pool string) ([]dumped, error) {
+func (r *redisPair) dump(pool string) (harness.KeyDump, error) {
 	ctx, cancel := ctxFor(10 * time.Second)
 	defer cancel()
-	keys, err := r.keysOf(ctx, pool)
-	if err != nil {
-		return nil, err
-	}
-	pipe := r.cp.Pipeline()
-	dumps := make([]*redis.StringCmd, len(keys))
-	ttls := make([]*redis.DurationCmd, len(keys))
-	for i, k := range keys {
-		dumps[i], ttls[i] = pipe.Dump(ctx, k), pipe.PTTL(ctx, k)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
-	var out []dumped
-	for i, k := range keys {
-		data, err := dumps[i].Result()
-		if err != nil {
-			continue // gone meanwhile
-		}
-		out = append(out, dumped{key: k, data: data, ttl: ttls[i].Val()})
-	}
-	return out, nil
+	return r.primary.DumpKeys(ctx, pattern(pool))
 }
 
-// restore RESTOREs keys dumped at dumpedAt, REPLACE-ing what is there; a key whose
-// time to live ran out since is left out.
-func (r *redisPair) restore(keys []dumped, dumpedAt time.Time) (int, error) {
+// restore RESTOREs keys, REPLACE-ing what is there.
+func (r *redisPair) restore(keys harness.KeyDump) error {
 	ctx, cancel := ctxFor(10 * time.Second)
 	defer cancel()
-	pipe := r.cp.Pipeline()
-	n := 0
-	for _, d := range keys {
-		ttl := time.Duration(0)
-		if d.ttl > 0 {
-			if ttl = d.ttl - time.Since(dumpedAt); ttl <= time.Millisecond {
-				continue
-			}
-		}
-		pipe.RestoreReplace(ctx, d.key, ttl, d.data)
-		n++
-	}
-	_, err := pipe.Exec(ctx)
-	return n, err
+	return r.primary.RestoreKeys(ctx, keys)
 }
 
 // del deletes one key of pool: its meta or seg hash, or one of its idempotency
@@ -260,17 +176,18 @@ func (r *redisPair) del(pool, which string, rng *rand.Rand) (string, error) {
 	defer cancel()
 	key := "numberd:{" + pool + "}:" + which
 	if which == "idem" {
-		keys, err := r.keysOf(ctx, pool)
+		keys, err := r.primary.Keys(ctx, key+":*")
 		if err != nil {
 			return "", err
 		}
-		keys = slices.DeleteFunc(keys, func(k string) bool { return !strings.HasPrefix(k, key+":") })
 		if len(keys) == 0 {
 			return "(no idempotency record)", nil
 		}
+		// SCAN's order is the server's: sorted, rng's pick is the seed's.
+		slices.Sort(keys)
 		key = keys[rng.IntN(len(keys))]
 	}
-	n, err := r.cp.Del(ctx, key).Result()
+	n, err := r.primary.DelKeys(ctx, key)
 	if err == nil && n == 0 {
 		key += " (absent)"
 	}
@@ -292,28 +209,25 @@ func (r *redisPair) evict() (evicted int64, gone []string, err error) {
 	const minEvicted, maxFillers = 100, 2000
 	ctx, cancel := ctxFor(10 * time.Second)
 	defer cancel()
-	before, err := r.evictedKeys(ctx)
+	before, err := r.primary.InfoInt(ctx, "stats", "evicted_keys")
 	if err != nil {
 		return 0, nil, err
 	}
-	mem, err := r.primary.Info(ctx, "memory")
+	used, err := r.primary.UsedMemory(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := r.cp.ConfigSet(ctx, "maxmemory-policy", "allkeys-random").Err(); err != nil {
-		return 0, nil, err
-	}
-	if err := r.cp.ConfigSet(ctx, "maxmemory", mem["used_memory"]).Err(); err != nil {
+	if err := r.primary.SetMaxMemory(ctx, used, "allkeys-random"); err != nil {
 		return 0, nil, err
 	}
 	r.evicting = true
-	filler := string(make([]byte, fillerSize))
+	filler := strings.Repeat("x", fillerSize)
 	for r.fillerKeys < maxFillers {
 		// A write Redis cannot make room for answers OOM: pressure enough.
 		_ = r.cp.Set(ctx, fillerKey+strconv.Itoa(r.fillerKeys), filler, 0).Err()
 		r.fillerKeys++
 		if r.fillerKeys%10 == 0 {
-			now, err := r.evictedKeys(ctx)
+			now, err := r.primary.InfoInt(ctx, "stats", "evicted_keys")
 			if err != nil {
 				return 0, nil, err
 			}
@@ -333,14 +247,6 @@ func (r *redisPair) evict() (evicted int64, gone []string, err error) {
 	return evicted, gone, nil
 }
 
-func (r *redisPair) evictedKeys(ctx context.Context) (int64, error) {
-	stats, err := r.primary.Info(ctx, "stats")
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(stats["evicted_keys"], 10, 64)
-}
-
 // unevict lifts the memory limit and deletes the filler keys.
 func (r *redisPair) unevict() error {
 	if !r.evicting {
@@ -348,10 +254,7 @@ func (r *redisPair) unevict() error {
 	}
 	ctx, cancel := ctxFor(10 * time.Second)
 	defer cancel()
-	if err := r.cp.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
-		return err
-	}
-	if err := r.cp.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+	if err := r.primary.SetMaxMemory(ctx, 0, "noeviction"); err != nil {
 		return err
 	}
 	r.evicting = false

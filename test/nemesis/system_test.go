@@ -42,7 +42,7 @@ func startSystem(t *testing.T) *system {
 		primary := harness.StartRedis(soft, "redis-primary", sync...)
 		replica := harness.StartRedis(soft, "redis-replica", append(sync, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port))...)
 		harness.WaitInSync(soft, primary, replica)
-		s.redis = newRedisPair(soft, primary, replica, harness.StartProxy(soft, primary.Addr()))
+		s.redis = newRedisPair(primary, replica, harness.StartProxy(soft, primary.Addr()))
 		t.Cleanup(s.redis.close)
 
 		cfg, err := mysql.ParseDSN(testenv.MySQLDSN(t))
