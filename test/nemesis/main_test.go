@@ -16,7 +16,8 @@
 //	(b) every number lies inside a segment loaded into its pool;
 //	(c) every number below a segment's cursor was handed out or lies in a gap,
 //	    but for at most as many as the calls that broke off without an answer
-//	    asked for (a client timeout, a connection cut by a kill);
+//	    asked for (a client timeout, a connection cut by a kill), and none
+//	    taken while no such call was in flight (a 503 says nothing was taken);
 //	(d) a replayed Idempotency-Key answers the numbers of its first answer;
 //
 // and, as the contract says too, that every answer is 200 or 503 unavailable
