@@ -21,8 +21,11 @@ type dialect struct {
 	forUpdate    string // appended to a SELECT that must lock the rows it reads
 	insertIgnore string // an INSERT that skips rows whose unique key exists
 	isDuplicate  func(error) bool
-	nowMicros    string                      // SQL for the database's clock in unix microseconds
-	locker       func() (lock.Locker, error) // serialises migrations of several nodes; nil: none needed
+	// transient reports a failure of a correct statement or transaction that a
+	// new attempt is likely not to meet (a deadlock); nil: the database has none.
+	transient func(error) bool
+	nowMicros string                      // SQL for the database's clock in unix microseconds
+	locker    func() (lock.Locker, error) // serialises migrations of several nodes; nil: none needed
 }
 
 // Migrate applies the schema migrations that have not been applied yet. Several

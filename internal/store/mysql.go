@@ -24,6 +24,14 @@ var mysqlDialect = dialect{
 		var e *mysql.MySQLError
 		return errors.As(err, &e) && e.Number == 1062 // ER_DUP_ENTRY
 	},
+	// InnoDB ends a transaction caught in a deadlock (ER_LOCK_DEADLOCK) or one
+	// that waited too long for a row lock (ER_LOCK_WAIT_TIMEOUT) while another
+	// transaction held it; concurrent inserts into one index meet the first now
+	// and then (gap locks). The caller did nothing wrong: the work is done again.
+	transient: func(err error) bool {
+		var e *mysql.MySQLError
+		return errors.As(err, &e) && (e.Number == 1213 || e.Number == 1205)
+	},
 	locker: func() (lock.Locker, error) {
 		return lock.NewMySQLTableLocker(
 			lock.WithTableName("numberd_migration_lock"),

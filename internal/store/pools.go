@@ -62,28 +62,41 @@ const poolColumns = "id, digits, refill_threshold, upstream, refill_quantity, ep
 // the pool's on update: a pool's width never changes.
 func (s *Store) PutPool(ctx context.Context, id string, u PoolUpdate) (pool Pool, created bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		created = false
+		// A new pool is looked for without a lock and inserted: a locking read of
+		// a missing row would lock the gap it would go in, and concurrent creates
+		// holding such gap locks deadlock on each other's inserts.
 		var row poolRow
-		err := tx.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?"+s.dialect.forUpdate, id)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		err := tx.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?", id)
+		if errors.Is(err, sql.ErrNoRows) {
 			if u.Digits == nil {
 				return fmt.Errorf("%w: digits is required to create pool %s", ErrInvalid, id)
 			}
 			now := s.now()
 			row = poolRow{ID: id, Digits: *u.Digits, RefillThreshold: DefaultRefillThreshold, CreatedAt: now, UpdatedAt: now}
 			row.apply(u)
-			created = true
 			_, err = tx.NamedExecContext(ctx, "INSERT INTO pools ("+poolColumns+") VALUES (:id, :digits, :refill_threshold, :upstream, :refill_quantity, :epoch, :created_at, :updated_at)", row)
-		case err != nil:
-			return err
-		default:
-			if u.Digits != nil && *u.Digits != row.Digits {
-				return fmt.Errorf("%w: digits of pool %s is %d and cannot change", ErrInvalid, id, row.Digits)
+			if err == nil {
+				created, pool = true, row.pool()
+				return nil
 			}
-			row.apply(u)
-			row.UpdatedAt = s.now()
-			_, err = tx.NamedExecContext(ctx, "UPDATE pools SET refill_threshold = :refill_threshold, upstream = :upstream, refill_quantity = :refill_quantity, updated_at = :updated_at WHERE id = :id", row)
+			if !s.dialect.isDuplicate(err) {
+				return err
+			}
+			// Another caller created it meanwhile: update it as it is now (a
+			// locking read sees the latest row, not the transaction's snapshot).
+		} else if err != nil {
+			return err
 		}
+		if err := tx.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?"+s.dialect.forUpdate, id); err != nil {
+			return err
+		}
+		if u.Digits != nil && *u.Digits != row.Digits {
+			return fmt.Errorf("%w: digits of pool %s is %d and cannot change", ErrInvalid, id, row.Digits)
+		}
+		row.apply(u)
+		row.UpdatedAt = s.now()
+		_, err = tx.NamedExecContext(ctx, "UPDATE pools SET refill_threshold = :refill_threshold, upstream = :upstream, refill_quantity = :refill_quantity, updated_at = :updated_at WHERE id = :id", row)
 		pool = row.pool()
 		return err
 	})

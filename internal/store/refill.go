@@ -96,8 +96,12 @@ func (s *Store) AcquireRefillLock(ctx context.Context, pool, owner string, ttl t
 // RenewRefillLock extends the lease of the holder of fence by ttl from now. It
 // returns ErrFenced if the lock has been taken since.
 func (s *Store) RenewRefillLock(ctx context.Context, pool, owner string, fence int64, ttl time.Duration) error {
-	res, err := s.db.ExecContext(ctx, "UPDATE pools SET refill_lease_until = "+s.dialect.nowMicros+" + ? WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
-		ttl.Microseconds(), pool, owner, fence)
+	var res sql.Result
+	err := s.retry(ctx, func() (err error) {
+		res, err = s.db.ExecContext(ctx, "UPDATE pools SET refill_lease_until = "+s.dialect.nowMicros+" + ? WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
+			ttl.Microseconds(), pool, owner, fence)
+		return err
+	})
 	if err != nil {
 		return s.unavailable(err)
 	}
@@ -111,9 +115,11 @@ func (s *Store) RenewRefillLock(ctx context.Context, pool, owner string, fence i
 
 // ReleaseRefillLock frees pool's refill lock if fence still holds it.
 func (s *Store) ReleaseRefillLock(ctx context.Context, pool, owner string, fence int64) error {
-	_, err := s.db.ExecContext(ctx, "UPDATE pools SET refill_owner = NULL, refill_lease_until = 0 WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
-		pool, owner, fence)
-	return s.unavailable(err)
+	return s.unavailable(s.retry(ctx, func() error {
+		_, err := s.db.ExecContext(ctx, "UPDATE pools SET refill_owner = NULL, refill_lease_until = 0 WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
+			pool, owner, fence)
+		return err
+	}))
 }
 
 // fenced runs fn in a transaction that first checks, with the pool row locked,

@@ -113,17 +113,21 @@ func isOurs(err error) bool {
 
 // inTx runs fn in a transaction and commits it when fn returns nil. The transaction
 // takes the write lock at its start (SQLite's BEGIN IMMEDIATE; rows read FOR UPDATE
-// in MySQL), so read-check-write sequences inside fn are serialised.
+// in MySQL), so read-check-write sequences inside fn are serialised. A transaction
+// that fails transiently (a deadlock) is rolled back and run again (see retry), so
+// fn may run more than once: it must set what it reports afresh on each run.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return s.unavailable(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return s.unavailable(err)
-	}
-	return s.unavailable(tx.Commit())
+	return s.unavailable(s.retry(ctx, func() error {
+		tx, err := s.db.BeginTxx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}))
 }
 
 func (s *Store) now() int64 { return s.Now().UnixMicro() }
