@@ -248,6 +248,13 @@ func check(ops []op, states []poolState, faults []*fault) *verdict {
 			covered = append(covered, d.run)
 		}
 		delivered := union(covered)
+		highest := make([]int64, len(ds))
+		for i, d := range ds {
+			highest[i] = d.run.Hi
+			if i > 0 {
+				highest[i] = max(highest[i], highest[i-1])
+			}
+		}
 		v.Issued += total(delivered)
 
 		// (b) Every number inside a loaded segment.
@@ -306,7 +313,7 @@ func check(ops []op, states []poolState, faults []*fault) *verdict {
 			if cursor > s.Lo {
 				for _, u := range subtract(iv{s.Lo, cursor - 1}, known) {
 					v.Unaccounted[p.name] += u.size()
-					lo, hi := neighbours(ds, u)
+					lo, hi := neighbours(ds, highest, u)
 					v.sample(checkUnaccounted, "%s: %s..%s (%d), consumed between %s and %s",
 						p.name, p.number(u.Lo), p.number(u.Hi), u.size(), lo.Format("15:04:05.000"), hi.Format("15:04:05.000"))
 					blameWindow(checkUnaccounted, lo, hi, u.size())
@@ -427,9 +434,13 @@ func blameStarted(v *verdict, faults []*fault, check string, lo, hi time.Time) {
 }
 
 // neighbours brackets when the numbers of u, which nobody was handed, were taken:
-// after the delivery just below them was sent, before the one just above them was
-// answered. ds are sorted by their first number.
-func neighbours(ds []delivery, u iv) (lo, hi time.Time) {
+// after the number just below them was first asked for, before the number just
+// above them was last answered (a number handed out twice has two times; the
+// bracket takes the wider). ds are sorted by their first number, and highest[j]
+// is the highest number of ds[:j+1].
+func neighbours(ds []delivery, highest []int64, u iv) (lo, hi time.Time) {
+	// Nobody was handed u, so the runs before i end below it and those from i
+	// on start above it.
 	i, _ := slices.BinarySearchFunc(ds, u.Lo, func(d delivery, x int64) int {
 		if d.run.Lo < x {
 			return -1
@@ -437,16 +448,27 @@ func neighbours(ds []delivery, u iv) (lo, hi time.Time) {
 		return 1
 	})
 	if i > 0 {
-		lo = ds[i-1].op.Sent
+		below := highest[i-1]
+		// Runs are at most a count (1000) long: those holding below start
+		// no further back.
+		for j := i - 1; j >= 0 && ds[j].run.Lo >= below-1000; j-- {
+			if ds[j].run.Hi >= below && (lo.IsZero() || ds[j].op.Sent.Before(lo)) {
+				lo = ds[j].op.Sent
+			}
+		}
 	}
-	for j := i; j < len(ds); j++ {
-		if ds[j].run.Lo > u.Hi {
+	for j := i; j < len(ds) && ds[j].run.Lo == ds[i].run.Lo; j++ {
+		if ds[j].op.Answered.After(hi) {
 			hi = ds[j].op.Answered
-			break
 		}
 	}
 	if hi.IsZero() {
 		hi = time.Now()
+	}
+	if !lo.IsZero() && lo.After(hi) {
+		// The number below was handed out (again) after the one above: the
+		// state was rolled back in between. Either order is possible.
+		lo, hi = hi, lo
 	}
 	return lo, hi
 }
