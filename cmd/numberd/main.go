@@ -123,7 +123,9 @@ func migrate(args []string) error {
 		return err
 	}
 	m := NewMain(cfg)
-	st, err := m.openStore(context.Background())
+	// No request timeout here: migrating is all this command does, and a
+	// schema change of a large table may take long.
+	st, err := m.openStore(context.Background(), cfg.MySQLDSN)
 	if err != nil {
 		return err
 	}

@@ -55,9 +55,11 @@ func NewMain(cfg Config) *Main {
 
 func (m *Main) distributed() bool { return m.Config.RedisURL != "" }
 
-func (m *Main) openStore(ctx context.Context) (*store.Store, error) {
+// openStore opens the store of the configured mode; in distributed mode on the
+// MySQL database of dsn.
+func (m *Main) openStore(ctx context.Context, dsn string) (*store.Store, error) {
 	if m.distributed() {
-		return store.OpenMySQL(ctx, m.Config.MySQLDSN, m.Logger)
+		return store.OpenMySQL(ctx, dsn, m.Logger)
 	}
 	st, err := store.OpenSQLite(ctx, m.Config.DataDir, m.Logger)
 	if errors.Is(err, store.ErrLocked) {
@@ -99,7 +101,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	m.metrics = metrics.New()
-	if m.store, err = m.openStore(ctx); err != nil {
+	if m.store, err = m.openStore(ctx, boundedMySQLDSN(m.Config.MySQLDSN, m.Config.RequestTimeout)); err != nil {
 		return err
 	}
 	upstreams, err := m.Config.upstreams()
@@ -114,6 +116,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			w.Observe(pool, available)
 		}
 	}}
+	// A request may wait for a store operation the engine runs in the background
+	// (a lease extension): bounded by the request timeout, its failure is the
+	// request's 503 in time.
+	opts.StoreTimeout = m.Config.RequestTimeout
 	if m.engine, err = m.openEngine(ctx, opts); err != nil {
 		return err
 	}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// boundedMySQLDSN is dsn with requestTimeout as the bound of every read and write
+// on a connection (readTimeout, writeTimeout) and of a connection's dial
+// (timeout, 3 s at most), where dsn sets none. Most store calls carry a deadline
+// and the driver ends them at it; these bound a call that carries none, so that
+// a MySQL server that hangs (its connections open, nothing coming back) holds no
+// request longer than the request timeout rather than the driver's 10 s.
+// A DSN that does not parse is returned as it is, for OpenMySQL to refuse
+// without quoting it.
+func boundedMySQLDSN(dsn string, requestTimeout time.Duration) string {
+	if dsn == "" {
+		return dsn
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return dsn
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = requestTimeout
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = requestTimeout
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = min(requestTimeout, 3*time.Second)
+	}
+	return cfg.FormatDSN()
+}
