@@ -184,6 +184,12 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// storeTimeout is the longest a request may wait on MySQL (or SQLite): nine
+// tenths of the request timeout, the rest left for the Redis calls around it and
+// the answer, so that a store that hangs is answered with 503 before the request
+// timeout rather than just after it.
+func (c *Config) storeTimeout() time.Duration { return c.RequestTimeout * 9 / 10 }
+
 // upstreamNames is the set of configured upstream names.
 func (c *Config) upstreamNames() map[string]bool {
 	names := map[string]bool{}

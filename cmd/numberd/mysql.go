@@ -6,15 +6,16 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// boundedMySQLDSN is dsn with requestTimeout as the bound of every read and write
-// on a connection (readTimeout, writeTimeout) and of a connection's dial
-// (timeout, 3 s at most), where dsn sets none. Most store calls carry a deadline
-// and the driver ends them at it; these bound a call that carries none, so that
-// a MySQL server that hangs (its connections open, nothing coming back) holds no
-// request longer than the request timeout rather than the driver's 10 s.
+// boundedMySQLDSN is dsn with bound (Config.storeTimeout) as the limit of every
+// read and write on a connection (readTimeout, writeTimeout) and of a
+// connection's dial (timeout, 3 s at most), where dsn sets none. Most store calls
+// carry a deadline and the driver ends them at it; these bound a call that
+// carries none, so that a MySQL server that hangs (its connections open, nothing
+// coming back) holds no request past the request timeout, as OpenMySQL's 10 s
+// would.
 // A DSN that does not parse is returned as it is, for OpenMySQL to refuse
 // without quoting it.
-func boundedMySQLDSN(dsn string, requestTimeout time.Duration) string {
+func boundedMySQLDSN(dsn string, bound time.Duration) string {
 	if dsn == "" {
 		return dsn
 	}
@@ -23,13 +24,13 @@ func boundedMySQLDSN(dsn string, requestTimeout time.Duration) string {
 		return dsn
 	}
 	if cfg.ReadTimeout == 0 {
-		cfg.ReadTimeout = requestTimeout
+		cfg.ReadTimeout = bound
 	}
 	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = requestTimeout
+		cfg.WriteTimeout = bound
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = min(requestTimeout, 3*time.Second)
+		cfg.Timeout = min(bound, 3*time.Second)
 	}
 	return cfg.FormatDSN()
 }

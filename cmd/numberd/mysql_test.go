@@ -7,7 +7,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// TestBoundedMySQLDSN: the request timeout bounds the driver's I/O where the DSN
+// TestBoundedMySQLDSN: the store's bound limits the driver's I/O where the DSN
 // says nothing, and what the operator wrote, password included, is kept.
 func TestBoundedMySQLDSN(t *testing.T) {
 	tests := []struct {
@@ -32,10 +32,10 @@ func TestBoundedMySQLDSN(t *testing.T) {
 			}
 		})
 	}
-	// A long request timeout leaves the dial at its 3 s.
+	// A long bound leaves the dial at its 3 s.
 	cfg, _ := mysql.ParseDSN(boundedMySQLDSN("app@tcp(db:3306)/numberd", time.Minute))
 	if cfg.Timeout != 3*time.Second || cfg.ReadTimeout != time.Minute {
-		t.Errorf("request timeout 1m: timeout %v, readTimeout %v; want 3s, 1m", cfg.Timeout, cfg.ReadTimeout)
+		t.Errorf("bound 1m: timeout %v, readTimeout %v; want 3s, 1m", cfg.Timeout, cfg.ReadTimeout)
 	}
 	if bad := "app:secret@tcp(db:3306"; boundedMySQLDSN(bad, time.Second) != bad {
 		t.Errorf("a DSN that does not parse was changed")

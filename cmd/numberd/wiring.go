@@ -101,7 +101,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	m.metrics = metrics.New()
-	if m.store, err = m.openStore(ctx, boundedMySQLDSN(m.Config.MySQLDSN, m.Config.RequestTimeout)); err != nil {
+	if m.store, err = m.openStore(ctx, boundedMySQLDSN(m.Config.MySQLDSN, m.Config.storeTimeout())); err != nil {
 		return err
 	}
 	upstreams, err := m.Config.upstreams()
@@ -117,9 +117,8 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}}
 	// A request may wait for a store operation the engine runs in the background
-	// (a lease extension): bounded by the request timeout, its failure is the
-	// request's 503 in time.
-	opts.StoreTimeout = m.Config.RequestTimeout
+	// (a lease extension): its failure must be the request's 503 in time.
+	opts.StoreTimeout = m.Config.storeTimeout()
 	if m.engine, err = m.openEngine(ctx, opts); err != nil {
 		return err
 	}
