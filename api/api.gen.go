@@ -19,14 +19,17 @@ import (
 
 // Defines values for GapReason.
 const (
-	GapReasonExpired  GapReason = "expired"
-	GapReasonRecovery GapReason = "recovery"
-	GapReasonRetired  GapReason = "retired"
+	GapReasonAbandoned GapReason = "abandoned"
+	GapReasonExpired   GapReason = "expired"
+	GapReasonRecovery  GapReason = "recovery"
+	GapReasonRetired   GapReason = "retired"
 )
 
 // Valid indicates whether the value is a known member of the GapReason enum.
 func (e GapReason) Valid() bool {
 	switch e {
+	case GapReasonAbandoned:
+		return true
 	case GapReasonExpired:
 		return true
 	case GapReasonRecovery:
@@ -213,7 +216,9 @@ type Gap struct {
 	// Reason `recovery`: the hot counter was lost or rolled back and the pool resumed above its
 	// durable high-water mark; the range may hold numbers issued just before the loss, so
 	// it bounds what is unknown. `expired`: unused numbers of a segment past its
-	// `expires_at`. `retired`: unused numbers of a retired segment.
+	// `expires_at`. `retired`: unused numbers of a retired segment. `abandoned`: numbers
+	// an allocation took whose answer never reached its caller (a timeout, a lost reply);
+	// they were never handed out.
 	Reason GapReason `json:"reason"`
 
 	// Start An invoice number, decimal digits of the pool's fixed width, leading zeros kept.
@@ -225,7 +230,9 @@ type Gap struct {
 // GapReason `recovery`: the hot counter was lost or rolled back and the pool resumed above its
 // durable high-water mark; the range may hold numbers issued just before the loss, so
 // it bounds what is unknown. `expired`: unused numbers of a segment past its
-// `expires_at`. `retired`: unused numbers of a retired segment.
+// `expires_at`. `retired`: unused numbers of a retired segment. `abandoned`: numbers
+// an allocation took whose answer never reached its caller (a timeout, a lost reply);
+// they were never handed out.
 type GapReason string
 
 // GapList defines model for GapList.

@@ -111,7 +111,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	// The engine signals the refill worker after each allocation; the worker,
 	// made next, needs the engine.
 	var worker atomic.Pointer[refill.Worker]
-	opts := alloc.Options{Logger: m.Logger, Metrics: m.metrics, LeaseMax: m.Config.LeaseMax, LeaseMin: min(100, m.Config.LeaseMax), Observe: func(pool string, available int64) {
+	opts := alloc.Options{Logger: m.Logger, Metrics: m.metrics, LeaseMax: m.Config.LeaseMax, LeaseMin: min(100, m.Config.LeaseMax), RequestTimeout: m.Config.RequestTimeout, Observe: func(pool string, available int64) {
 		if w := worker.Load(); w != nil {
 			w.Observe(pool, available)
 		}

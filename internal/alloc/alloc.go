@@ -28,9 +28,14 @@ var (
 	ErrInvalid = errors.New("alloc: invalid")
 	// ErrClosed means the engine was closed.
 	ErrClosed = errors.New("alloc: engine closed")
-	// ErrUnavailable means Redis could not be reached or failed; nothing was consumed
-	// unless the failure hid an answer.
+	// ErrUnavailable means Redis could not be reached or failed; nothing was consumed.
 	ErrUnavailable = errors.New("alloc: redis unavailable")
+	// ErrOutcomeUnknown means an allocate call's answer never came back (a timeout,
+	// a lost connection, Redis paused): it may have taken numbers, but none was
+	// handed out. The engine records what it took as an abandoned gap once Redis
+	// answers again, or keeps it for the request's idempotency key, so a retry with
+	// the same key is safe.
+	ErrOutcomeUnknown = errors.New("alloc: outcome of the allocation unknown")
 )
 
 // Allocation limits.

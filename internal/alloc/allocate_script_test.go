@@ -15,22 +15,27 @@ import (
 const meta, seg = "numberd:{p}:meta", "numberd:{p}:seg"
 
 // scriptRedis starts a throwaway Redis for running the scripts on hand-written
-// states, and returns a client and the server's run id that states are stamped with.
-func scriptRedis(t *testing.T) (*redis.Client, string) {
+// states, and returns a client and the stamp (run id and replication id) that
+// states are stamped with, as HSET arguments.
+func scriptRedis(t *testing.T) (*redis.Client, []any) {
 	t.Helper()
 	srv := testharness.StartRedis(t, "redis")
 	info, err := srv.Info(context.Background(), "server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return srv.Client(), info["run_id"]
+	repl, err := srv.Info(context.Background(), "replication")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.Client(), []any{"run", info["run_id"], "repl", repl["master_replid"]}
 }
 
 // TestAllocateScriptBatches runs allocate.lua on a state written by hand: batches
 // the fast path answers (no keys, within the first segment's lease) and the ones
 // it must not (a lease too short, a second segment, keys, replays, conflicts).
 func TestAllocateScriptBatches(t *testing.T) {
-	rdb, runID := scriptRedis(t)
+	rdb, stamp := scriptRedis(t)
 	ctx := context.Background()
 	script := redis.NewScript(lua.Allocate)
 	// reset writes segment 1 (size1 numbers, lease1 reserved) and segment 2 (ten
@@ -40,7 +45,7 @@ func TestAllocateScriptBatches(t *testing.T) {
 		if err := rdb.FlushAll(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		rdb.HSet(ctx, meta, "run", runID, "gen", 1, "queue", "1,2")
+		rdb.HSet(ctx, meta, append(stamp, "gen", 1, "queue", "1,2")...)
 		rdb.HSet(ctx, seg, "1:size", size1, "1:used", 0, "1:lease", lease1, "1:exp", 0,
 			"2:size", 10, "2:used", 0, "2:lease", 10, "2:exp", 0)
 	}
@@ -49,7 +54,7 @@ func TestAllocateScriptBatches(t *testing.T) {
 		t.Helper()
 		calls++
 		keys := append([]string{meta, seg, "numberd:{p}:memo:" + strings.Repeat("x", calls)}, idemKeys...)
-		reply, err := script.Run(ctx, rdb, keys, append([]any{60, 86400, 0}, args...)...).Text()
+		reply, err := script.Run(ctx, rdb, keys, append([]any{60, 86400, 0, 0}, args...)...).Text()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +63,7 @@ func TestAllocateScriptBatches(t *testing.T) {
 	check := func(name string, got []string, letters, runs string, extra ...string) {
 		t.Helper()
 		want := append([]string{letters, runs}, extra...)
-		if len(got) < 7 || got[0] != "OK" || strings.Join(got[5:], " ") != strings.Join(want, " ") {
+		if len(got) < 8 || got[0] != "OK" || strings.Join(got[6:], " ") != strings.Join(want, " ") {
 			t.Errorf("%s: answer %q, want letters, runs and the rest %q", name, got, want)
 		}
 	}
@@ -92,10 +97,10 @@ func TestAllocateScriptBatches(t *testing.T) {
 // added afterwards, and a lease raise that meets a segment retired since the
 // caller looked raises the others and leaves that one as it was.
 func TestRetireScriptKeepsASegmentOut(t *testing.T) {
-	rdb, runID := scriptRedis(t)
+	rdb, stamp := scriptRedis(t)
 	ctx := context.Background()
 	keys := []string{meta, seg}
-	rdb.HSet(ctx, meta, "run", runID, "gen", 7, "queue", "1,2")
+	rdb.HSet(ctx, meta, append(stamp, "gen", 7, "queue", "1,2")...)
 	rdb.HSet(ctx, seg, "1:size", 100, "1:used", 10, "1:lease", 20, "1:exp", 0,
 		"2:size", 100, "2:used", 0, "2:lease", 0, "2:exp", 0)
 	run := func(script string, args ...any) string {
@@ -135,5 +140,77 @@ func TestRetireScriptKeepsASegmentOut(t *testing.T) {
 	}
 	if got := run(lua.Lease, 6, 1, 2, 40, 50); got != "MISMATCH" {
 		t.Errorf("lease raise under another generation = %q, want MISMATCH", got)
+	}
+}
+
+// TestAllocateScriptRefusesUnusableStates: allocate.lua hands out nothing from a
+// state it cannot trust, and says why: missing, stamped under another replication
+// history, of a superseded generation, older than a version the caller saw, or
+// partly gone; and a call given up by resolve.lua never runs.
+func TestAllocateScriptRefusesUnusableStates(t *testing.T) {
+	rdb, stamp := scriptRedis(t)
+	ctx := context.Background()
+	script := redis.NewScript(lua.Allocate)
+	reset := func() {
+		t.Helper()
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		rdb.HSet(ctx, meta, append(stamp, "gen", 3, "ver", 5, "queue", "1")...)
+		rdb.HSet(ctx, seg, "ver", 5, "1:size", 100, "1:used", 10, "1:lease", 100, "1:exp", 0)
+	}
+	allocate := func(memo string, gen, ver int) string {
+		t.Helper()
+		reply, err := script.Run(ctx, rdb, []string{meta, seg, "numberd:{p}:memo:" + memo}, 60, 86400, gen, ver, 1, 1, "1", "-").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	used := func() string { return rdb.HGet(ctx, seg, "1:used").Val() }
+
+	reset()
+	if got := allocate("a", 3, 5); !strings.HasPrefix(got, "OK 3 6 ") {
+		t.Fatalf("allocate on a good state = %q, want OK at generation 3, version 6", got)
+	}
+	for _, tc := range []struct {
+		name    string
+		damage  func()
+		gen     int
+		ver     int
+		wantWhy string
+	}{
+		{"missing", func() { rdb.Del(ctx, meta, seg) }, 3, 5, "RESEED lost -"},
+		{"another replication history", func() { rdb.HSet(ctx, meta, "repl", strings.Repeat("0", 40)) }, 3, 5, "RESEED foreign 3"},
+		{"superseded generation", func() {}, 4, 0, "RESEED superseded 3"},
+		{"older than seen", func() {}, 3, 6, "RESEED behind 3"},
+		{"seg key gone", func() { rdb.Del(ctx, seg) }, 3, 5, "RESEED partial 3"},
+		{"a field gone", func() { rdb.HDel(ctx, seg, "1:lease") }, 3, 5, "RESEED partial 3"},
+		{"seg of another moment", func() { rdb.HSet(ctx, seg, "ver", 4) }, 3, 5, "RESEED partial 3"},
+	} {
+		reset()
+		tc.damage()
+		if got := allocate(tc.name, tc.gen, tc.ver); got != tc.wantWhy {
+			t.Errorf("%s: allocate = %q, want %q", tc.name, got, tc.wantWhy)
+		}
+		if u := used(); u != "10" && u != "" {
+			t.Errorf("%s: used = %s after the refusal, want 10", tc.name, u)
+		}
+	}
+
+	reset()
+	resolve := redis.NewScript(lua.Resolve)
+	if got := resolve.Run(ctx, rdb, []string{"numberd:{p}:memo:late"}, 600).Val(); got != "VOID" {
+		t.Errorf("resolve of a call that never ran = %v, want VOID", got)
+	}
+	if got := allocate("late", 3, 5); got != "VOID" {
+		t.Errorf("the given-up call arriving late = %q, want VOID", got)
+	}
+	if u := used(); u != "10" {
+		t.Errorf("used = %s after the late call, want 10", u)
+	}
+	done := allocate("ran", 3, 5)
+	if got := resolve.Run(ctx, rdb, []string{"numberd:{p}:memo:ran"}, 600).Val(); got != done {
+		t.Errorf("resolve of a call that ran = %v, want its answer %q", got, done)
 	}
 }

@@ -36,6 +36,9 @@ type Options struct {
 	// request may be waiting for: a store that hangs answers 503 before the
 	// request's own deadline.
 	StoreTimeout time.Duration
+	// RequestTimeout bounds an allocation request from its start to its answer
+	// (default 5s), whatever it waits for: Redis, a lease extension, a reseed.
+	RequestTimeout time.Duration
 	// Observe, if set, hears after each allocation how many numbers its pool has
 	// left: the refill worker's signal. It must be quick.
 	Observe func(pool string, available int64)
@@ -65,6 +68,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 3 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 5 * time.Second
 	}
 	if o.Observe == nil {
 		o.Observe = func(string, int64) {}

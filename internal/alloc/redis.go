@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,15 +37,24 @@ const (
 	// lockTTL is the lease lock's lifetime; a holder that stops is replaced after
 	// it. Holders need milliseconds; what a slow one does late is refused anyway.
 	lockTTL = 2 * time.Second
-	// redisTimeout bounds one script call; go-redis retries within it.
+	// redisTimeout bounds one script call off the request path; go-redis retries
+	// within it. An allocate call is bounded by its requests' deadline instead.
 	redisTimeout = 3 * time.Second
+	// maxRounds bounds the allocate calls one request makes: a state that needs a
+	// reseed, a lease, a sync, and then one more try. A request that needs more
+	// meets a pool whose state keeps changing, and answers unavailable.
+	maxRounds = 6
+	// tombstoneTTL is how long a given-up call's memo place stays taken (see
+	// resolve.lua): far longer than a call can linger in a socket.
+	tombstoneTTL = 600
 )
 
 var scripts = struct {
-	allocate, seed, lease, add, retire, peek, lock, unlock *redis.Script
+	allocate, seed, lease, add, retire, peek, resolve, lock, unlock *redis.Script
 }{
 	redis.NewScript(lua.Allocate), redis.NewScript(lua.Seed), redis.NewScript(lua.Lease), redis.NewScript(lua.Add),
-	redis.NewScript(lua.Retire), redis.NewScript(lua.Peek), redis.NewScript(lua.Lock), redis.NewScript(lua.Unlock),
+	redis.NewScript(lua.Retire), redis.NewScript(lua.Peek), redis.NewScript(lua.Resolve), redis.NewScript(lua.Lock),
+	redis.NewScript(lua.Unlock),
 }
 
 // Distributed is the engine of distributed mode: the hot counter of every pool
@@ -52,14 +62,21 @@ var scripts = struct {
 // and no number is handed out above the durable high-water mark that the shared
 // MySQL store holds. Any number of nodes may share one Redis and one store.
 //
-// Redis may forget (restart, flush, eviction) or roll back (failover to a lagging
-// replica). A pool's Redis state is stamped with the run id of the Redis process it
-// was seeded on and with the store's seed generation; state that is missing or
-// carries another run id is reseeded from the store just above the high-water
-// marks, with the skipped numbers recorded as a recovery gap. Seeds hand out
-// nothing until the store reserves numbers and the lease is raised, and a lease is
-// raised only where Redis and the store agree, so a late seed or a stale state can
-// never be given numbers handed out before.
+// Redis may forget (restart, flush, eviction of any key) or go back in time
+// (failover to a lagging replica, a failover and back, keys restored from a dump).
+// A pool's Redis state is stamped with the run id and replication id of the Redis
+// process it was seeded on, with the store's seed generation, and with a version
+// raised by every change; each node remembers the newest version it saw. A state
+// that is missing, partial, foreign, of an older generation or older than a
+// version a node saw is reseeded from the store above every mark anyone observed
+// (the store's high-water marks, what Redis shows, what the node saw), with the
+// skipped numbers recorded as a recovery gap. Seeds hand out nothing until the
+// store reserves numbers and the lease is raised, and a lease is raised only where
+// Redis and the store agree, so a late seed or a stale state can never be given
+// numbers handed out before.
+//
+// An allocate call whose answer is lost may still run; resolver settles it once
+// Redis answers again, so that every number it took is accounted for.
 type Distributed struct {
 	rdb   RedisClient
 	store *store.Store
@@ -69,7 +86,9 @@ type Distributed struct {
 	memoSeq atomic.Uint64 // numbers this node's allocate calls; see memoKey
 
 	pools  registry[*rpool]
-	pipe   pipeline // the allocate calls of all pools, coalesced into round trips
+	pipe   pipeline                                                   // the allocate calls of all pools, coalesced into round trips
+	idem   combiner[store.IdempotencyRecord, store.IdempotencyRecord] // durable idempotency records, written in batches
+	unsure unsettled                                                  // allocate calls whose outcome is unknown, until settled
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -95,11 +114,22 @@ type rpool struct {
 	lease     lease
 	extension *extension // this node's lease extension in flight, if any
 
+	markMu  sync.Mutex
+	mark    stateMark       // the newest state this node saw of p
+	cursors map[int64]int64 // per segment, the most numbers this node saw used
+
 	gen       atomic.Int64 // the newest seed generation seen in the store
 	leased    atomic.Int64 // reserved, unissued numbers as of the last answer
 	available atomic.Int64 // numbers left as of the last answer
 	lastSync  atomic.Int64 // unix nanos of the last sync after an exhausted answer
 	touchedAt atomic.Int64 // unix nanos of the last allocation, for checkpoints
+}
+
+// stateMark orders the states of a pool: by seed generation, then by version.
+type stateMark struct{ gen, ver int64 }
+
+func (m stateMark) before(o stateMark) bool {
+	return m.gen < o.gen || (m.gen == o.gen && m.ver < o.ver)
 }
 
 type poolKeys struct{ meta, seg, lock, memo, idem string }
@@ -113,14 +143,17 @@ func keysOf(pool string) poolKeys {
 // carries one signal per use instead of being closed, so the hot path allocates
 // neither a call nor a channel per request.
 type call struct {
-	ctx   context.Context
-	count int
-	idem  *Idempotency
-	done  chan struct{}
-	kind  string      // this request's letter of the allocate answer, or RESEED
-	runs  []offsetRun // its numbers, for A and R
-	err   error
-	lead  bool // answered with the lead: make the next call (see lead)
+	ctx      context.Context
+	deadline time.Time // when the request gives up: its allocate call with it
+	count    int
+	idem     *Idempotency
+	done     chan struct{}
+	kind     string      // this request's letter of the allocate answer, or RESEED
+	runs     []offsetRun // its numbers, for A and R
+	why      string      // with RESEED: why the state cannot be used
+	stale    int64       // with RESEED: the unusable state's generation, or -1
+	err      error
+	lead     bool // answered with the lead: make the next call (see lead)
 }
 
 var calls = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -132,14 +165,17 @@ func (c *call) finish() { c.done <- struct{}{} }
 // into Redis.
 func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
 	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), stop: make(chan struct{})}
-	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.lock, scripts.unlock} {
+	e.idem.run = e.keepRecords
+	e.unsure.wake = make(chan struct{}, 1)
+	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.resolve, scripts.lock, scripts.unlock} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return nil, redisErr(err)
 		}
 	}
 	e.opts.Metrics.WatchPools(e.gauges)
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.janitor()
+	go e.resolver()
 	return e, nil
 }
 
@@ -171,7 +207,7 @@ func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
 		if e.closed.Load() {
 			return nil, ErrClosed
 		}
-		p := &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, lease: newLease(e.opts)}
+		p := &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, cursors: map[int64]int64{}, lease: newLease(e.opts)}
 		p.seen(cfg.Epoch)
 		return p, nil
 	})
@@ -186,39 +222,65 @@ func (e *Distributed) Allocate(ctx context.Context, req Request) (Allocation, er
 	return a, err
 }
 
-func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, error) {
+func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, err error) {
 	if err := req.validate(); err != nil {
 		return Allocation{}, err
 	}
-	p, err := e.pool(ctx, req.Pool)
-	if err != nil {
-		return Allocation{}, err
+	deadline := time.Now().Add(e.opts.RequestTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
-	// Once off the fast path (waiting on locks, the store, Redis), never longer
-	// than this, whatever deadline the caller gave, if any; the fast path is
-	// bounded by the allocate call's own timeout and spares the timer.
+	p, ok := e.pools.get(req.Pool)
+	if !ok {
+		// A pool this node has not served yet is read from the store: bounded too.
+		first, cancel := context.WithDeadline(ctx, deadline)
+		p, err = e.pool(first, req.Pool)
+		cancel()
+		if err != nil {
+			return Allocation{}, err
+		}
+	}
+	// Off the fast path (waiting on locks, the store, Redis), ctx gets the
+	// deadline; the fast path is bounded by the allocate call's own deadline and
+	// spares the timer.
 	slow, cancel := ctx, context.CancelFunc(func() {})
 	defer func() { cancel() }()
 	slowDown := func() {
 		if slow == ctx {
-			slow, cancel = context.WithTimeout(ctx, e.opts.StoreTimeout+redisTimeout)
+			slow, cancel = context.WithDeadline(ctx, deadline)
+		}
+	}
+	if req.Idempotency != nil {
+		slowDown()
+		// The store's record answers first: Redis may have lost its own.
+		if a, found, err := e.replay(slow, p, req); found || err != nil {
+			return a, err
 		}
 	}
 	synced := false
-	for {
+	for round := 0; ; round++ {
+		if round == maxRounds {
+			return Allocation{}, fmt.Errorf("%w: pool %s: its Redis state kept changing", ErrUnavailable, p.id)
+		}
 		c := calls.Get().(*call)
-		c.ctx, c.count, c.idem, c.kind, c.runs, c.err = slow, req.Count, req.Idempotency, "", nil, nil
+		c.ctx, c.deadline, c.count, c.idem, c.kind, c.runs, c.err = slow, deadline, req.Count, req.Idempotency, "", nil, nil
 		if err := e.submit(p, c); err != nil {
 			return Allocation{}, err // c may still be queued: not reused
 		}
-		kind, runs := c.kind, c.runs
+		kind, runs, why, stale := c.kind, c.runs, c.why, c.stale
 		c.ctx, c.idem, c.runs = nil, nil, nil
 		calls.Put(c)
 		switch kind {
 		case "A", "R":
 			a := Allocation{Pool: p.id, Replayed: kind == "R"}
-			a.Spans, err = e.spans(ctx, p, runs)
-			return a, err
+			if a.Spans, err = e.spans(ctx, p, runs); err != nil {
+				return Allocation{}, err
+			}
+			if req.Idempotency != nil {
+				slowDown()
+				return e.keep(slow, p, req, a)
+			}
+			return a, nil
 		case "C":
 			return Allocation{}, fmt.Errorf("%w: key %q was used with another count", ErrIdempotencyConflict, req.Idempotency.Key)
 		case "X":
@@ -238,7 +300,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (Allocation, er
 			}
 		case "RESEED":
 			slowDown()
-			if err := e.reseed(slow, p, "state lost"); err != nil {
+			if err := e.reseed(slow, p, why, stale); err != nil {
 				return Allocation{}, err
 			}
 		default:
@@ -356,9 +418,15 @@ func (e *Distributed) run(p *rpool, batch []*call, self *call) {
 		}
 	}
 	live := batch[:0]
+	now := time.Now()
 	for _, c := range batch {
 		if c.ctx.Err() != nil {
 			c.err = c.ctx.Err() // its caller left: take nothing for it
+			answer(c)
+			continue
+		}
+		if !now.Before(c.deadline) {
+			c.err = fmt.Errorf("%w: %w", ErrUnavailable, errNotSent)
 			answer(c)
 			continue
 		}
@@ -368,10 +436,25 @@ func (e *Distributed) run(p *rpool, batch []*call, self *call) {
 		return
 	}
 	p.touchedAt.Store(time.Now().UnixNano())
-	keys, args := allocateArgs(p, e.memoKey(p), live)
-	reply, err := e.evalAllocate(keys, args)
+	deadline := live[0].deadline
+	for _, c := range live[1:] {
+		if c.deadline.Before(deadline) {
+			deadline = c.deadline
+		}
+	}
+	memo := e.memoKey(p)
+	keys, args := allocateArgs(p, memo, live)
+	reply, err := e.evalAllocate(keys, args, deadline)
 	e.opts.Metrics.RedisCalls.WithLabelValues("allocate").Inc()
-	if err := e.parseAllocate(p, reply, err, live); err != nil {
+	if err != nil && outcomeUnknown(err) {
+		// The call may run yet, or may have run and lost its answer: none of its
+		// numbers goes to these requests, and the resolver settles what it took.
+		e.unsure.add(unsettledCall{pool: p, memo: memo, reqs: requestsOf(live), since: time.Now()})
+		err = fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+		for _, c := range live {
+			c.err = err
+		}
+	} else if err := e.parseAllocate(p, reply, err, live); err != nil {
 		for _, c := range live {
 			c.err = err
 		}
@@ -379,6 +462,23 @@ func (e *Distributed) run(p *rpool, batch []*call, self *call) {
 	for _, c := range live {
 		answer(c)
 	}
+}
+
+// outcomeUnknown reports whether a failed allocate call may have run: anything
+// but a call never sent (see exec), a connection never made, or an error Redis
+// answered, which a script that ran does not give.
+func outcomeUnknown(err error) bool {
+	var dial *net.OpError
+	var rerr redis.Error
+	switch {
+	case errors.Is(err, errNotSent), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
+		return false
+	case errors.As(err, &dial) && dial.Op == "dial":
+		return false
+	case errors.As(err, &rerr):
+		return false
+	}
+	return true
 }
 
 // memoKey names a new allocate call of p: the node's token and a sequence number,
@@ -391,7 +491,8 @@ func (e *Distributed) memoKey(p *rpool) string {
 // and key indexes go as two strings, not as arguments of each request.
 func allocateArgs(p *rpool, memo string, batch []*call) (keys []string, args []any) {
 	keys = []string{p.keys.meta, p.keys.seg, memo}
-	args = []any{memoTTL, int(IdempotencyTTL / time.Second), p.gen.Load(), len(batch), 0, "-", "-"}
+	floor := p.floor()
+	args = []any{memoTTL, int(redisIdemTTL / time.Second), floor.gen, floor.ver, len(batch), 0, "-", "-"}
 	var counts, kis []byte
 	total := 0
 	for i, c := range batch {
@@ -408,12 +509,12 @@ func allocateArgs(p *rpool, memo string, batch []*call) (keys []string, args []a
 		}
 		kis = strconv.AppendInt(kis, int64(ki), 10)
 	}
-	args[4] = total
+	args[5] = total
 	if len(batch) > 0 {
-		args[5] = string(counts)
+		args[6] = string(counts)
 	}
 	if len(keys) > 3 {
-		args[6] = string(kis)
+		args[7] = string(kis)
 	}
 	return keys, args
 }
@@ -432,23 +533,35 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 		return redisErr(err)
 	}
 	f := strings.Fields(reply)
-	if len(f) >= 1 && f[0] == "RESEED" {
+	if len(f) == 3 && f[0] == "RESEED" {
+		stale, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			stale = -1
+		}
 		for _, c := range calls {
-			c.kind = "RESEED"
+			c.kind, c.why, c.stale = "RESEED", f[1], stale
 		}
 		return nil
 	}
 	n := len(calls)
-	if len(f) < 7 || f[0] != "OK" || f[4] != strconv.Itoa(n) || len(f[5]) != n {
+	if len(f) < 8 || f[0] != "OK" || f[5] != strconv.Itoa(n) || len(f[6]) != n {
 		return fmt.Errorf("%w: malformed allocate answer %q", ErrUnavailable, reply)
 	}
-	runs, err := parseRuns(f[6])
+	var nums [4]int64 // gen, ver, available, leased
+	for i := range nums {
+		if nums[i], err = strconv.ParseInt(f[1+i], 10, 64); err != nil {
+			return fmt.Errorf("%w: malformed allocate answer %q", ErrUnavailable, reply)
+		}
+	}
+	gen, ver, available, leased := nums[0], nums[1], nums[2], nums[3]
+	runs, err := parseRuns(f[7])
 	if err != nil {
 		return err
 	}
-	replays := f[7:]
+	p.saw(stateMark{gen, ver}, runs)
+	replays := f[8:]
 	for i, c := range calls {
-		c.kind = f[5][i : i+1]
+		c.kind = f[6][i : i+1]
 		switch c.kind {
 		case "A":
 			if c.runs, runs, err = take(runs, int64(c.count)); err != nil {
@@ -464,21 +577,53 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 			replays = replays[1:]
 		}
 	}
-	available, _ := strconv.ParseInt(f[2], 10, 64)
-	leased, _ := strconv.ParseInt(f[3], 10, 64)
 	p.available.Store(available)
 	p.leased.Store(leased)
 	e.opts.Observe(p.id, available)
-	gen, _ := strconv.ParseInt(f[1], 10, 64)
 	for _, ev := range replays {
-		if id, used, ok := parseEvent(ev, "E:"); ok {
-			e.goClose(p, gen, id, used, store.StateExpired, store.GapExpired)
+		id, used, ok := parseEvent(ev, "E:")
+		if !ok {
+			return fmt.Errorf("%w: malformed event %q in allocate answer", ErrUnavailable, ev)
 		}
+		e.goClose(p, gen, id, used, store.StateExpired, store.GapExpired)
 	}
 	if leased < p.leaseSize()/2 {
 		e.extendAsync(p)
 	}
 	return nil
+}
+
+// saw records a state of p that an answer came from, and the numbers it handed out.
+func (p *rpool) saw(m stateMark, runs []offsetRun) {
+	p.markMu.Lock()
+	if p.mark.before(m) {
+		p.mark = m
+	}
+	for _, r := range runs {
+		if r.to+1 > p.cursors[r.seg] {
+			p.cursors[r.seg] = r.to + 1
+		}
+	}
+	p.markMu.Unlock()
+}
+
+// floor is the oldest state of p an allocate call may use: no older generation
+// than the store's newest this node knows, nor an older version than it saw.
+func (p *rpool) floor() stateMark {
+	p.markMu.Lock()
+	m := p.mark
+	p.markMu.Unlock()
+	if g := p.gen.Load(); g > m.gen {
+		return stateMark{gen: g}
+	}
+	return m
+}
+
+// seenUsed is how many numbers of segment id this node saw used, at least.
+func (p *rpool) seenUsed(id int64) int64 {
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	return p.cursors[id]
 }
 
 // parseRuns parses "<id>:<from>-<to>,…", or "-" for none.

@@ -14,10 +14,11 @@ import (
 
 // redisView is a pool's Redis state as peek.lua reports it.
 type redisView struct {
-	ok    bool // false: missing or seeded on another Redis process
+	ok    bool // false: missing, partial, or seeded on another process or history
 	gen   int64
+	ver   int64
 	queue []int64
-	segs  map[int64]redisSeg
+	segs  map[int64]redisSeg // what Redis shows, even of a state that is not ok
 }
 
 type redisSeg struct {
@@ -70,35 +71,63 @@ func peekArgs(ids []int64) []any {
 // parsePeek reads peek.lua's answer for the segments ids.
 func parsePeek(reply string, ids []int64) (redisView, error) {
 	f := strings.Fields(reply)
-	if len(f) == 0 || f[0] == "RESEED" {
-		return redisView{}, nil
+	malformed := fmt.Errorf("%w: malformed peek answer %q", ErrUnavailable, reply)
+	if len(f) != 4+len(ids) || (f[0] != "OK" && f[0] != "RESEED") {
+		return redisView{}, malformed
 	}
-	if len(f) != 3+len(ids) || f[0] != "OK" {
-		return redisView{}, fmt.Errorf("%w: malformed peek answer %q", ErrUnavailable, reply)
+	v := redisView{ok: f[0] == "OK", segs: map[int64]redisSeg{}}
+	var err error
+	if f[1] != "-" {
+		if v.gen, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+			return redisView{}, malformed
+		}
 	}
-	v := redisView{ok: true, segs: map[int64]redisSeg{}}
-	v.gen, _ = strconv.ParseInt(f[1], 10, 64)
-	if f[2] != "-" {
-		for q := range strings.SplitSeq(f[2], ",") {
-			id, _ := strconv.ParseInt(q, 10, 64)
+	if v.ver, err = strconv.ParseInt(f[2], 10, 64); err != nil {
+		v.ok = false // a damaged version: the state must be reseeded
+	}
+	if f[3] != "-" {
+		for q := range strings.SplitSeq(f[3], ",") {
+			id, err := strconv.ParseInt(q, 10, 64)
+			if err != nil {
+				v.ok = false
+				continue
+			}
 			v.queue = append(v.queue, id)
 		}
 	}
-	for _, field := range f[3:] {
+	for _, field := range f[4:] {
 		parts := strings.Split(field, ":")
 		if len(parts) != 4 {
-			return redisView{}, fmt.Errorf("%w: malformed peek answer %q", ErrUnavailable, reply)
+			return redisView{}, malformed
 		}
-		id, _ := strconv.ParseInt(parts[0], 10, 64)
+		id, err := strconv.ParseInt(parts[0], 10, 64)
+		if err != nil {
+			return redisView{}, malformed
+		}
 		s := redisSeg{present: parts[1] != "-"}
-		s.used, _ = strconv.ParseInt(parts[1], 10, 64)
-		s.lease, _ = strconv.ParseInt(parts[2], 10, 64)
+		var err1, err2 error
+		if s.present {
+			s.used, err1 = strconv.ParseInt(parts[1], 10, 64)
+		}
+		if parts[2] != "-" {
+			s.lease, err2 = strconv.ParseInt(parts[2], 10, 64)
+		}
+		if err1 != nil || err2 != nil {
+			// Damaged fields: unusable, and what they show is no mark.
+			v.ok, s = false, redisSeg{}
+		}
 		if parts[3] != "-" {
 			s.state = parts[3]
 		}
 		v.segs[id] = s
 	}
 	return v, nil
+}
+
+// behind reports whether view is of a state older than floor, what this node had
+// seen before view was read: a view may be older than answers that came later.
+func (view redisView) behind(floor stateMark) bool {
+	return (stateMark{view.gen, view.ver}).before(floor)
 }
 
 // lock takes p's lease lock, waiting while another holder has it. Extending a lease
@@ -186,15 +215,18 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		return err
 	}
 	defer unlock()
+	floor := p.floor()
 	cfg, segs, view, err := e.load(ctx, p)
 	if err != nil {
 		return err
 	}
 	switch {
 	case !view.ok:
-		return e.reseedLocked(ctx, p, cfg.Epoch, "state lost")
+		return e.reseedLocked(ctx, p, cfg, segs, view, "unusable")
 	case view.gen != cfg.Epoch:
-		return e.reseedLocked(ctx, p, cfg.Epoch, "generation")
+		return e.reseedLocked(ctx, p, cfg, segs, view, "generation")
+	case view.behind(floor):
+		return e.reseedLocked(ctx, p, cfg, segs, view, "behind")
 	}
 	if added, err := e.addMissing(ctx, p, cfg.Epoch, segs, view); err != nil {
 		return err
@@ -202,7 +234,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		if _, segs, view, err = e.load(ctx, p); err != nil {
 			return err
 		}
-		if !view.ok || view.gen != cfg.Epoch {
+		if !view.ok || view.gen != cfg.Epoch || view.behind(floor) {
 			return nil // changed under us; the caller's retry sorts it out
 		}
 	}
@@ -223,10 +255,10 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		seg, ok := byID[id]
 		rv := view.segs[id]
 		if !ok || !rv.present {
-			return e.reseedLocked(ctx, p, cfg.Epoch, "queue disagrees")
+			return e.reseedLocked(ctx, p, cfg, segs, view, "queue disagrees")
 		}
 		if reserved := seg.ReservedHi - seg.Range.Lo + 1; rv.lease != reserved {
-			return e.reseedLocked(ctx, p, cfg.Epoch, "lease disagrees")
+			return e.reseedLocked(ctx, p, cfg, segs, view, "lease disagrees")
 		}
 		if left <= 0 {
 			continue
@@ -256,7 +288,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		return redisErr(err)
 	}
 	if reply != "OK" {
-		return e.reseedLocked(ctx, p, cfg.Epoch+0, "lease raise refused: "+reply)
+		return e.reseedLocked(ctx, p, cfg, segs, view, "lease raise refused: "+reply)
 	}
 	e.opts.Metrics.Reservations.WithLabelValues("ok").Inc()
 	return nil
@@ -320,35 +352,51 @@ func expiryMillis(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-// reseed reseeds p's Redis state from the store, unless another node did so while
-// this one waited for the lock.
-func (e *Distributed) reseed(ctx context.Context, p *rpool, cause string) error {
+// reseed reseeds p's Redis state from the store because an allocate call found
+// it unusable (why, as allocate.lua says; stale: the state's generation, or -1),
+// unless another node reseeded it while this one waited for the lock.
+func (e *Distributed) reseed(ctx context.Context, p *rpool, why string, stale int64) error {
 	unlock, err := e.lock(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	cfg, err := e.store.Pool(ctx, p.id)
+	floor := p.floor()
+	cfg, segs, view, err := e.load(ctx, p)
 	if err != nil {
 		return err
 	}
-	p.seen(cfg.Epoch)
-	view, err := e.peek(ctx, p, nil)
-	if err != nil {
-		return err
-	}
-	if view.ok && view.gen == cfg.Epoch {
+	if view.ok && view.gen == cfg.Epoch && view.gen != stale && !view.behind(floor) {
 		return nil
 	}
-	return e.reseedLocked(ctx, p, cfg.Epoch, cause)
+	return e.reseedLocked(ctx, p, cfg, segs, view, why)
 }
 
-// reseedLocked starts generation epoch+1 of p's state: the store skips every open
-// segment to just above its high-water mark, recording the skipped numbers as
-// recovery gaps, and Redis is seeded with the result and no lease. Called with
-// p's lock held.
-func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, epoch int64, cause string) error {
-	next, segs, gaps, err := e.store.Reseed(ctx, p.id, epoch)
+// reseedLocked starts a new generation of p's state, from the store's config and
+// segments segs and Redis's view of them as read under p's lock: the store skips
+// every open segment to above the highest mark anyone observed (its high-water
+// mark, what Redis shows, what this node saw), recording the skipped numbers as
+// recovery gaps, and Redis is seeded with the result and no lease.
+func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool, segs []store.Segment, view redisView, cause string) error {
+	floors := map[int64]int64{}
+	var behindStore []int64 // segments some mark shows above the store's high-water mark
+	for _, s := range segs {
+		if s.State != store.StateOpen {
+			continue
+		}
+		used := p.seenUsed(s.ID)
+		if rv := view.segs[s.ID]; rv.present {
+			used = max(used, rv.used, rv.lease)
+		}
+		if used == 0 {
+			continue
+		}
+		floors[s.ID] = s.Range.Lo + used
+		if s.Range.Lo+used > s.ReservedHi+1 {
+			behindStore = append(behindStore, s.ID)
+		}
+	}
+	next, segs, gaps, err := e.store.Reseed(ctx, p.id, cfg.Epoch, max(view.gen, p.floor().gen)+1, floors)
 	if errors.Is(err, store.ErrConflict) {
 		return nil // another node reseeded; the caller's retry meets its state
 	}
@@ -377,11 +425,21 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, epoch int64, c
 		skipped += g.Count()
 		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, store.GapRecovery).Add(float64(g.Count()))
 	}
-	level := e.opts.Logger.Info
-	if len(gaps) > 0 {
-		level = e.opts.Logger.Warn
+	switch {
+	case len(behindStore) > 0:
+		e.opts.Metrics.Rollbacks.WithLabelValues(p.id, e.store.Name()).Inc()
+		e.opts.Logger.Error("the store's high-water mark is below numbers Redis or this node saw handed out: the store went back in time; resumed above them",
+			"pool", p.id, "segments", behindStore, "generation", next, "gaps", len(gaps), "skipped", skipped)
+	case cause == "behind":
+		e.opts.Metrics.Rollbacks.WithLabelValues(p.id, "redis").Inc()
+		e.opts.Logger.Error("the pool's Redis state is older than one this node saw: Redis went back in time; reseeded from the store",
+			"pool", p.id, "generation", next, "gaps", len(gaps), "skipped", skipped)
+	case cause == "lost" && len(gaps) == 0:
+		// A new pool's first allocation, or a pool reseeded with nothing out.
+		e.opts.Logger.Debug("pool's Redis state seeded from the store", "pool", p.id, "generation", next)
+	default:
+		e.opts.Logger.Warn("pool's Redis state reseeded from the store", "pool", p.id, "generation", next, "cause", cause, "gaps", len(gaps), "skipped", skipped)
 	}
-	level("pool's Redis state reseeded from the store", "pool", p.id, "generation", next, "cause", cause, "gaps", len(gaps), "skipped", skipped)
 	return nil
 }
 

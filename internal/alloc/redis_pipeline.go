@@ -2,6 +2,7 @@ package alloc
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -11,6 +12,10 @@ import (
 // maxPipeline bounds the allocate calls one round trip carries.
 const maxPipeline = 256
 
+// errNotSent answers a call whose deadline passed before its round trip left:
+// unlike a call that timed out in flight, it ran nothing.
+var errNotSent = errors.New("alloc: the allocate call's deadline passed before it was sent")
+
 // pipeline coalesces the allocate calls of a node's pools into round trips the
 // way a pool's queue coalesces its requests into one call. Each pool has at most
 // one call in flight, so with many pools a call carries few requests, and the
@@ -19,10 +24,10 @@ const maxPipeline = 256
 // call that finds a round trip in flight waits for the next one, which the
 // goroutine ending the current one hands to the first call queued.
 //
-// A call is bounded by redisTimeout from the moment it is made, its wait for a
-// round trip included, as a call of its own was: a call whose time is up before
-// its round trip leaves is answered with the deadline error, having run nothing,
-// and a round trip lasts until the first deadline of the calls it carries. The
+// A call is bounded by its requests' deadline, its wait for a round trip
+// included, as a call of its own was: a call whose time is up before its round
+// trip leaves is answered errNotSent, having run nothing, and a round trip lasts
+// until the first deadline of the calls it carries. The
 // price of sharing: in a Redis Cluster, the calls of pools on a healthy shard
 // wait with those of a failing one, up to that bound.
 type pipeline struct {
@@ -44,10 +49,11 @@ type evalCall struct {
 
 var evalCalls = sync.Pool{New: func() any { return &evalCall{done: make(chan struct{}, 1)} }}
 
-// evalAllocate runs allocate.lua with keys and args in the next round trip.
-func (e *Distributed) evalAllocate(keys []string, args []any) (string, error) {
+// evalAllocate runs allocate.lua with keys and args in the next round trip that
+// leaves before deadline.
+func (e *Distributed) evalAllocate(keys []string, args []any, deadline time.Time) (string, error) {
 	c := evalCalls.Get().(*evalCall)
-	c.keys, c.args, c.deadline = keys, args, time.Now().Add(redisTimeout)
+	c.keys, c.args, c.deadline = keys, args, deadline
 	q := &e.pipe
 	q.mu.Lock()
 	if q.inFlight {
@@ -111,7 +117,7 @@ func (e *Distributed) exec(batch []*evalCall) {
 	deadline := now.Add(redisTimeout)
 	for _, c := range batch {
 		if !now.Before(c.deadline) {
-			c.err = context.DeadlineExceeded
+			c.err = errNotSent
 			continue
 		}
 		live = append(live, c)

@@ -235,7 +235,7 @@ func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg store.Segmen
 	malformed := fmt.Errorf("%w: malformed retire answer %q", ErrUnavailable, reply)
 	switch {
 	case len(f) == 1 && f[0] == "RESEED":
-		return false, e.reseed(ctx, p, "state lost")
+		return false, e.reseed(ctx, p, "lost", -1)
 	case len(f) == 2 && f[0] == "ABSENT":
 		// This generation never had the segment, and now that Redis marks it
 		// retired none will: nothing of it went out above the store's high-water
@@ -398,11 +398,14 @@ func (e *Distributed) checkpointPool(ctx context.Context, p *rpool) error {
 	return e.store.SaveCursors(ctx, cs)
 }
 
-// janitor checkpoints until Close.
+// janitor checkpoints, and purges expired idempotency records every ten
+// minutes, until Close. Every node purges: a DELETE of what expired is the same
+// from any of them.
 func (e *Distributed) janitor() {
 	defer e.wg.Done()
 	tick := time.NewTicker(e.opts.CheckpointEvery)
 	defer tick.Stop()
+	lastPurge := time.Now()
 	for {
 		select {
 		case <-e.stop:
@@ -412,6 +415,14 @@ func (e *Distributed) janitor() {
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
 		if err := e.checkpoint(ctx); err != nil {
 			e.opts.Logger.Warn("checkpoint failed", "err", err)
+		}
+		if time.Since(lastPurge) >= 10*time.Minute {
+			lastPurge = time.Now()
+			if n, err := e.store.PurgeIdempotency(ctx); err != nil {
+				e.opts.Logger.Warn("purging idempotency records failed", "err", err)
+			} else if n > 0 {
+				e.opts.Logger.Debug("purged expired idempotency records", "count", n)
+			}
 		}
 		cancel()
 	}

@@ -37,29 +37,35 @@ type problemKind struct {
 	// public: the error's own text is fit for the answer's detail. Server-side
 	// failures are described generically; their text goes only to the log.
 	public bool
+	// unsure: the failure may have hidden an answer, so the detail must not claim
+	// that nothing was consumed.
+	unsure bool
 }
 
 // problems maps errors, tested in order with errors.Is, to problem answers.
 var problems = []problemKind{
-	{errInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
-	{segment.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
-	{store.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
-	{alloc.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true},
-	{errUnauthorized, 401, api.ProblemCodeUnauthorized, "missing or unknown bearer token", true},
-	{errForbidden, 403, api.ProblemCodeForbidden, "the token may not do this", true},
-	{store.ErrPoolNotFound, 404, api.ProblemCodePoolNotFound, "pool not found", true},
-	{store.ErrSegmentNotFound, 404, api.ProblemCodeSegmentNotFound, "segment not found", true},
-	{errNotFound, 404, api.ProblemCodeNotFound, "no such route", true},
-	{errMethod, 405, api.ProblemCodeMethodNotAllowed, "method not allowed", true},
-	{store.ErrOverlap, 409, api.ProblemCodeSegmentOverlap, "segment overlaps an existing segment", true},
-	{errTooLarge, 413, api.ProblemCodeBodyTooLarge, "request body too large", true},
-	{alloc.ErrIdempotencyConflict, 422, api.ProblemCodeIdempotencyConflict, "idempotency key reused with a different request", true},
-	{alloc.ErrExhausted, 503, api.ProblemCodePoolExhausted, "pool exhausted", true},
-	{store.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false},
-	{alloc.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false},
-	{alloc.ErrClosed, 503, api.ProblemCodeUnavailable, "numberd is shutting down", false},
-	{context.DeadlineExceeded, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false},
-	{context.Canceled, 503, api.ProblemCodeUnavailable, "the request was cancelled", false},
+	{errInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
+	{segment.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
+	{store.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
+	{alloc.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
+	{errUnauthorized, 401, api.ProblemCodeUnauthorized, "missing or unknown bearer token", true, false},
+	{errForbidden, 403, api.ProblemCodeForbidden, "the token may not do this", true, false},
+	{store.ErrPoolNotFound, 404, api.ProblemCodePoolNotFound, "pool not found", true, false},
+	{store.ErrSegmentNotFound, 404, api.ProblemCodeSegmentNotFound, "segment not found", true, false},
+	{errNotFound, 404, api.ProblemCodeNotFound, "no such route", true, false},
+	{errMethod, 405, api.ProblemCodeMethodNotAllowed, "method not allowed", true, false},
+	{store.ErrOverlap, 409, api.ProblemCodeSegmentOverlap, "segment overlaps an existing segment", true, false},
+	{errTooLarge, 413, api.ProblemCodeBodyTooLarge, "request body too large", true, false},
+	{alloc.ErrIdempotencyConflict, 422, api.ProblemCodeIdempotencyConflict, "idempotency key reused with a different request", true, false},
+	{alloc.ErrExhausted, 503, api.ProblemCodePoolExhausted, "pool exhausted", true, false},
+	{store.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false, false},
+	{alloc.ErrOutcomeUnknown, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false, true},
+	// Redis failing under an allocation may have hidden an earlier call's answer:
+	// the careful words are true either way.
+	{alloc.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false, true},
+	{alloc.ErrClosed, 503, api.ProblemCodeUnavailable, "numberd is shutting down", false, false},
+	{context.DeadlineExceeded, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false, false},
+	{context.Canceled, 503, api.ProblemCodeUnavailable, "the request was cancelled", false, false},
 }
 
 var internalProblem = problemKind{status: 500, code: codeInternal, title: "internal error"}
@@ -76,7 +82,10 @@ func classify(err error) problemKind {
 // detail is the answer's detail for err of kind k: the error's text without the
 // sentinel's own words, or a generic sentence for server-side failures.
 func detail(k problemKind, err error) string {
-	if !k.public {
+	switch {
+	case k.unsure:
+		return k.title + "; the numbers were not handed out, and a retry with the same Idempotency-Key is safe"
+	case !k.public:
 		return k.title + "; nothing was consumed"
 	}
 	msg := err.Error()

@@ -35,6 +35,10 @@ type Metrics struct {
 	RedisRoundTripSeconds prometheus.Histogram
 	// Reseeds counts reseeds of a pool's Redis state, by cause.
 	Reseeds *prometheus.CounterVec
+	// Rollbacks counts a store found gone back in time, by pool and store
+	// ("redis", "mysql"): each is a restored backup or a failover that lost
+	// writes, which numberd survived by skipping numbers.
+	Rollbacks *prometheus.CounterVec
 	// RefillDownloads counts downloads from upstreams, by pool and outcome
 	// ("ok", "failed", "attempt_failed").
 	RefillDownloads *prometheus.CounterVec
@@ -83,6 +87,9 @@ func New() *Metrics {
 		Reseeds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_reseeds_total", Help: "Reseeds of a pool's Redis state from the store, by cause.",
 		}, []string{"pool", "cause"}),
+		Rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "numberd_rollbacks_detected_total", Help: "Stores found gone back in time (a restored backup, a failover that lost writes), by pool and store.",
+		}, []string{"pool", "store"}),
 		RefillDownloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "numberd_refill_downloads_total", Help: "Downloads of segments from upstreams, by pool and outcome.",
 		}, []string{"pool", "outcome"}),
@@ -104,7 +111,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.RedisRoundTrips, m.RedisRoundTripSeconds, m.Reseeds, m.RefillDownloads, m.RefillSeconds, m.RefillFenced, m.HTTPRequests, m.HTTPSeconds,
+		m.Allocations, m.Numbers, m.AllocationSeconds, m.GapNumbers, m.Reservations, m.RedisCalls, m.RedisRoundTrips, m.RedisRoundTripSeconds, m.Reseeds, m.Rollbacks, m.RefillDownloads, m.RefillSeconds, m.RefillFenced, m.HTTPRequests, m.HTTPSeconds,
 	)
 	return m
 }

@@ -16,7 +16,7 @@ type Gap struct {
 	SegmentID int64
 	// Range holds the gap's numbers, a sub-range of the segment's.
 	Range  segment.Range
-	Reason string // GapRecovery, GapExpired or GapRetired
+	Reason string // GapRecovery, GapExpired, GapRetired or GapAbandoned
 	At     time.Time
 }
 
@@ -51,6 +51,47 @@ func (s *Store) addGap(ctx context.Context, tx *sqlx.Tx, g Gap) error {
 	_, err := tx.ExecContext(ctx, s.dialect.insertIgnore+" INTO gaps (pool, segment_id, lo, hi, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
 		g.Pool, g.SegmentID, g.Range.Lo, g.Range.Hi, g.Reason, at.UnixMicro())
 	return err
+}
+
+// AddGapOutside records the parts of g that no gap of its segment holds yet, and
+// returns them: a range may be known lost twice (numbers an abandoned call took,
+// then a reseed skipping past the same cursor), and a number is in one gap only.
+func (s *Store) AddGapOutside(ctx context.Context, g Gap) (recorded []Gap, err error) {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		recorded, err = s.addGapOutside(ctx, tx, g)
+		return err
+	})
+	return recorded, err
+}
+
+func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g Gap) ([]Gap, error) {
+	var held []struct {
+		Lo int64 `db:"lo"`
+		Hi int64 `db:"hi"`
+	}
+	if err := tx.SelectContext(ctx, &held, "SELECT lo, hi FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+s.dialect.forUpdate,
+		g.SegmentID, g.Range.Lo, g.Range.Hi); err != nil {
+		return nil, err
+	}
+	var out []Gap
+	part := g
+	for _, h := range held {
+		if h.Lo > part.Range.Lo {
+			piece := part
+			piece.Range.Hi = min(h.Lo-1, part.Range.Hi)
+			out = append(out, piece)
+		}
+		part.Range.Lo = max(part.Range.Lo, h.Hi+1)
+	}
+	if part.Range.Lo <= part.Range.Hi {
+		out = append(out, part)
+	}
+	for _, piece := range out {
+		if err := s.addGap(ctx, tx, piece); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Gaps returns the gaps of pool in the order they were recorded.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -78,4 +80,54 @@ func (s *Store) PurgeIdempotency(ctx context.Context) (int64, error) {
 	}
 	n, err := res.RowsAffected()
 	return n, s.unavailable(err)
+}
+
+// KeepIdempotencies stores the records of recs that have no unexpired record of
+// their key yet, in one transaction, and returns for each of recs the record its
+// key holds afterwards: its own, or the one stored before it with what may be
+// another answer. Distributed mode writes a batch of allocations' records at once.
+func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord) ([]IdempotencyRecord, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	keys := make([]any, 0, 3*len(recs))
+	rows := make([]idempotencyRow, len(recs))
+	for i, rec := range recs {
+		keys = append(keys, rec.Pool, rec.Scope, rec.Key)
+		rows[i] = idempotencyRow{
+			Pool: rec.Pool, Scope: rec.Scope, Key: rec.Key, Fingerprint: rec.Fingerprint, Answer: rec.Answer,
+			CreatedAt: rec.CreatedAt.UnixMicro(), ExpiresAt: rec.ExpiresAt.UnixMicro(),
+		}
+	}
+	in := "(pool, scope, idem_key) IN (" + strings.Repeat("(?, ?, ?), ", len(recs)-1) + "(?, ?, ?))"
+	var held []idempotencyRow
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ? AND "+in, append([]any{s.now()}, keys...)...); err != nil {
+			return err
+		}
+		if _, err := tx.NamedExecContext(ctx, s.dialect.insertIgnore+" INTO idempotency (pool, scope, idem_key, fingerprint, numbers, created_at, expires_at) VALUES (:pool, :scope, :idem_key, :fingerprint, :numbers, :created_at, :expires_at)", rows); err != nil {
+			return err
+		}
+		held = held[:0]
+		return tx.SelectContext(ctx, &held, "SELECT pool, scope, idem_key, fingerprint, numbers, created_at, expires_at FROM idempotency WHERE "+in, keys...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	byKey := make(map[[3]string]idempotencyRow, len(held))
+	for _, h := range held {
+		byKey[[3]string{h.Pool, h.Scope, h.Key}] = h
+	}
+	out := make([]IdempotencyRecord, len(recs))
+	for i, rec := range recs {
+		h, ok := byKey[[3]string{rec.Pool, rec.Scope, rec.Key}]
+		if !ok {
+			return nil, fmt.Errorf("%w: idempotency record of %q vanished while stored", ErrUnavailable, rec.Key)
+		}
+		out[i] = IdempotencyRecord{
+			Pool: h.Pool, Scope: h.Scope, Key: h.Key, Fingerprint: h.Fingerprint, Answer: h.Answer,
+			CreatedAt: fromMicros(h.CreatedAt), ExpiresAt: fromMicros(h.ExpiresAt),
+		}
+	}
+	return out, nil
 }

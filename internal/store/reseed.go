@@ -39,13 +39,20 @@ func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Re
 }
 
 // Reseed starts a new generation of pool's Redis state, which resumes every open
-// segment just above its durable high-water mark. What lies between a segment's
-// checkpointed cursor and its mark may have been handed out by the lost state: it
-// is recorded as a recovery gap and skipped. Reseed fails with ErrConflict if the
-// pool is not at generation epoch any more, because another node reseeded first.
-// It returns the new generation and the pool's segments afterwards.
-func (s *Store) Reseed(ctx context.Context, pool string, epoch int64) (next int64, segs []Segment, gaps []Gap, err error) {
+// segment just above the highest mark anyone has observed: its durable high-water
+// mark, and floors[id], the next number by what Redis shows or a node saw. A floor
+// above the high-water mark means the store went back in time (restored from a
+// backup): the mark is raised to it, so nothing at or below it is reserved again.
+// What lies between a segment's checkpointed cursor and where it resumes may have
+// been handed out by the lost state: it is recorded as a recovery gap, except the
+// parts already inside a gap, and skipped. The new generation is epoch + 1, or
+// minGen if that is higher (a generation seen in Redis or by a node that this
+// store does not remember). Reseed fails with ErrConflict if the pool is not at
+// generation epoch any more, because another node reseeded first. It returns the
+// new generation, the pool's segments afterwards and the gaps it recorded.
+func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, floors map[int64]int64) (next int64, segs []Segment, gaps []Gap, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		segs, gaps = nil, nil
 		current, err := s.lockPool(ctx, tx, pool)
 		if err != nil {
 			return err
@@ -60,26 +67,29 @@ func (s *Store) Reseed(ctx context.Context, pool string, epoch int64) (next int6
 		at := s.Now()
 		for _, r := range rows {
 			seg := r.segment()
-			if seg.State != StateOpen || seg.Next > seg.ReservedHi {
+			resume := max(seg.Next, seg.ReservedHi+1, floors[seg.ID])
+			if seg.State != StateOpen || resume == seg.Next {
 				segs = append(segs, seg)
 				continue
 			}
 			gap := Gap{Pool: pool, SegmentID: seg.ID, Range: seg.Range, Reason: GapRecovery, At: at}
-			gap.Range.Lo, gap.Range.Hi = seg.Next, seg.ReservedHi
-			if err := s.addGap(ctx, tx, gap); err != nil {
+			gap.Range.Lo, gap.Range.Hi = seg.Next, min(resume-1, seg.Range.Hi)
+			recorded, err := s.addGapOutside(ctx, tx, gap)
+			if err != nil {
 				return err
 			}
-			gaps = append(gaps, gap)
-			seg.Next = seg.ReservedHi + 1
+			gaps = append(gaps, recorded...)
+			seg.Next = resume
+			seg.ReservedHi = max(seg.ReservedHi, min(resume-1, seg.Range.Hi))
 			if seg.Next > seg.Range.Hi {
 				seg.State = StateExhausted
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE segments SET next = ?, state = ? WHERE id = ?", seg.Next, seg.State, seg.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE segments SET next = ?, reserved_hi = ?, state = ? WHERE id = ?", seg.Next, seg.ReservedHi, seg.State, seg.ID); err != nil {
 				return err
 			}
 			segs = append(segs, seg)
 		}
-		next = epoch + 1
+		next = max(epoch+1, minGen)
 		_, err = tx.ExecContext(ctx, "UPDATE pools SET epoch = ? WHERE id = ?", next, pool)
 		return err
 	})

@@ -58,6 +58,9 @@ const (
 	GapRecovery = "recovery"
 	GapExpired  = "expired"
 	GapRetired  = "retired"
+	// GapAbandoned holds numbers an allocate call took whose answer never reached
+	// its caller (a timeout, a lost reply): known taken, never handed out.
+	GapAbandoned = "abandoned"
 )
 
 // Store is numberd's durable state in one database.

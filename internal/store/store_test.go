@@ -3,9 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -562,7 +564,7 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: a.ID, Next: 90}, {SegmentID: b.ID, Next: 211}}); err != nil {
 			t.Fatal(err)
 		}
-		epoch, segs, gaps, err := s.Reseed(ctx, "p", 0)
+		epoch, segs, gaps, err := s.Reseed(ctx, "p", 0, 0, nil)
 		if err != nil || epoch != 1 {
 			t.Fatalf("Reseed = %d, %v", epoch, err)
 		}
@@ -572,7 +574,7 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 		if len(segs) != 3 || segs[0].State != store.StateExhausted || segs[1].Next != 251 || segs[2].Next != c.Range.Lo {
 			t.Errorf("segments after reseed = %+v", segs)
 		}
-		if _, _, _, err := s.Reseed(ctx, "p", 0); !errors.Is(err, store.ErrConflict) {
+		if _, _, _, err := s.Reseed(ctx, "p", 0, 0, nil); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("reseed from a stale generation: err = %v, want ErrConflict", err)
 		}
 		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}, nil); !errors.Is(err, store.ErrConflict) {
@@ -582,7 +584,7 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 			t.Errorf("reservation under the current generation: %v", err)
 		}
 		// Reseeding again records only what the new generation reserved.
-		_, _, gaps, err = s.Reseed(ctx, "p", 1)
+		_, _, gaps, err = s.Reseed(ctx, "p", 1, 0, nil)
 		if err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 255 || gaps[0].Range.Hi != 260 {
 			t.Errorf("second reseed gaps = %+v, %v; want 255..260 (from the cursor checkpointed with the reservation)", gaps, err)
 		}
@@ -597,6 +599,78 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 	})
 }
 
+// TestReseedResumesAboveEveryMark: a store restored from a backup has marks below
+// what Redis handed out; a reseed given those numbers as floors resumes above
+// them, raises the mark, takes the generation it is told to at least, and
+// leaves out of its gap what an earlier gap holds.
+func TestReseedResumesAboveEveryMark(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		a := mustSegment(t, s, "p", "0001", "0100")
+		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 20}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}); err != nil {
+			t.Fatal(err)
+		}
+		abandoned := store.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: store.GapAbandoned}
+		abandoned.Range.Lo, abandoned.Range.Hi = 12, 14
+		if got, err := s.AddGapOutside(ctx, abandoned); err != nil || len(got) != 1 {
+			t.Fatalf("AddGapOutside = %+v, %v", got, err)
+		}
+		epoch, segs, gaps, err := s.Reseed(ctx, "p", 0, 7, map[int64]int64{a.ID: 41})
+		if err != nil || epoch != 7 {
+			t.Fatalf("Reseed = %d, %v; want generation 7", epoch, err)
+		}
+		var got []string
+		for _, g := range gaps {
+			got = append(got, fmt.Sprintf("%d..%d %s", g.Range.Lo, g.Range.Hi, g.Reason))
+		}
+		if want := []string{"10..11 recovery", "15..40 recovery"}; !slices.Equal(got, want) {
+			t.Errorf("gaps = %q, want %q (around the abandoned 12..14)", got, want)
+		}
+		if segs[0].Next != 41 || segs[0].ReservedHi != 40 {
+			t.Errorf("segment after reseed: next %d, reserved_hi %d; want 41 and 40", segs[0].Next, segs[0].ReservedHi)
+		}
+		// Recording the same numbers again adds nothing.
+		again := abandoned
+		again.Range.Lo, again.Range.Hi = 10, 45
+		if got, err := s.AddGapOutside(ctx, again); err != nil || len(got) != 1 || got[0].Range.Lo != 41 || got[0].Range.Hi != 45 {
+			t.Errorf("AddGapOutside over recorded gaps = %+v, %v; want 41..45 only", got, err)
+		}
+	})
+}
+
+// TestKeepIdempotenciesKeepsTheFirst: a batch of records stores those whose key
+// is free and answers, for each, what its key holds.
+func TestKeepIdempotenciesKeepsTheFirst(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		now := time.Now()
+		rec := func(key, answer string) store.IdempotencyRecord {
+			return store.IdempotencyRecord{Pool: "p", Scope: "s", Key: key, Fingerprint: "count=1", Answer: answer, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		}
+		if _, err := s.KeepIdempotencies(ctx, []store.IdempotencyRecord{rec("a", "first")}); err != nil {
+			t.Fatal(err)
+		}
+		expired := rec("c", "old")
+		expired.ExpiresAt = now.Add(-time.Second)
+		if err := s.PutIdempotency(ctx, expired); err != nil {
+			t.Fatal(err)
+		}
+		held, err := s.KeepIdempotencies(ctx, []store.IdempotencyRecord{rec("a", "second"), rec("b", "new"), rec("c", "fresh")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, h := range held {
+			got = append(got, h.Key+"="+h.Answer)
+		}
+		if want := []string{"a=first", "b=new", "c=fresh"}; !slices.Equal(got, want) {
+			t.Errorf("held = %q, want %q", got, want)
+		}
+	})
+}
+
 func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
@@ -607,7 +681,7 @@ func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
 			g.Range.Lo = lo
 			return &g
 		}
-		if _, _, _, err := s.Reseed(ctx, "p", 0); err != nil {
+		if _, _, _, err := s.Reseed(ctx, "p", 0, 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		changed, err := s.CloseSegmentAt(ctx, "p", 0, seg.ID, store.StateRetired, 11, gapFrom(11))

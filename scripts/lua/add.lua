@@ -12,16 +12,23 @@
 -- Answer: OK <added>, RESEED (state missing or from another run), or MISMATCH
 -- (another generation).
 
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-local meta = redis.call('HMGET', KEYS[1], 'run', 'gen', 'queue')
-if meta[1] ~= run or not meta[2] or not meta[3] then
+local run, repl = identity()
+local m = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')
+local gen, queue0, ver = m[3], m[4], m[5] or '0'
+if m[1] ~= run or m[2] ~= repl or not gen or not queue0 or (redis.call('HGET', KEYS[2], 'ver') or '0') ~= ver then
   return 'RESEED'
 end
-if meta[2] ~= ARGV[1] then
+-- bump marks a change, so that a node that saw it refuses a state from before it.
+local function bump()
+  local v = string.format('%d', tonumber(ver) + 1)
+  redis.call('HSET', KEYS[1], 'ver', v)
+  redis.call('HSET', KEYS[2], 'ver', v)
+end
+if gen ~= ARGV[1] then
   return 'MISMATCH'
 end
 local queued = {}
-for id in string.gmatch(meta[3], '[^,]+') do queued[id] = true end
+for id in string.gmatch(queue0, '[^,]+') do queued[id] = true end
 local queue, added = {}, 0
 local at = 3
 for _ = 1, tonumber(ARGV[2]) do
@@ -39,8 +46,9 @@ end
 -- Segments queued here but not passed in stay, in their order, after the others.
 local listed = {}
 for _, id in ipairs(queue) do listed[id] = true end
-for id in string.gmatch(meta[3], '[^,]+') do
+for id in string.gmatch(queue0, '[^,]+') do
   if not listed[id] then queue[#queue + 1] = id end
 end
 redis.call('HSET', KEYS[1], 'queue', table.concat(queue, ','))
+if added > 0 then bump() end
 return 'OK ' .. added

@@ -2,27 +2,34 @@
 -- per request. Offsets count from a segment's first number, so every value here is
 -- below 2^53 and exact in Lua's doubles; the caller turns offsets into numbers.
 --
--- KEYS[1]   numberd:{pool}:meta  hash: run (the Redis process the state was seeded
---                                 on), gen (seed generation), queue (open segment
---                                 ids in allocation order, comma-separated)
--- KEYS[2]   numberd:{pool}:seg   hash: <id>:size, <id>:used, <id>:lease (numbers the
---                                 store has reserved), <id>:exp (ms, 0 = never),
---                                 <id>:state (set once retired or expired)
+-- KEYS[1]   numberd:{pool}:meta  hash: run and repl (the Redis process and the
+--                                 replication id the state was seeded under), gen
+--                                 (seed generation), ver (raised by every change),
+--                                 queue (open segment ids in allocation order,
+--                                 comma-separated)
+-- KEYS[2]   numberd:{pool}:seg   hash: ver (meta's, or one of the keys is not of
+--                                 the same moment), <id>:size, <id>:used,
+--                                 <id>:lease (numbers the store has reserved),
+--                                 <id>:exp (ms, 0 = never), <id>:state (set once
+--                                 retired or expired)
 -- KEYS[3]   numberd:{pool}:memo:<call id>  this call's answer, kept briefly so that
 --                                 a call retried after a lost reply answers again
 --                                 instead of allocating twice
 -- KEYS[3+i] numberd:{pool}:idem:<scope>:<key>  idempotency record of key i
 -- ARGV[1]   memo lifetime, seconds
 -- ARGV[2]   idempotency record lifetime, seconds
--- ARGV[3]   the newest seed generation the caller has seen in the store: a state
---           of an older one was superseded elsewhere (this server was failed over
---           from and has come back) and must not hand out what it still holds
--- ARGV[4]   number of requests n
--- ARGV[5]   the numbers the n requests ask for together
--- ARGV[6]   each request's count, comma-separated, in order (- when n is 0)
--- ARGV[7]   each request's key index i, comma-separated (0: none), or - when no
+-- ARGV[3]   the newest seed generation the caller has seen: a state of an older
+--           one was superseded elsewhere (this server was failed over from and has
+--           come back) and must not hand out what it still holds
+-- ARGV[4]   the newest ver the caller has seen of generation ARGV[3]: a state below
+--           it went back in time (keys restored from a dump, a copy of a copy) and
+--           would hand out again what it handed out before
+-- ARGV[5]   number of requests n
+-- ARGV[6]   the numbers the n requests ask for together
+-- ARGV[7]   each request's count, comma-separated, in order (- when n is 0)
+-- ARGV[8]   each request's key index i, comma-separated (0: none), or - when no
 --           request has a key
--- ARGV[7+i] the fingerprint of the request with key index i
+-- ARGV[8+i] the fingerprint of the request with key index i
 --
 -- The requests come as two strings rather than three arguments each: per-request
 -- arguments and their conversion to numbers were most of a call's cost, and the
@@ -30,10 +37,15 @@
 -- is answered without reading them.
 --
 -- Answer, space-separated tokens:
---   RESEED <run>     the state is missing, was written on another Redis process
---                    (restart, failover, flush) or is of a superseded generation:
---                    nothing was handed out
---   OK <gen> <available> <leased> <n> <letters> <runs> [R:<spans>...] [E:<id>:<used>...]
+--   RESEED <why> <gen> the state cannot be used, and nothing was handed out. why:
+--                    lost (missing), foreign (seeded on another process or
+--                    replication history: restart, failover, flush), superseded
+--                    (an older generation), behind (older than ARGV[4]), partial
+--                    (a key or field missing or malformed); gen is the state's,
+--                    or - when unknown
+--   VOID             this call was given up by its caller before it ran (see
+--                    resolve.lua): nothing was handed out
+--   OK <gen> <ver> <available> <leased> <n> <letters> <runs> [R:<spans>...] [E:<id>:<used>...]
 --     letters holds one letter per request: A (allocated), R (replayed), C (key
 --     reused for another request), X (not enough numbers), L (not enough reserved
 --     numbers: wait for the lease to grow).
@@ -43,17 +55,31 @@
 --     An R:<spans> token follows for each R, in order; spans are runs' form.
 --     E:<id>:<used> reports each segment this call found expired.
 
-local info = redis.call('INFO', 'server')
-local at = string.find(info, 'run_id:', 1, true)
-local run = at and string.sub(info, at + 7, at + 46) or '?'
-
-local meta = redis.call('HMGET', KEYS[1], 'run', 'gen', 'queue')
-if meta[1] ~= run or not meta[2] or not meta[3] or tonumber(meta[2]) < tonumber(ARGV[3]) then
-  return 'RESEED ' .. run
+local run, repl = identity()
+local meta = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')
+if not meta[1] then
+  return 'RESEED lost -'
+end
+local gen = tonumber(meta[3])
+if not gen or not meta[4] then
+  return 'RESEED partial -'
+end
+if meta[1] ~= run or meta[2] ~= repl then
+  return 'RESEED foreign ' .. meta[3]
+end
+if gen < tonumber(ARGV[3]) then
+  return 'RESEED superseded ' .. meta[3]
 end
 local memo = redis.call('GET', KEYS[3])
 if memo then
   return memo
+end
+local ver = tonumber(meta[5] or '0')
+if not ver or (redis.call('HGET', KEYS[2], 'ver') or '0') ~= (meta[5] or '0') then
+  return 'RESEED partial ' .. meta[3]
+end
+if gen == tonumber(ARGV[3]) and ver < tonumber(ARGV[4]) then
+  return 'RESEED behind ' .. meta[3]
 end
 
 local function fmt(x) return string.format('%d', x) end
@@ -63,12 +89,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local open, expired = {}, {}
 local changed = false
-for id in string.gmatch(meta[3], '[^,]+') do
+for id in string.gmatch(meta[4], '[^,]+') do
   local f = redis.call('HMGET', KEYS[2], id .. ':size', id .. ':used', id .. ':lease', id .. ':exp')
-  if not (f[1] and f[2] and f[3] and f[4]) then
-    return 'RESEED ' .. run -- part of the state was evicted
-  end
   local s = {id = id, size = tonumber(f[1]), used = tonumber(f[2]), lease = tonumber(f[3]), exp = tonumber(f[4])}
+  if not (s.size and s.used and s.lease and s.exp) then
+    return 'RESEED partial ' .. meta[3] -- part of the state was evicted or damaged
+  end
   if s.exp > 0 and now >= s.exp then
     redis.call('HSET', KEYS[2], id .. ':state', 'expired')
     expired[#expired + 1] = 'E:' .. id .. ':' .. fmt(s.used)
@@ -81,9 +107,9 @@ for id in string.gmatch(meta[3], '[^,]+') do
 end
 
 local letters, replays = {}, {}
-local n, total = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n, total = tonumber(ARGV[5]), tonumber(ARGV[6])
 local head = open[1]
-if n > 0 and ARGV[7] == '-' and head and math.min(head.size, head.lease) - head.used >= total then
+if n > 0 and ARGV[8] == '-' and head and math.min(head.size, head.lease) - head.used >= total then
   -- No request has a key and the first segment's reserved numbers cover them
   -- all: each request takes its count in turn, which needs no look at the counts.
   head.first = head.used
@@ -91,13 +117,13 @@ if n > 0 and ARGV[7] == '-' and head and math.min(head.size, head.lease) - head.
   letters = {string.rep('A', n)}
 elseif n > 0 then
   local counts, kis = {}, {}
-  for c in string.gmatch(ARGV[6], '%d+') do counts[#counts + 1] = tonumber(c) end
-  if ARGV[7] ~= '-' then
-    for k in string.gmatch(ARGV[7], '%d+') do kis[#kis + 1] = tonumber(k) end
+  for c in string.gmatch(ARGV[7], '%d+') do counts[#counts + 1] = tonumber(c) end
+  if ARGV[8] ~= '-' then
+    for k in string.gmatch(ARGV[8], '%d+') do kis[#kis + 1] = tonumber(k) end
   end
   for r = 1, n do
     local count, ki = counts[r], kis[r] or 0
-    local fp = ki > 0 and ARGV[7 + ki]
+    local fp = ki > 0 and ARGV[8 + ki]
     local rec = false
     if ki > 0 then
       rec = redis.call('GET', KEYS[3 + ki])
@@ -169,8 +195,13 @@ end
 if changed then
   redis.call('HSET', KEYS[1], 'queue', table.concat(queue, ','))
 end
+if changed or #runs > 0 then
+  ver = ver + 1
+  redis.call('HSET', KEYS[1], 'ver', fmt(ver))
+  redis.call('HSET', KEYS[2], 'ver', fmt(ver))
+end
 
-local reply = 'OK ' .. meta[2] .. ' ' .. fmt(available) .. ' ' .. fmt(leased) .. ' ' .. n .. ' ' ..
+local reply = 'OK ' .. meta[3] .. ' ' .. fmt(ver) .. ' ' .. fmt(available) .. ' ' .. fmt(leased) .. ' ' .. n .. ' ' ..
   (n > 0 and table.concat(letters) or '-') .. ' ' .. (#runs > 0 and table.concat(runs, ',') or '-')
 if #replays > 0 then reply = reply .. ' ' .. table.concat(replays, ' ') end
 if #expired > 0 then reply = reply .. ' ' .. table.concat(expired, ' ') end

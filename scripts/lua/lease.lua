@@ -13,12 +13,12 @@
 --
 -- Answer: OK, RESEED (state missing or from another run), or MISMATCH.
 
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-local meta = redis.call('HMGET', KEYS[1], 'run', 'gen')
-if meta[1] ~= run or not meta[2] then
+local run, repl = identity()
+local meta = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen')
+if meta[1] ~= run or meta[2] ~= repl or not meta[3] then
   return 'RESEED'
 end
-if meta[2] ~= ARGV[1] then
+if meta[3] ~= ARGV[1] then
   return 'MISMATCH'
 end
 local k = tonumber(ARGV[2])

@@ -5,20 +5,32 @@ package lua
 
 import _ "embed"
 
-// The scripts' sources.
+//go:embed identity.lua
+var identity string
+
+// The scripts' sources. Those that read or write a pool's state begin with
+// identity.lua, the one definition of what makes a state this server's own.
 var (
 	//go:embed allocate.lua
-	Allocate string
+	allocate string
+	Allocate = identity + allocate
 	//go:embed seed.lua
-	Seed string
+	seed string
+	Seed = identity + seed
 	//go:embed lease.lua
-	Lease string
+	lease string
+	Lease = identity + lease
 	//go:embed add.lua
-	Add string
+	add string
+	Add = identity + add
 	//go:embed retire.lua
-	Retire string
+	retire string
+	Retire = identity + retire
 	//go:embed peek.lua
-	Peek string
+	peek string
+	Peek = identity + peek
+	//go:embed resolve.lua
+	Resolve string
 	//go:embed lock.lua
 	Lock string
 	//go:embed unlock.lua

@@ -1,18 +1,30 @@
--- peek.lua: read a pool's state without changing it.
+-- peek.lua: read a pool's state without changing it, whether or not it can be used:
+-- a reseed starts above what even an unusable state shows.
 --
 -- KEYS[1]  numberd:{pool}:meta
 -- KEYS[2]  numberd:{pool}:seg
 -- ARGV     segment ids to report
 --
--- Answer: RESEED, or OK <gen> <queue or -> then per id: <id>:<used>:<lease>:<state>
--- with - for a missing field.
+-- Answer: <status> <gen> <ver> <queue> then per id: <id>:<used>:<lease>:<state>,
+-- with - for a missing field or queue. status is OK, or RESEED when the state is
+-- missing, foreign (seeded on another process or replication history), or partial
+-- (meta and seg not of one moment, or a queued segment's field missing).
 
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-local meta = redis.call('HMGET', KEYS[1], 'run', 'gen', 'queue')
-if meta[1] ~= run or not meta[2] or not meta[3] then
-  return 'RESEED'
+local run, repl = identity()
+local m = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')
+local status = 'OK'
+if m[1] ~= run or m[2] ~= repl or not tonumber(m[3]) or not m[4]
+    or (redis.call('HGET', KEYS[2], 'ver') or '0') ~= (m[5] or '0') then
+  status = 'RESEED'
+else
+  for id in string.gmatch(m[4], '[^,]+') do
+    local f = redis.call('HMGET', KEYS[2], id .. ':size', id .. ':used', id .. ':lease', id .. ':exp')
+    if not (tonumber(f[1]) and tonumber(f[2]) and tonumber(f[3]) and tonumber(f[4])) then
+      status = 'RESEED'
+    end
+  end
 end
-local out = {'OK', meta[2], meta[3] ~= '' and meta[3] or '-'}
+local out = {status, m[3] or '-', m[5] or '0', (m[4] and m[4] ~= '') and m[4] or '-'}
 for _, id in ipairs(ARGV) do
   local f = redis.call('HMGET', KEYS[2], id .. ':used', id .. ':lease', id .. ':state')
   out[#out + 1] = id .. ':' .. (f[1] or '-') .. ':' .. (f[2] or '-') .. ':' .. (f[3] or '-')

@@ -1,4 +1,5 @@
--- seed.lua: write a pool's state afresh, stamped with this Redis process's run id.
+-- seed.lua: write a pool's state afresh, stamped with this Redis process's run id
+-- and replication id (see identity.lua).
 -- A seed hands out nothing by itself: every segment's lease equals its used count,
 -- so numbers flow only once the store reserves more and lease.lua raises the lease.
 -- That makes a late or repeated seed harmless.
@@ -11,7 +12,7 @@
 --
 -- Answer: the run id the state was stamped with.
 
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local run, repl = identity()
 redis.call('DEL', KEYS[1], KEYS[2])
 local ids = {}
 local at = 3
@@ -21,5 +22,6 @@ for _ = 1, tonumber(ARGV[2]) do
   redis.call('HSET', KEYS[2], id .. ':size', size, id .. ':used', used, id .. ':lease', used, id .. ':exp', exp)
   ids[#ids + 1] = id
 end
-redis.call('HSET', KEYS[1], 'run', run, 'gen', ARGV[1], 'queue', table.concat(ids, ','))
+redis.call('HSET', KEYS[2], 'ver', '1')
+redis.call('HSET', KEYS[1], 'run', run, 'repl', repl, 'gen', ARGV[1], 'ver', '1', 'queue', table.concat(ids, ','))
 return run

@@ -1,0 +1,224 @@
+package alloc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// maxUnsettled bounds what a node remembers of calls to settle. Past it, during
+// a long outage, the oldest are forgotten, with an error logged: their numbers,
+// if they took any, fall to the next reseed's recovery gap or stay unaccounted.
+const maxUnsettled = 1 << 16
+
+// unsettledCall is an allocate call whose answer never came back, or a keyed
+// allocation whose idempotency record could not be stored.
+type unsettledCall struct {
+	pool   *rpool
+	memo   string           // the call's memo key, when it is a call
+	reqs   []pendingRequest // the call's requests, in its order
+	record *store.IdempotencyRecord
+	lost   []segment.Range // numbers known abandoned, whose gap is yet to be recorded
+	since  time.Time
+}
+
+type pendingRequest struct {
+	count int
+	idem  *Idempotency
+}
+
+func requestsOf(batch []*call) []pendingRequest {
+	out := make([]pendingRequest, len(batch))
+	for i, c := range batch {
+		out[i] = pendingRequest{count: c.count, idem: c.idem}
+	}
+	return out
+}
+
+// unsettled holds what the resolver has yet to settle.
+type unsettled struct {
+	mu    sync.Mutex
+	calls []unsettledCall
+	lost  int // forgotten past maxUnsettled, not logged yet
+	wake  chan struct{}
+}
+
+func (u *unsettled) add(c unsettledCall) {
+	u.keep(c)
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+}
+
+// keep holds c for the resolver's next pass without waking it: for a call it
+// failed to settle just now.
+func (u *unsettled) keep(c unsettledCall) {
+	u.mu.Lock()
+	if len(u.calls) == maxUnsettled {
+		u.calls = u.calls[1:]
+		u.lost++
+	}
+	u.calls = append(u.calls, c)
+	u.mu.Unlock()
+}
+
+func (u *unsettled) take() (calls []unsettledCall, lost int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	calls, lost = u.calls, u.lost
+	u.calls, u.lost = nil, 0
+	return calls, lost
+}
+
+// resolver settles unsettled calls as soon as Redis and the store answer again,
+// retrying every second until then, and once more at Close.
+func (e *Distributed) resolver() {
+	defer e.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.stop:
+			ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+			e.settleAll(ctx)
+			cancel()
+			if left, _ := e.unsure.take(); len(left) > 0 {
+				e.opts.Logger.Error("allocate calls left unsettled at close: the numbers they may have taken are not recorded", "calls", len(left))
+			}
+			return
+		case <-e.unsure.wake:
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+		e.settleAll(ctx)
+		cancel()
+	}
+}
+
+// settleAll settles what it can of the unsettled calls, keeps the rest for the
+// next pass, and logs one line for the pass.
+func (e *Distributed) settleAll(ctx context.Context) {
+	calls, lost := e.unsure.take()
+	if lost > 0 {
+		e.opts.Logger.Error("forgot allocate calls to settle: too many while Redis or the store was away", "calls", lost)
+	}
+	if len(calls) == 0 {
+		return
+	}
+	var settled int
+	var abandoned, kept int64
+	var failed error
+	for i, c := range calls {
+		if failed != nil {
+			e.unsure.keep(c)
+			continue
+		}
+		a, k, err := e.settle(ctx, c)
+		if err != nil {
+			failed = err
+			e.unsure.keep(calls[i])
+			continue
+		}
+		settled++
+		abandoned += a
+		kept += k
+	}
+	if settled > 0 {
+		e.opts.Logger.Warn("settled allocations whose answers were lost", "calls", settled, "abandoned_numbers", abandoned, "kept_for_keys", kept, "unsettled", len(calls)-settled)
+	}
+	if failed != nil && settled == 0 {
+		e.opts.Logger.Debug("settling lost allocations waits for Redis and the store", "calls", len(calls), "err", failed)
+	}
+}
+
+// settle settles one call: what it took goes to its keyed requests' records, or
+// into an abandoned gap. It returns how many numbers went each way.
+func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, kept int64, err error) {
+	p := c.pool
+	if c.lost != nil {
+		n, err := e.abandon(ctx, p, c.lost)
+		return n, 0, err
+	}
+	if c.record != nil {
+		held, err := e.idem.do(ctx, *c.record)
+		if err != nil {
+			return 0, 0, err
+		}
+		spans, err := decodeSpans(c.record.Answer, p.digits)
+		if err != nil {
+			return 0, 0, err
+		}
+		if held.Answer != c.record.Answer {
+			n, err := e.abandon(ctx, p, spans)
+			return n, 0, err
+		}
+		return 0, Allocation{Spans: spans}.Count(), nil
+	}
+	reply, err := scripts.resolve.Run(ctx, e.rdb, []string{c.memo}, tombstoneTTL).Text()
+	e.opts.Metrics.RedisCalls.WithLabelValues("resolve").Inc()
+	if err != nil {
+		return 0, 0, redisErr(err)
+	}
+	if reply == "VOID" {
+		return 0, 0, nil // it never ran, and now never will
+	}
+	f := strings.Fields(reply)
+	if len(f) < 8 || f[0] != "OK" || len(f[6]) != len(c.reqs) {
+		return 0, 0, fmt.Errorf("%w: malformed memo %q", ErrUnavailable, reply)
+	}
+	runs, err := parseRuns(f[7])
+	if err != nil {
+		return 0, 0, err
+	}
+	var lost []offsetRun
+	var recs []store.IdempotencyRecord
+	for i, r := range c.reqs {
+		if f[6][i] != 'A' {
+			continue
+		}
+		var got []offsetRun
+		if got, runs, err = take(runs, int64(r.count)); err != nil {
+			return 0, 0, err
+		}
+		if r.idem == nil {
+			lost = append(lost, got...)
+			continue
+		}
+		// A keyed request's numbers are its key's: Redis answers them to a retry,
+		// and the store must agree.
+		spans, err := e.spans(ctx, p, got)
+		if err != nil {
+			return 0, 0, err
+		}
+		recs = append(recs, e.record(p, Request{Pool: p.id, Count: r.count, Idempotency: r.idem}, spans))
+	}
+	var held []store.IdempotencyRecord
+	if len(recs) > 0 {
+		if held, err = e.store.KeepIdempotencies(ctx, recs); err != nil {
+			return 0, 0, err
+		}
+	}
+	spans, err := e.spans(ctx, p, lost)
+	if err != nil {
+		return 0, 0, err
+	}
+	for i, rec := range recs {
+		mine, err := decodeSpans(rec.Answer, p.digits)
+		if err != nil {
+			return 0, 0, err
+		}
+		if held[i].Answer == rec.Answer {
+			kept += Allocation{Spans: mine}.Count()
+		} else {
+			spans = append(spans, mine...)
+		}
+	}
+	abandoned, err = e.abandon(ctx, p, spans)
+	return abandoned, kept, err
+}
