@@ -1,5 +1,3 @@
-//go:build nemesis
-
 package nemesis_test
 
 import (
@@ -40,7 +38,7 @@ type verdict struct {
 	InDoubt     map[string]int64
 	// Unexplained: unaccounted numbers that no call which broke off could have
 	// taken, as none was in flight while they were taken: numbers consumed by
-	// calls whose answer said nothing was (issue 13, finding 3). The sharper
+	// calls whose answer said nothing was (Redis paused past the request timeout, its queued scripts run on resume). The sharper
 	// form of the check above.
 	Unexplained int64
 	// AboveCursor: handed out, yet at or above their segment's cursor (numberd

@@ -1,5 +1,3 @@
-//go:build nemesis
-
 package nemesis_test
 
 import (
@@ -37,7 +35,7 @@ const (
 	requestTimeout = time.Second
 	// clientTimeout is how long a client waits for an answer before it breaks
 	// off: well past requestTimeout, so that a node slow to keep its timeout
-	// (issue 13, finding 9) still answers, and what its 503 says can be checked
+	// (one whose store hangs) still answers, and what its 503 says can be checked
 	// against what it consumed, rather than the call breaking off and its numbers
 	// being excused; but shorter than the longest node pauses, whose calls break
 	// off.

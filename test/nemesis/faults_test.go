@@ -1,5 +1,3 @@
-//go:build nemesis
-
 package nemesis_test
 
 import (
@@ -35,7 +33,7 @@ const (
 	redisFailover kind = "redis-failover"
 	// redisRollback: detach the replica, let it lag, then resync the primary
 	// from it and promote it again, numberd's connections never moving: the
-	// primary keeps its run id and holds older data (issue 13, finding 1).
+	// primary keeps its run id and holds older data (its replication id changes).
 	redisRollback kind = "redis-rollback"
 	// redisRestore: DUMP the keys of a pool (or all), RESTORE them after the
 	// hold into the live server (finding 2).

@@ -1,6 +1,4 @@
-//go:build nemesis
-
-// Package nemesis is numberd's Jepsen-style test (issue 13): three real numberd
+// Package nemesis is numberd's Jepsen-style test: three real numberd
 // nodes share a Redis primary, which has a replica, and a MariaDB database; both
 // stores are reached through toxiproxy. Clients with and without
 // Idempotency-Keys allocate from a few pools on random nodes while a seeded
@@ -33,9 +31,7 @@
 // in the repository, and on failure also history.jsonl (every request), state.json
 // (the pools' segments and gaps at the end) and the nodes' logs.
 //
-// The build tag nemesis keeps the package out of `make test` while the holes of
-// issue 13 are open; `make nemesis` passes -tags nemesis. Once the fixes land the
-// tag goes and `make test` runs it for a minute with the fixed seed.
+// `make test` runs it for a minute with the fixed seed, like every other package.
 package nemesis_test
 
 import (

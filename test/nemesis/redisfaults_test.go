@@ -1,5 +1,3 @@
-//go:build nemesis
-
 package nemesis_test
 
 // The nemesis's Redis faults, composed of the primitives of test/harness/faults.go
@@ -130,8 +128,8 @@ func (r *redisPair) switchBack() error {
 }
 
 // resyncPrimaryFromReplica makes the primary follow the detached replica until it
-// has the replica's (older) data, and promotes it again: the rollback in place of
-// issue 13's finding 1, numberd's connections never moving.
+// has the replica's (older) data, and promotes it again: the rollback in place that
+// Sentinel's failover and back makes, numberd's connections never moving.
 func (r *redisPair) resyncPrimaryFromReplica() error {
 	ctx, cancel := ctxFor(syncTimeout)
 	defer cancel()

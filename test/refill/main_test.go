@@ -1,5 +1,5 @@
-// Package refill holds the acceptance tests of refilling pools from an upstream
-// (issue 4): real numberd processes in distributed mode on a throwaway Redis and a
+// Package refill holds the acceptance tests of refilling pools from an upstream:
+// real numberd processes in distributed mode on a throwaway Redis and a
 // fresh MariaDB database, refilling from `numberd upstream-sim` run as a process
 // (or, where an upstream must misbehave, from a fake in the test process), with
 // short refill leases and scans so that takeovers happen within seconds.
