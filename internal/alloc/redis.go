@@ -85,10 +85,13 @@ type Distributed struct {
 
 	memoSeq atomic.Uint64 // numbers this node's allocate calls; see memoKey
 
-	pools  registry[*rpool]
-	pipe   pipeline                                                   // the allocate calls of all pools, coalesced into round trips
-	idem   combiner[store.IdempotencyRecord, store.IdempotencyRecord] // durable idempotency records, written in batches
-	unsure unsettled                                                  // allocate calls whose outcome is unknown, until settled
+	pools registry[*rpool]
+	pipe  pipeline // the allocate calls of all pools, coalesced into round trips
+	// Durable idempotency records are looked up and written in batches: a keyed
+	// request costs the store a share of two round trips, not two of its own.
+	lookup combiner[store.IdempotencyRecord, store.IdempotencyRecord]
+	idem   combiner[store.IdempotencyRecord, store.IdempotencyRecord]
+	unsure unsettled // allocate calls whose outcome is unknown, until settled
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -165,7 +168,8 @@ func (c *call) finish() { c.done <- struct{}{} }
 // into Redis.
 func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
 	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), stop: make(chan struct{})}
-	e.idem.run = e.keepRecords
+	e.lookup.run = e.store.FindIdempotencies
+	e.idem.run = e.store.KeepIdempotencies
 	e.unsure.wake = make(chan struct{}, 1)
 	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.resolve, scripts.lock, scripts.unlock} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {

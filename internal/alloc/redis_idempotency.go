@@ -18,8 +18,8 @@ const redisIdemTTL = 10 * time.Minute
 // one: it holds even when Redis lost its own.
 func (e *Distributed) replay(ctx context.Context, p *rpool, req Request) (Allocation, bool, error) {
 	key := req.Idempotency
-	rec, found, err := e.store.Idempotency(ctx, p.id, key.Scope, key.Key)
-	if err != nil || !found {
+	rec, err := e.lookup.do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
+	if err != nil || rec.Key == "" {
 		return Allocation{}, false, err
 	}
 	a, err := e.recorded(p, req, rec)
@@ -67,11 +67,6 @@ func (e *Distributed) record(p *rpool, req Request, spans []segment.Range) store
 		Pool: p.id, Scope: req.Idempotency.Scope, Key: req.Idempotency.Key, Fingerprint: req.fingerprint(),
 		Answer: encodeSpans(spans), CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
 	}
-}
-
-// keepRecords is the idempotency combiner's work: one transaction for a batch.
-func (e *Distributed) keepRecords(ctx context.Context, recs []store.IdempotencyRecord) ([]store.IdempotencyRecord, error) {
-	return e.store.KeepIdempotencies(ctx, recs)
 }
 
 // abandon records spans, taken but never handed out, as abandoned gaps, and

@@ -34,6 +34,43 @@ type idempotencyRow struct {
 	ExpiresAt   int64  `db:"expires_at"`
 }
 
+func (row idempotencyRow) record() IdempotencyRecord {
+	return IdempotencyRecord{
+		Pool: row.Pool, Scope: row.Scope, Key: row.Key, Fingerprint: row.Fingerprint, Answer: row.Answer,
+		CreatedAt: fromMicros(row.CreatedAt), ExpiresAt: fromMicros(row.ExpiresAt),
+	}
+}
+
+func (rec IdempotencyRecord) row() idempotencyRow {
+	return idempotencyRow{
+		Pool: rec.Pool, Scope: rec.Scope, Key: rec.Key, Fingerprint: rec.Fingerprint, Answer: rec.Answer,
+		CreatedAt: rec.CreatedAt.UnixMicro(), ExpiresAt: rec.ExpiresAt.UnixMicro(),
+	}
+}
+
+// recordKey is what identifies a record: its pool, scope and key.
+type recordKey [3]string
+
+func (rec IdempotencyRecord) key() recordKey { return recordKey{rec.Pool, rec.Scope, rec.Key} }
+
+func byRecordKey(rows []idempotencyRow) map[recordKey]IdempotencyRecord {
+	m := make(map[recordKey]IdempotencyRecord, len(rows))
+	for _, row := range rows {
+		rec := row.record()
+		m[rec.key()] = rec
+	}
+	return m
+}
+
+// keysIn is a WHERE condition matching the records of recs' keys, and its arguments.
+func keysIn(recs []IdempotencyRecord) (string, []any) {
+	args := make([]any, 0, 3*len(recs))
+	for _, rec := range recs {
+		args = append(args, rec.Pool, rec.Scope, rec.Key)
+	}
+	return "(pool, scope, idem_key) IN (" + strings.Repeat("(?, ?, ?), ", len(recs)-1) + "(?, ?, ?))", args
+}
+
 // Idempotency returns the unexpired record of key in pool and scope, and false if
 // there is none.
 func (s *Store) Idempotency(ctx context.Context, pool, scope, key string) (IdempotencyRecord, bool, error) {
@@ -46,19 +83,34 @@ func (s *Store) Idempotency(ctx context.Context, pool, scope, key string) (Idemp
 	if err != nil {
 		return IdempotencyRecord{}, false, s.unavailable(err)
 	}
-	return IdempotencyRecord{
-		Pool: row.Pool, Scope: row.Scope, Key: row.Key, Fingerprint: row.Fingerprint, Answer: row.Answer,
-		CreatedAt: fromMicros(row.CreatedAt), ExpiresAt: fromMicros(row.ExpiresAt),
-	}, true, nil
+	return row.record(), true, nil
+}
+
+// FindIdempotencies looks up the unexpired records of the keys of recs (Pool,
+// Scope and Key; the other fields are ignored) in one query, and returns for each
+// the record found, or a zero record (empty Key) where there is none.
+// Distributed mode looks up a batch of requests' keys at once.
+func (s *Store) FindIdempotencies(ctx context.Context, recs []IdempotencyRecord) ([]IdempotencyRecord, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	in, args := keysIn(recs)
+	var held []idempotencyRow
+	if err := s.db.SelectContext(ctx, &held, "SELECT pool, scope, idem_key, fingerprint, numbers, created_at, expires_at FROM idempotency WHERE expires_at > ? AND "+in, append([]any{s.now()}, args...)...); err != nil {
+		return nil, s.unavailable(err)
+	}
+	byKey := byRecordKey(held)
+	out := make([]IdempotencyRecord, len(recs))
+	for i, rec := range recs {
+		out[i] = byKey[rec.key()]
+	}
+	return out, nil
 }
 
 // PutIdempotency stores rec, replacing an expired record of the same key. It returns
 // ErrDuplicate if an unexpired record of the key exists.
 func (s *Store) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
-	row := idempotencyRow{
-		Pool: rec.Pool, Scope: rec.Scope, Key: rec.Key, Fingerprint: rec.Fingerprint, Answer: rec.Answer,
-		CreatedAt: rec.CreatedAt.UnixMicro(), ExpiresAt: rec.ExpiresAt.UnixMicro(),
-	}
+	row := rec.row()
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE pool = ? AND scope = ? AND idem_key = ? AND expires_at <= ?",
 			row.Pool, row.Scope, row.Key, s.now()); err != nil {
@@ -74,11 +126,15 @@ func (s *Store) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error
 
 // PurgeIdempotency deletes the records that expired before now and reports how many.
 func (s *Store) PurgeIdempotency(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ?", s.now())
-	if err != nil {
-		return 0, s.unavailable(err)
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := s.retry(ctx, func() error {
+		res, err := s.db.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ?", s.now())
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	return n, s.unavailable(err)
 }
 
@@ -90,16 +146,11 @@ func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord)
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	keys := make([]any, 0, 3*len(recs))
 	rows := make([]idempotencyRow, len(recs))
 	for i, rec := range recs {
-		keys = append(keys, rec.Pool, rec.Scope, rec.Key)
-		rows[i] = idempotencyRow{
-			Pool: rec.Pool, Scope: rec.Scope, Key: rec.Key, Fingerprint: rec.Fingerprint, Answer: rec.Answer,
-			CreatedAt: rec.CreatedAt.UnixMicro(), ExpiresAt: rec.ExpiresAt.UnixMicro(),
-		}
+		rows[i] = rec.row()
 	}
-	in := "(pool, scope, idem_key) IN (" + strings.Repeat("(?, ?, ?), ", len(recs)-1) + "(?, ?, ?))"
+	in, keys := keysIn(recs)
 	var held []idempotencyRow
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ? AND "+in, append([]any{s.now()}, keys...)...); err != nil {
@@ -114,20 +165,14 @@ func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord)
 	if err != nil {
 		return nil, err
 	}
-	byKey := make(map[[3]string]idempotencyRow, len(held))
-	for _, h := range held {
-		byKey[[3]string{h.Pool, h.Scope, h.Key}] = h
-	}
+	byKey := byRecordKey(held)
 	out := make([]IdempotencyRecord, len(recs))
 	for i, rec := range recs {
-		h, ok := byKey[[3]string{rec.Pool, rec.Scope, rec.Key}]
+		h, ok := byKey[rec.key()]
 		if !ok {
 			return nil, fmt.Errorf("%w: idempotency record of %q vanished while stored", ErrUnavailable, rec.Key)
 		}
-		out[i] = IdempotencyRecord{
-			Pool: h.Pool, Scope: h.Scope, Key: h.Key, Fingerprint: h.Fingerprint, Answer: h.Answer,
-			CreatedAt: fromMicros(h.CreatedAt), ExpiresAt: fromMicros(h.ExpiresAt),
-		}
+		out[i] = h
 	}
 	return out, nil
 }

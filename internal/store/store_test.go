@@ -671,6 +671,37 @@ func TestKeepIdempotenciesKeepsTheFirst(t *testing.T) {
 	})
 }
 
+// TestFindIdempotenciesAnswersEachKey: one lookup of several keys finds the
+// unexpired records and nothing for a missing or expired key, in the keys' order.
+func TestFindIdempotenciesAnswersEachKey(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		now := time.Now()
+		rec := func(key, answer string, ttl time.Duration) store.IdempotencyRecord {
+			return store.IdempotencyRecord{Pool: "p", Scope: "s", Key: key, Fingerprint: "count=1", Answer: answer, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+		}
+		for _, r := range []store.IdempotencyRecord{rec("a", "one", time.Hour), rec("b", "two", time.Hour), rec("old", "gone", -time.Second)} {
+			if err := s.PutIdempotency(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		other := rec("a", "", 0)
+		other.Scope = "another caller"
+		found, err := s.FindIdempotencies(ctx, []store.IdempotencyRecord{rec("b", "", 0), rec("missing", "", 0), rec("old", "", 0), other, rec("a", "", 0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range found {
+			got = append(got, f.Key+"="+f.Answer)
+		}
+		if want := []string{"b=two", "=", "=", "=", "a=one"}; !slices.Equal(got, want) {
+			t.Errorf("found = %q, want %q", got, want)
+		}
+	})
+}
+
 func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
