@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/numberd/numberd/internal/refill"
+	"github.com/numberd/numberd/internal/upstreamsim"
 )
 
 // simShutdownTimeout bounds the wait for answers in flight at SIGTERM; calls still
@@ -38,7 +38,7 @@ var simEnv = map[string]string{
 // simConfig is the configuration of `numberd upstream-sim`.
 type simConfig struct {
 	Addr      string
-	Sim       refill.SimConfig
+	Sim       upstreamsim.Options
 	LogLevel  slog.Level
 	LogFormat string
 }
@@ -105,7 +105,7 @@ func parseSimConfig(args []string) (simConfig, error) {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fail("--log-format must be text or json, not %q", c.LogFormat)
 	}
-	if _, err := refill.NewSimulator(c.Sim); err != nil {
+	if _, err := upstreamsim.New(c.Sim); err != nil {
 		return fail("%v", err)
 	}
 	return c, nil
@@ -124,7 +124,7 @@ func upstreamSim(args []string) error {
 	}
 	logger := slog.New(h)
 	cfg.Sim.Logger = logger
-	sim, err := refill.NewSimulator(cfg.Sim)
+	sim, err := upstreamsim.New(cfg.Sim)
 	if err != nil {
 		return err
 	}

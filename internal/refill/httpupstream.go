@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/numberd/numberd/internal/upstreamapi"
 )
 
 // DefaultTimeout bounds one upstream call when NewHTTPUpstream is given a timeout
@@ -25,9 +27,9 @@ const (
 	maxMessageRunes = 200
 )
 
-// HTTPUpstream is the adapter for API.md's upstream protocol: POST {base}/segments
-// with {"pool", "quantity", "ywlsh"} and a bearer token; 200 answers
-// {"ywlsh", "start", "end"}. It is safe for concurrent use.
+// HTTPUpstream is the adapter for the upstream protocol (package upstreamapi):
+// POST {base}/segments with {"pool", "quantity", "ywlsh"} and a bearer token; 200
+// answers {"ywlsh", "start", "end"}. It is safe for concurrent use.
 type HTTPUpstream struct {
 	endpoint string // {base}/segments
 	token    string
@@ -77,19 +79,6 @@ func NewHTTPUpstream(baseURL, token string, timeout time.Duration) (*HTTPUpstrea
 	}, nil
 }
 
-// applyRequest and applyReply are the protocol's bodies.
-type applyRequest struct {
-	Pool     string `json:"pool"`
-	Quantity int64  `json:"quantity"`
-	Ywlsh    string `json:"ywlsh"`
-}
-
-type applyReply struct {
-	Ywlsh *string `json:"ywlsh"`
-	Start *string `json:"start"`
-	End   *string `json:"end"`
-}
-
 // Apply asks the upstream for quantity numbers for pool under ywlsh, waiting at
 // most the adapter's timeout (or until ctx is done).
 //
@@ -101,7 +90,7 @@ type applyReply struct {
 // texts never hold the token. The granted range is returned as answered: the
 // caller validates it against the pool.
 func (u *HTTPUpstream) Apply(ctx context.Context, pool string, quantity int64, ywlsh string) (Grant, error) {
-	body, err := json.Marshal(applyRequest{Pool: pool, Quantity: quantity, Ywlsh: ywlsh})
+	body, err := json.Marshal(upstreamapi.ApplyRequest{Pool: pool, Quantity: quantity, Ywlsh: ywlsh})
 	if err != nil {
 		return Grant{}, fmt.Errorf("refill: encoding the request: %w", err)
 	}
@@ -135,7 +124,7 @@ func (u *HTTPUpstream) Apply(ctx context.Context, pool string, quantity int64, y
 	case len(reply) > maxReplyBytes:
 		return Grant{}, fmt.Errorf("refill: the upstream's %s answer is over %d bytes", status, maxReplyBytes)
 	}
-	var r applyReply
+	var r upstreamapi.ApplyReply
 	if err := json.Unmarshal(reply, &r); err != nil {
 		return Grant{}, fmt.Errorf("refill: the upstream's %s answer is not a grant: %v", status, err)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/numberd/numberd/internal/refill"
+	"github.com/numberd/numberd/internal/testenv"
+	"github.com/numberd/numberd/internal/upstreamsim"
 )
 
 var _ refill.Upstream = (*refill.HTTPUpstream)(nil)
@@ -27,6 +29,13 @@ func MustHTTPUpstream(tb testing.TB, baseURL, token string) *refill.HTTPUpstream
 		tb.Fatalf("NewHTTPUpstream(%q): %v", baseURL, err)
 	}
 	return up
+}
+
+func wantSimStats(tb testing.TB, sim *upstreamsim.Server, want upstreamsim.Stats) {
+	tb.Helper()
+	if got := sim.Stats(); got != want {
+		tb.Errorf("simulator's Stats() = %+v, want %+v", got, want)
+	}
 }
 
 // fakeUpstream answers every call with status and body, recording the requests.
@@ -121,7 +130,7 @@ func TestNewHTTPUpstreamRejectsBadArguments(t *testing.T) {
 
 func TestHTTPUpstreamAppliesToTheSimulator(t *testing.T) {
 	const token = "up-secret"
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, First: "24442000000000000001", Token: token})
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, First: "24442000000000000001", Token: token})
 	up := MustHTTPUpstream(t, srv.URL, token)
 	ctx := context.Background()
 	tests := []struct {
@@ -139,7 +148,7 @@ func TestHTTPUpstreamAppliesToTheSimulator(t *testing.T) {
 			t.Errorf("Apply(%q, %d) = %+v, %v; want %+v", tt.ywlsh, tt.quantity, got, err, tt.want)
 		}
 	}
-	wantSimStats(t, sim, refill.SimStats{Applies: 3, Granted: 2, Numbers: 1050})
+	wantSimStats(t, sim, upstreamsim.Stats{Applies: 3, Granted: 2, Numbers: 1050})
 }
 
 func TestHTTPUpstreamSpeaksTheProtocol(t *testing.T) {
@@ -186,7 +195,7 @@ func TestHTTPUpstreamReturnsTheRangeAsAnswered(t *testing.T) {
 
 func TestHTTPUpstreamRefusalsAreFinal(t *testing.T) {
 	const token = "up-secret"
-	_, srv := MustSimulator(t, refill.SimConfig{Digits: 20, Token: token})
+	_, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, Token: token})
 	ctx := context.Background()
 	if _, err := MustHTTPUpstream(t, srv.URL, token).Apply(ctx, "p", 10, "taken"); err != nil {
 		t.Fatal(err)
@@ -222,17 +231,17 @@ func TestHTTPUpstreamRefusalsAreFinal(t *testing.T) {
 func TestHTTPUpstreamSimulatedFailuresAreRetryable(t *testing.T) {
 	ctx := context.Background()
 	t.Run("fail rate 1", func(t *testing.T) {
-		sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, FailRate: 1})
+		sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, FailRate: 1})
 		up := MustHTTPUpstream(t, srv.URL, "")
 		_, err := up.Apply(ctx, "p", 10, "y")
 		wantRetryable(t, err)
 		if err == nil || !strings.Contains(err.Error(), "503 Service Unavailable: simulated failure") {
 			t.Errorf("Apply: %v, want the 503 and its message", err)
 		}
-		wantSimStats(t, sim, refill.SimStats{Applies: 1})
+		wantSimStats(t, sim, upstreamsim.Stats{Applies: 1})
 	})
 	t.Run("lose rate 1, then a retry with the same ywlsh", func(t *testing.T) {
-		sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, LoseRate: 1})
+		sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, LoseRate: 1})
 		up := MustHTTPUpstream(t, srv.URL, "")
 		_, err := up.Apply(ctx, "p", 10, "y")
 		wantRetryable(t, err)
@@ -243,13 +252,13 @@ func TestHTTPUpstreamSimulatedFailuresAreRetryable(t *testing.T) {
 		if want := (refill.Grant{Ywlsh: "y", Start: "00000000000000000001", End: "00000000000000000010"}); err != nil || got != want {
 			t.Errorf("retry: Apply = %+v, %v; want %+v", got, err, want)
 		}
-		wantSimStats(t, sim, refill.SimStats{Applies: 2, Granted: 1, Numbers: 10})
+		wantSimStats(t, sim, upstreamsim.Stats{Applies: 2, Granted: 1, Numbers: 10})
 	})
 }
 
 func TestHTTPUpstreamTimeoutsAndConnectionErrorsAreRetryable(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
-		_, srv := MustSimulator(t, refill.SimConfig{Digits: 20, Latency: 2 * time.Second})
+		_, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, Latency: 2 * time.Second})
 		up, err := refill.NewHTTPUpstream(srv.URL, "", 50*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
@@ -279,7 +288,7 @@ func TestHTTPUpstreamTimeoutsAndConnectionErrorsAreRetryable(t *testing.T) {
 		wantRetryable(t, err)
 	})
 	t.Run("caller cancels", func(t *testing.T) {
-		_, srv := MustSimulator(t, refill.SimConfig{Digits: 20, Latency: 2 * time.Second})
+		_, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, Latency: 2 * time.Second})
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(30*time.Millisecond, cancel)
 		_, err := MustHTTPUpstream(t, srv.URL, "").Apply(ctx, "p", 10, "y")
@@ -407,7 +416,7 @@ func TestHTTPUpstreamNeverShowsTheToken(t *testing.T) {
 
 // The adapter against the simulator, as the refill worker uses them.
 func ExampleHTTPUpstream() {
-	sim, err := refill.NewSimulator(refill.SimConfig{Digits: 20, First: "24442000000000000001", Token: "t"})
+	sim, err := upstreamsim.New(upstreamsim.Options{Digits: 20, First: "24442000000000000001", Token: "t"})
 	if err != nil {
 		panic(err)
 	}

@@ -1,6 +1,6 @@
 // This file holds what the worker asks of a segment source: the Upstream
-// interface and its errors. httpupstream.go adapts it to the upstream protocol of
-// docs/API.md; sim.go serves that protocol, behind `numberd upstream-sim`.
+// interface and its errors. httpupstream.go adapts it to the upstream protocol
+// (package upstreamapi), which the simulator of package upstreamsim serves.
 
 package refill
 
@@ -18,7 +18,7 @@ type Grant struct {
 	Ywlsh, Start, End string
 }
 
-// Upstream is a source of segments speaking the upstream protocol of API.md.
+// Upstream is a source of segments speaking the upstream protocol (package upstreamapi).
 type Upstream interface {
 	// Apply asks for quantity numbers for pool under the caller's ywlsh. Asking
 	// again with the same ywlsh and quantity answers the same grant. An error

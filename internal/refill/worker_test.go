@@ -20,6 +20,7 @@ import (
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 	"github.com/numberd/numberd/internal/testenv"
+	"github.com/numberd/numberd/internal/upstreamsim"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -103,7 +104,7 @@ func (r *rig) upstreamSegments(tb testing.TB, pool string) []store.Segment {
 }
 
 func TestRefillKeepsAPoolServing(t *testing.T) {
-	sim, err := refill.NewSimulator(refill.SimConfig{Digits: 20, First: "24442000000000000001", FailRate: 0.2, LoseRate: 0.2, Seed: 7})
+	sim, err := upstreamsim.New(upstreamsim.Options{Digits: 20, First: "24442000000000000001", FailRate: 0.2, LoseRate: 0.2, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package refill_test
+package upstreamsim_test
 
 import (
 	"cmp"
@@ -18,39 +18,28 @@ import (
 
 	"github.com/numberd/numberd/internal/refill"
 	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/testenv"
+	"github.com/numberd/numberd/internal/upstreamsim"
 )
 
-// MustSimulator starts a simulator for cfg behind an httptest server, closed when
-// tb ends.
-func MustSimulator(tb testing.TB, cfg refill.SimConfig) (*refill.Simulator, *httptest.Server) {
-	tb.Helper()
-	sim, err := refill.NewSimulator(cfg)
-	if err != nil {
-		tb.Fatalf("NewSimulator(%+v): %v", cfg, err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	tb.Cleanup(srv.Close)
-	return sim, srv
-}
-
-// simAnswer is a decoded answer of the simulator.
-type simAnswer struct {
+// answer is a decoded answer of the simulator.
+type answer struct {
 	Status int
 	Header http.Header
 	Body   map[string]any
 	Raw    string
 }
 
-func (a simAnswer) String() string { return fmt.Sprintf("%d %s", a.Status, strings.TrimSpace(a.Raw)) }
+func (a answer) String() string { return fmt.Sprintf("%d %s", a.Status, strings.TrimSpace(a.Raw)) }
 
 // Str returns the string member key of the body, or "".
-func (a simAnswer) Str(key string) string {
+func (a answer) Str(key string) string {
 	s, _ := a.Body[key].(string)
 	return s
 }
 
 // do sends method path with body (a string, sent as is) and headers to srv.
-func simDo(tb testing.TB, srv *httptest.Server, method, path, body string, headers ...string) simAnswer {
+func do(tb testing.TB, srv *httptest.Server, method, path, body string, headers ...string) answer {
 	tb.Helper()
 	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -69,7 +58,7 @@ func simDo(tb testing.TB, srv *httptest.Server, method, path, body string, heade
 	if err != nil {
 		tb.Fatalf("%s %s: reading the answer: %v", method, path, err)
 	}
-	a := simAnswer{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	a := answer{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
 	if err := json.Unmarshal(raw, &a.Body); err != nil {
 		tb.Fatalf("%s %s: answer %d is not a JSON object: %v: %q", method, path, resp.StatusCode, err, raw)
 	}
@@ -80,58 +69,58 @@ func simDo(tb testing.TB, srv *httptest.Server, method, path, body string, heade
 }
 
 // apply posts one request of the protocol to srv, with headers.
-func simApply(tb testing.TB, srv *httptest.Server, pool string, quantity int64, ywlsh string, headers ...string) simAnswer {
+func apply(tb testing.TB, srv *httptest.Server, pool string, quantity int64, ywlsh string, headers ...string) answer {
 	tb.Helper()
 	body, _ := json.Marshal(map[string]any{"pool": pool, "quantity": quantity, "ywlsh": ywlsh})
-	return simDo(tb, srv, http.MethodPost, "/segments", string(body), headers...)
+	return do(tb, srv, http.MethodPost, "/segments", string(body), headers...)
 }
 
-// wantSimGrant fails tb unless a is a 200 granting start..end to ywlsh.
-func wantSimGrant(tb testing.TB, a simAnswer, ywlsh, start, end string) {
+// wantGrant fails tb unless a is a 200 granting start..end to ywlsh.
+func wantGrant(tb testing.TB, a answer, ywlsh, start, end string) {
 	tb.Helper()
 	if a.Status != http.StatusOK || a.Str("ywlsh") != ywlsh || a.Str("start") != start || a.Str("end") != end || len(a.Body) != 3 {
 		tb.Errorf("got %s, want 200 {ywlsh: %s, start: %s, end: %s}", a, ywlsh, start, end)
 	}
 }
 
-// wantSimError fails tb unless a is an error answer of status with a message.
-func wantSimError(tb testing.TB, a simAnswer, status int) {
+// wantError fails tb unless a is an error answer of status with a message.
+func wantError(tb testing.TB, a answer, status int) {
 	tb.Helper()
 	if a.Status != status || a.Str("error") == "" || len(a.Body) != 1 {
 		tb.Errorf("got %s, want %d {error: …}", a, status)
 	}
 }
 
-func wantSimStats(tb testing.TB, sim *refill.Simulator, want refill.SimStats) {
+func wantStats(tb testing.TB, sim *upstreamsim.Server, want upstreamsim.Stats) {
 	tb.Helper()
 	if got := sim.Stats(); got != want {
 		tb.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 }
 
-func TestNewSimulatorRejectsBadConfig(t *testing.T) {
+func TestNewRejectsBadOptions(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  refill.SimConfig
+		opts upstreamsim.Options
 	}{
-		{"digits 0", refill.SimConfig{}},
-		{"digits 33", refill.SimConfig{Digits: 33}},
-		{"first too short", refill.SimConfig{Digits: 20, First: "1"}},
-		{"first not digits", refill.SimConfig{Digits: 4, First: "12a4"}},
-		{"negative latency", refill.SimConfig{Digits: 20, Latency: -time.Second}},
-		{"fail rate below 0", refill.SimConfig{Digits: 20, FailRate: -0.1}},
-		{"fail rate above 1", refill.SimConfig{Digits: 20, FailRate: 1.1}},
-		{"lose rate above 1", refill.SimConfig{Digits: 20, LoseRate: 2}},
-		{"lose rate NaN", refill.SimConfig{Digits: 20, LoseRate: math.NaN()}},
+		{"digits 0", upstreamsim.Options{}},
+		{"digits 33", upstreamsim.Options{Digits: 33}},
+		{"first too short", upstreamsim.Options{Digits: 20, First: "1"}},
+		{"first not digits", upstreamsim.Options{Digits: 4, First: "12a4"}},
+		{"negative latency", upstreamsim.Options{Digits: 20, Latency: -time.Second}},
+		{"fail rate below 0", upstreamsim.Options{Digits: 20, FailRate: -0.1}},
+		{"fail rate above 1", upstreamsim.Options{Digits: 20, FailRate: 1.1}},
+		{"lose rate above 1", upstreamsim.Options{Digits: 20, LoseRate: 2}},
+		{"lose rate NaN", upstreamsim.Options{Digits: 20, LoseRate: math.NaN()}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if sim, err := refill.NewSimulator(tt.cfg); err == nil {
-				t.Errorf("NewSimulator(%+v) = %v, nil; want an error", tt.cfg, sim)
+			if sim, err := upstreamsim.New(tt.opts); err == nil {
+				t.Errorf("New(%+v) = %v, nil; want an error", tt.opts, sim)
 			}
 		})
 	}
-	sim, err := refill.NewSimulator(refill.SimConfig{Digits: 20})
+	sim, err := upstreamsim.New(upstreamsim.Options{Digits: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +131,7 @@ func TestNewSimulatorRejectsBadConfig(t *testing.T) {
 	}
 }
 
-func TestSimulatorGrantsConsecutiveSegments(t *testing.T) {
+func TestServerGrantsConsecutiveSegments(t *testing.T) {
 	type grant struct {
 		quantity   int64
 		start, end string
@@ -177,34 +166,34 @@ func TestSimulatorGrantsConsecutiveSegments(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sim, srv := MustSimulator(t, refill.SimConfig{Digits: tt.digits, First: tt.first})
+			sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: tt.digits, First: tt.first})
 			var numbers int64
 			for i, g := range tt.grants {
-				a := simApply(t, srv, "p", g.quantity, fmt.Sprintf("y%d", i))
-				wantSimGrant(t, a, fmt.Sprintf("y%d", i), g.start, g.end)
+				a := apply(t, srv, "p", g.quantity, fmt.Sprintf("y%d", i))
+				wantGrant(t, a, fmt.Sprintf("y%d", i), g.start, g.end)
 				numbers += g.quantity
 			}
 			n := int64(len(tt.grants))
-			wantSimStats(t, sim, refill.SimStats{Applies: n, Granted: n, Numbers: numbers})
+			wantStats(t, sim, upstreamsim.Stats{Applies: n, Granted: n, Numbers: numbers})
 		})
 	}
 }
 
-func TestSimulatorSameYwlshAnswersTheSameRange(t *testing.T) {
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20})
+func TestServerSameYwlshAnswersTheSameRange(t *testing.T) {
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20})
 	for range 3 {
-		wantSimGrant(t, simApply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
+		wantGrant(t, apply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
 	}
-	wantSimStats(t, sim, refill.SimStats{Applies: 3, Granted: 1, Numbers: 100})
+	wantStats(t, sim, upstreamsim.Stats{Applies: 3, Granted: 1, Numbers: 100})
 	// A new ywlsh is a new grant, after the first.
-	wantSimGrant(t, simApply(t, srv, "p", 100, "job-2"), "job-2", "00000000000000000101", "00000000000000000200")
-	wantSimGrant(t, simApply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
-	wantSimStats(t, sim, refill.SimStats{Applies: 5, Granted: 2, Numbers: 200})
+	wantGrant(t, apply(t, srv, "p", 100, "job-2"), "job-2", "00000000000000000101", "00000000000000000200")
+	wantGrant(t, apply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
+	wantStats(t, sim, upstreamsim.Stats{Applies: 5, Granted: 2, Numbers: 200})
 }
 
-func TestSimulatorSameYwlshOtherRequestIsAConflict(t *testing.T) {
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20})
-	wantSimGrant(t, simApply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
+func TestServerSameYwlshOtherRequestIsAConflict(t *testing.T) {
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20})
+	wantGrant(t, apply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
 	tests := []struct {
 		name     string
 		pool     string
@@ -216,50 +205,50 @@ func TestSimulatorSameYwlshOtherRequestIsAConflict(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			wantSimError(t, simApply(t, srv, tt.pool, tt.quantity, "job-1"), http.StatusConflict)
+			wantError(t, apply(t, srv, tt.pool, tt.quantity, "job-1"), http.StatusConflict)
 		})
 	}
-	wantSimStats(t, sim, refill.SimStats{Applies: 4, Granted: 1, Numbers: 100})
+	wantStats(t, sim, upstreamsim.Stats{Applies: 4, Granted: 1, Numbers: 100})
 	// The conflicts changed nothing.
-	wantSimGrant(t, simApply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
-	wantSimGrant(t, simApply(t, srv, "q", 1, "job-2"), "job-2", "00000000000000000101", "00000000000000000101")
+	wantGrant(t, apply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
+	wantGrant(t, apply(t, srv, "q", 1, "job-2"), "job-2", "00000000000000000101", "00000000000000000101")
 }
 
-func TestSimulatorFailRateGrantsNothing(t *testing.T) {
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, FailRate: 1})
+func TestServerFailRateGrantsNothing(t *testing.T) {
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, FailRate: 1})
 	for range 3 {
-		wantSimError(t, simApply(t, srv, "p", 100, "job-1"), http.StatusServiceUnavailable)
+		wantError(t, apply(t, srv, "p", 100, "job-1"), http.StatusServiceUnavailable)
 	}
-	wantSimStats(t, sim, refill.SimStats{Applies: 3})
+	wantStats(t, sim, upstreamsim.Stats{Applies: 3})
 	if err := sim.SetRates(0, 0); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing was granted: the retry gets the first segment.
-	wantSimGrant(t, simApply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
-	wantSimStats(t, sim, refill.SimStats{Applies: 4, Granted: 1, Numbers: 100})
+	wantGrant(t, apply(t, srv, "p", 100, "job-1"), "job-1", "00000000000000000001", "00000000000000000100")
+	wantStats(t, sim, upstreamsim.Stats{Applies: 4, Granted: 1, Numbers: 100})
 }
 
-func TestSimulatorLoseRateGrantsButAnswers503(t *testing.T) {
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, LoseRate: 1})
-	wantSimError(t, simApply(t, srv, "p", 100, "lost"), http.StatusServiceUnavailable)
-	wantSimStats(t, sim, refill.SimStats{Applies: 1, Granted: 1, Numbers: 100})
+func TestServerLoseRateGrantsButAnswers503(t *testing.T) {
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, LoseRate: 1})
+	wantError(t, apply(t, srv, "p", 100, "lost"), http.StatusServiceUnavailable)
+	wantStats(t, sim, upstreamsim.Stats{Applies: 1, Granted: 1, Numbers: 100})
 	// The retry is lost too, and grants nothing new.
-	wantSimError(t, simApply(t, srv, "p", 100, "lost"), http.StatusServiceUnavailable)
-	wantSimStats(t, sim, refill.SimStats{Applies: 2, Granted: 1, Numbers: 100})
+	wantError(t, apply(t, srv, "p", 100, "lost"), http.StatusServiceUnavailable)
+	wantStats(t, sim, upstreamsim.Stats{Applies: 2, Granted: 1, Numbers: 100})
 	if err := sim.SetRates(0, 0); err != nil {
 		t.Fatal(err)
 	}
-	wantSimGrant(t, simApply(t, srv, "p", 100, "lost"), "lost", "00000000000000000001", "00000000000000000100")
-	wantSimGrant(t, simApply(t, srv, "p", 100, "next"), "next", "00000000000000000101", "00000000000000000200")
-	wantSimStats(t, sim, refill.SimStats{Applies: 4, Granted: 2, Numbers: 200})
+	wantGrant(t, apply(t, srv, "p", 100, "lost"), "lost", "00000000000000000001", "00000000000000000100")
+	wantGrant(t, apply(t, srv, "p", 100, "next"), "next", "00000000000000000101", "00000000000000000200")
+	wantStats(t, sim, upstreamsim.Stats{Applies: 4, Granted: 2, Numbers: 200})
 }
 
-func TestSimulatorRatesAreDeterministicWithASeed(t *testing.T) {
+func TestServerRatesAreDeterministicWithASeed(t *testing.T) {
 	statuses := func(seed uint64) []int {
-		_, srv := MustSimulator(t, refill.SimConfig{Digits: 20, FailRate: 0.4, LoseRate: 0.4, Seed: seed})
+		_, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, FailRate: 0.4, LoseRate: 0.4, Seed: seed})
 		var got []int
 		for i := range 40 {
-			got = append(got, simApply(t, srv, "p", 10, fmt.Sprintf("y%d", i%10)).Status)
+			got = append(got, apply(t, srv, "p", 10, fmt.Sprintf("y%d", i%10)).Status)
 		}
 		return got
 	}
@@ -275,7 +264,7 @@ func TestSimulatorRatesAreDeterministicWithASeed(t *testing.T) {
 	}
 }
 
-func TestSimulatorNeverCrossesThe18DigitBoundary(t *testing.T) {
+func TestServerNeverCrossesThe18DigitBoundary(t *testing.T) {
 	type want struct {
 		quantity   int64
 		start, end string // empty: 409
@@ -319,15 +308,15 @@ func TestSimulatorNeverCrossesThe18DigitBoundary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, srv := MustSimulator(t, refill.SimConfig{Digits: tt.digits, First: tt.first})
+			_, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: tt.digits, First: tt.first})
 			for i, w := range tt.grants {
 				ywlsh := fmt.Sprintf("y%d", i)
-				a := simApply(t, srv, "p", w.quantity, ywlsh)
+				a := apply(t, srv, "p", w.quantity, ywlsh)
 				if w.start == "" {
-					wantSimError(t, a, http.StatusConflict)
+					wantError(t, a, http.StatusConflict)
 					continue
 				}
-				wantSimGrant(t, a, ywlsh, w.start, w.end)
+				wantGrant(t, a, ywlsh, w.start, w.end)
 				if _, err := segment.ParseRange(a.Str("start"), a.Str("end"), tt.digits); err != nil {
 					t.Errorf("grant %d: %v", i, err)
 				}
@@ -336,9 +325,9 @@ func TestSimulatorNeverCrossesThe18DigitBoundary(t *testing.T) {
 	}
 }
 
-func TestSimulatorChecksTheToken(t *testing.T) {
+func TestServerChecksTheToken(t *testing.T) {
 	const token = "sim-secret-token"
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, Token: token})
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, Token: token})
 	tests := []struct {
 		name   string
 		header []string
@@ -355,12 +344,12 @@ func TestSimulatorChecksTheToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := simApply(t, srv, "p", 10, "job", tt.header...)
+			a := apply(t, srv, "p", 10, "job", tt.header...)
 			if a.Status != tt.status {
 				t.Errorf("got %s, want %d", a, tt.status)
 			}
 			if a.Status == http.StatusUnauthorized {
-				wantSimError(t, a, http.StatusUnauthorized)
+				wantError(t, a, http.StatusUnauthorized)
 				if got := a.Header.Get("WWW-Authenticate"); got != "Bearer" {
 					t.Errorf("WWW-Authenticate %q, want Bearer", got)
 				}
@@ -370,10 +359,10 @@ func TestSimulatorChecksTheToken(t *testing.T) {
 			}
 		})
 	}
-	wantSimStats(t, sim, refill.SimStats{Applies: int64(len(tests)), Granted: 1, Numbers: 10})
+	wantStats(t, sim, upstreamsim.Stats{Applies: int64(len(tests)), Granted: 1, Numbers: 10})
 }
 
-func TestSimulatorRejectsBadRequests(t *testing.T) {
+func TestServerRejectsBadRequests(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
@@ -401,20 +390,20 @@ func TestSimulatorRejectsBadRequests(t *testing.T) {
 		{"ywlsh not ASCII", `{"pool":"p","quantity":1,"ywlsh":"业务流水号"}`},
 		{"body over 64 KiB", `{"pool":"` + strings.Repeat("p", 70<<10) + `","quantity":1,"ywlsh":"a"}`},
 	}
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20})
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			wantSimError(t, simDo(t, srv, http.MethodPost, "/segments", tt.body), http.StatusBadRequest)
+			wantError(t, do(t, srv, http.MethodPost, "/segments", tt.body), http.StatusBadRequest)
 		})
 	}
-	wantSimStats(t, sim, refill.SimStats{Applies: int64(len(tests))})
+	wantStats(t, sim, upstreamsim.Stats{Applies: int64(len(tests))})
 
 	// The limits themselves are accepted.
 	ywlsh := " ~" + strings.Repeat("y", 62)
-	wantSimGrant(t, simApply(t, srv, "p", refill.SimMaxQuantity, ywlsh), ywlsh, "00000000000000000001", strings.Repeat("0", 13)+"1000000")
+	wantGrant(t, apply(t, srv, "p", upstreamsim.MaxQuantity, ywlsh), ywlsh, "00000000000000000001", strings.Repeat("0", 13)+"1000000")
 }
 
-func TestSimulatorRoutes(t *testing.T) {
+func TestServerRoutes(t *testing.T) {
 	tests := []struct {
 		method, path string
 		status       int
@@ -427,42 +416,42 @@ func TestSimulatorRoutes(t *testing.T) {
 		{http.MethodPost, "/segments/1", http.StatusNotFound, ""},
 		{http.MethodGet, "/v1/pools", http.StatusNotFound, ""},
 	}
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20})
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20})
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			a := simDo(t, srv, tt.method, tt.path, `{"pool":"p","quantity":1,"ywlsh":"a"}`)
-			wantSimError(t, a, tt.status)
+			a := do(t, srv, tt.method, tt.path, `{"pool":"p","quantity":1,"ywlsh":"a"}`)
+			wantError(t, a, tt.status)
 			if got := a.Header.Get("Allow"); got != tt.allow {
 				t.Errorf("Allow %q, want %q", got, tt.allow)
 			}
 		})
 	}
-	wantSimStats(t, sim, refill.SimStats{})
+	wantStats(t, sim, upstreamsim.Stats{})
 }
 
-func TestSimulatorStats(t *testing.T) {
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20})
+func TestServerStats(t *testing.T) {
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20})
 	wantStatsJSON := func(want string) {
 		t.Helper()
-		a := simDo(t, srv, http.MethodGet, "/stats", "")
+		a := do(t, srv, http.MethodGet, "/stats", "")
 		if got := strings.TrimSpace(a.Raw); a.Status != http.StatusOK || got != want {
 			t.Errorf("GET /stats = %s, want 200 %s", a, want)
 		}
 	}
 	wantStatsJSON(`{"applies":0,"granted":0,"numbers":0}`)
-	simApply(t, srv, "p", 1000, "a")
-	simApply(t, srv, "p", 1000, "a")
-	simApply(t, srv, "q", 5, "b")
-	simApply(t, srv, "q", 0, "c") // 400
+	apply(t, srv, "p", 1000, "a")
+	apply(t, srv, "p", 1000, "a")
+	apply(t, srv, "q", 5, "b")
+	apply(t, srv, "q", 0, "c") // 400
 	wantStatsJSON(`{"applies":4,"granted":2,"numbers":1005}`)
-	wantSimStats(t, sim, refill.SimStats{Applies: 4, Granted: 2, Numbers: 1005})
+	wantStats(t, sim, upstreamsim.Stats{Applies: 4, Granted: 2, Numbers: 1005})
 }
 
-func TestSimulatorLatency(t *testing.T) {
+func TestServerLatency(t *testing.T) {
 	const latency = 150 * time.Millisecond
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, Latency: latency})
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, Latency: latency})
 	began := time.Now()
-	wantSimGrant(t, simApply(t, srv, "p", 10, "a"), "a", "00000000000000000001", "00000000000000000010")
+	wantGrant(t, apply(t, srv, "p", 10, "a"), "a", "00000000000000000001", "00000000000000000010")
 	if took := time.Since(began); took < latency {
 		t.Errorf("the call took %v, want at least the latency %v", took, latency)
 	}
@@ -477,13 +466,16 @@ func TestSimulatorLatency(t *testing.T) {
 		t.Fatalf("a call with a deadline of %v answered %s", latency/5, resp.Status)
 	}
 	srv.Close() // waits for the handler
-	wantSimStats(t, sim, refill.SimStats{Applies: 2, Granted: 1, Numbers: 10})
+	wantStats(t, sim, upstreamsim.Stats{Applies: 2, Granted: 1, Numbers: 10})
 }
 
-func TestSimulatorConcurrentAppliesNeverOverlap(t *testing.T) {
+func TestServerConcurrentAppliesNeverOverlap(t *testing.T) {
 	const callers = 64
-	sim, srv := MustSimulator(t, refill.SimConfig{Digits: 20, First: "24442000000000000001", FailRate: 0.2, LoseRate: 0.2, Seed: 3})
-	up := MustHTTPUpstream(t, srv.URL, "")
+	sim, srv := testenv.UpstreamSim(t, upstreamsim.Options{Digits: 20, First: "24442000000000000001", FailRate: 0.2, LoseRate: 0.2, Seed: 3})
+	up, err := refill.NewHTTPUpstream(srv.URL, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ranges := make([]segment.Range, callers)
 	var wg sync.WaitGroup
 	for i := range callers {

@@ -1,4 +1,7 @@
-package refill
+// Package upstreamsim is a simulated tax platform: it serves the upstream
+// protocol (package upstreamapi), granting consecutive segments, and fails, loses
+// replies and waits on demand, for tests and for `numberd upstream-sim`.
+package upstreamsim
 
 import (
 	"bytes"
@@ -16,20 +19,21 @@ import (
 	"time"
 
 	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/upstreamapi"
 )
 
 // Limits of the simulator's requests.
 const (
-	// SimMaxQuantity is the most numbers one request may ask the simulator for.
-	SimMaxQuantity = 1_000_000
-	// SimMaxYwlsh is the longest ywlsh the simulator accepts.
-	SimMaxYwlsh = 64
-	// simMaxBody bounds a request body.
-	simMaxBody = 64 << 10
+	// MaxQuantity is the most numbers one request may ask the simulator for.
+	MaxQuantity = 1_000_000
+	// MaxYwlsh is the longest ywlsh the simulator accepts.
+	MaxYwlsh = 64
+	// maxBody bounds a request body.
+	maxBody = 64 << 10
 )
 
-// SimConfig configures a Simulator.
-type SimConfig struct {
+// Options configures a Server.
+type Options struct {
 	// Digits is the width of the numbers granted, 1..32.
 	Digits int
 	// First is the first number granted, of Digits digits; empty means 1
@@ -52,8 +56,8 @@ type SimConfig struct {
 	Logger *slog.Logger
 }
 
-// SimStats counts what a Simulator did.
-type SimStats struct {
+// Stats counts what a Server did.
+type Stats struct {
 	// Applies counts the calls to /segments, whatever they answered.
 	Applies int64 `json:"applies"`
 	// Granted counts the segments granted, each once however often it was re-answered.
@@ -62,10 +66,10 @@ type SimStats struct {
 	Numbers int64 `json:"numbers"`
 }
 
-// Simulator serves the upstream protocol of API.md, as `numberd upstream-sim` does:
-// POST /segments grants consecutive segments from SimConfig.First, and GET /stats
-// answers its SimStats. It is safe for concurrent use.
-type Simulator struct {
+// Server serves the upstream protocol, as `numberd upstream-sim` does: POST
+// /segments grants consecutive segments from Options.First, and GET /stats
+// answers its Stats. It is safe for concurrent use.
+type Server struct {
 	digits  int
 	latency time.Duration
 	token   string
@@ -77,59 +81,52 @@ type Simulator struct {
 	loseRate float64
 	next     segment.Number // the first number of the next segment
 	done     bool           // every number was granted
-	grants   map[string]simGrant
-	stats    SimStats
+	grants   map[string]grant
+	stats    Stats
 }
 
-// simReply is the body of a 200 answer to POST /segments.
-type simReply struct {
-	Ywlsh string `json:"ywlsh"`
-	Start string `json:"start"`
-	End   string `json:"end"`
-}
-
-// simGrant is a segment the simulator granted, by the ywlsh it was granted to.
-type simGrant struct {
+// grant is a segment the simulator granted, by the ywlsh it was granted to.
+type grant struct {
 	pool       string
 	quantity   int64
 	start, end string
 }
 
-// NewSimulator returns a Simulator for cfg. It returns an error if Digits is out of
-// range, First is not a number of Digits digits, Latency is negative, or a rate is
+// New returns a Server for opts. It returns an error if Digits is out of range,
+// First is not a number of Digits digits, Latency is negative, or a rate is
 // outside 0..1.
-func NewSimulator(cfg SimConfig) (*Simulator, error) {
-	if !segment.ValidDigits(cfg.Digits) {
-		return nil, fmt.Errorf("refill: simulator digits must be 1..%d, got %d", segment.MaxDigits, cfg.Digits)
+func New(opts Options) (*Server, error) {
+	if !segment.ValidDigits(opts.Digits) {
+		return nil, fmt.Errorf("upstreamsim: digits must be 1..%d, got %d", segment.MaxDigits, opts.Digits)
 	}
-	first := cfg.First
+	first := opts.First
 	if first == "" {
-		first = strings.Repeat("0", cfg.Digits-1) + "1"
+		first = strings.Repeat("0", opts.Digits-1) + "1"
 	}
-	next, err := segment.ParseNumber(first, cfg.Digits)
+	next, err := segment.ParseNumber(first, opts.Digits)
 	if err != nil {
-		return nil, fmt.Errorf("refill: simulator first number: %w", err)
+		return nil, fmt.Errorf("upstreamsim: first number: %w", err)
 	}
-	if cfg.Latency < 0 {
-		return nil, fmt.Errorf("refill: simulator latency must not be negative, got %v", cfg.Latency)
+	if opts.Latency < 0 {
+		return nil, fmt.Errorf("upstreamsim: latency must not be negative, got %v", opts.Latency)
 	}
-	if err := validRates(cfg.FailRate, cfg.LoseRate); err != nil {
+	if err := validRates(opts.FailRate, opts.LoseRate); err != nil {
 		return nil, err
 	}
-	logger := cfg.Logger
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Simulator{
-		digits:   cfg.Digits,
-		latency:  cfg.Latency,
-		token:    cfg.Token,
+	return &Server{
+		digits:   opts.Digits,
+		latency:  opts.Latency,
+		token:    opts.Token,
 		logger:   logger,
-		rng:      rand.New(rand.NewPCG(cfg.Seed, 0x6e756d6265726464)),
-		failRate: cfg.FailRate,
-		loseRate: cfg.LoseRate,
+		rng:      rand.New(rand.NewPCG(opts.Seed, 0x6e756d6265726464)),
+		failRate: opts.FailRate,
+		loseRate: opts.LoseRate,
 		next:     next,
-		grants:   map[string]simGrant{},
+		grants:   map[string]grant{},
 	}, nil
 }
 
@@ -139,7 +136,7 @@ func validRates(fail, lose float64) error {
 		v    float64
 	}{{"fail", fail}, {"lose", lose}} {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
-			return fmt.Errorf("refill: simulator %s rate must be 0..1, got %v", r.name, r.v)
+			return fmt.Errorf("upstreamsim: %s rate must be 0..1, got %v", r.name, r.v)
 		}
 	}
 	return nil
@@ -148,7 +145,7 @@ func validRates(fail, lose float64) error {
 // SetRates changes FailRate and LoseRate for the calls that follow, as an upstream
 // that recovers or degrades. It returns an error, changing nothing, if a rate is
 // outside 0..1.
-func (s *Simulator) SetRates(failRate, loseRate float64) error {
+func (s *Server) SetRates(failRate, loseRate float64) error {
 	if err := validRates(failRate, loseRate); err != nil {
 		return err
 	}
@@ -159,7 +156,7 @@ func (s *Simulator) SetRates(failRate, loseRate float64) error {
 }
 
 // Stats returns what the simulator did so far.
-func (s *Simulator) Stats() SimStats {
+func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats
@@ -167,60 +164,60 @@ func (s *Simulator) Stats() SimStats {
 
 // Handler returns the simulator's HTTP handler: POST /segments and GET /stats.
 // Every error answer is JSON {"error": "..."}.
-func (s *Simulator) Handler() http.Handler {
+func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/segments":
 			if r.Method != http.MethodPost {
 				w.Header().Set("Allow", http.MethodPost)
-				simError(w, http.StatusMethodNotAllowed, "use POST /segments")
+				writeError(w, http.StatusMethodNotAllowed, "use POST /segments")
 				return
 			}
 			s.apply(w, r)
 		case "/stats":
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				w.Header().Set("Allow", "GET, HEAD")
-				simError(w, http.StatusMethodNotAllowed, "use GET /stats")
+				writeError(w, http.StatusMethodNotAllowed, "use GET /stats")
 				return
 			}
-			simJSON(w, http.StatusOK, s.Stats())
+			writeJSON(w, http.StatusOK, s.Stats())
 		default:
-			simError(w, http.StatusNotFound, "no such route: the simulator serves POST /segments and GET /stats")
+			writeError(w, http.StatusNotFound, "no such route: the simulator serves POST /segments and GET /stats")
 		}
 	})
 }
 
-// errSimRequest is wrapped by the reasons a request is answered 400.
-var errSimRequest = errors.New("bad request")
+// errRequest is wrapped by the reasons a request is answered 400.
+var errRequest = errors.New("bad request")
 
 // apply serves POST /segments: wait, check the token and the body, maybe fail,
 // grant or re-answer, maybe lose the reply.
-func (s *Simulator) apply(w http.ResponseWriter, r *http.Request) {
+func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.Applies++
 	s.mu.Unlock()
 
 	// Reading the body first lets the server notice a caller that hangs up during
 	// the latency, which cancels the request's context.
-	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, simMaxBody))
+	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if s.latency > 0 {
 		t := time.NewTimer(s.latency)
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
-			simError(w, http.StatusServiceUnavailable, "request cancelled before it was served; nothing granted")
+			writeError(w, http.StatusServiceUnavailable, "request cancelled before it was served; nothing granted")
 			return
 		}
 	}
 	if s.token != "" && !s.authorized(r.Header.Get("Authorization")) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		simError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
 	}
 	req, err := decodeApply(body, readErr)
 	if err != nil {
-		simError(w, http.StatusBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 
@@ -228,20 +225,20 @@ func (s *Simulator) apply(w http.ResponseWriter, r *http.Request) {
 	if s.rng.Float64() < s.failRate {
 		s.mu.Unlock()
 		s.logger.Debug("failed on purpose", "pool", req.Pool, "ywlsh", req.Ywlsh, "quantity", req.Quantity)
-		simError(w, http.StatusServiceUnavailable, "simulated failure; nothing granted")
+		writeError(w, http.StatusServiceUnavailable, "simulated failure; nothing granted")
 		return
 	}
 	g, known := s.grants[req.Ywlsh]
 	switch {
 	case known && (g.pool != req.Pool || g.quantity != req.Quantity):
 		s.mu.Unlock()
-		simError(w, http.StatusConflict, fmt.Sprintf("ywlsh %q was used for %d numbers of pool %q; a new request needs a new ywlsh",
+		writeError(w, http.StatusConflict, fmt.Sprintf("ywlsh %q was used for %d numbers of pool %q; a new request needs a new ywlsh",
 			req.Ywlsh, g.quantity, g.pool))
 		return
 	case !known:
 		if g, err = s.grantLocked(req); err != nil {
 			s.mu.Unlock()
-			simError(w, http.StatusConflict, err.Error())
+			writeError(w, http.StatusConflict, err.Error())
 			return
 		}
 	}
@@ -255,18 +252,18 @@ func (s *Simulator) apply(w http.ResponseWriter, r *http.Request) {
 	s.logger.Debug(msg, "pool", req.Pool, "ywlsh", req.Ywlsh, "quantity", req.Quantity,
 		"start", g.start, "end", g.end, "reply_lost", lost)
 	if lost {
-		simError(w, http.StatusServiceUnavailable, "simulated lost reply")
+		writeError(w, http.StatusServiceUnavailable, "simulated lost reply")
 		return
 	}
-	simJSON(w, http.StatusOK, simReply{Ywlsh: req.Ywlsh, Start: g.start, End: g.end})
+	writeJSON(w, http.StatusOK, upstreamapi.ApplyReply{Ywlsh: &req.Ywlsh, Start: &g.start, End: &g.end})
 }
 
 // grantLocked grants the next segment of req.Quantity numbers to req.Ywlsh; s.mu
 // is held. A segment never spans two prefixes (numbers differing beyond their last
 // 18 digits): one that would starts at the next prefix's first number instead.
-func (s *Simulator) grantLocked(req applyRequest) (simGrant, error) {
+func (s *Server) grantLocked(req upstreamapi.ApplyRequest) (grant, error) {
 	if s.done {
-		return simGrant{}, errors.New("every number of the simulator was granted")
+		return grant{}, errors.New("every number of the simulator was granted")
 	}
 	width := s.next.Width - len(s.next.Prefix)
 	last := int64(1)
@@ -275,20 +272,20 @@ func (s *Simulator) grantLocked(req applyRequest) (simGrant, error) {
 	}
 	last-- // the largest suffix: width nines
 	if req.Quantity > last+1 {
-		return simGrant{}, fmt.Errorf("%d numbers do not fit in a segment of %d-digit numbers", req.Quantity, s.digits)
+		return grant{}, fmt.Errorf("%d numbers do not fit in a segment of %d-digit numbers", req.Quantity, s.digits)
 	}
 	lo := s.next.Suffix
 	if lo+req.Quantity-1 > last {
 		prefix, ok := incDecimal(s.next.Prefix)
 		if !ok {
-			return simGrant{}, fmt.Errorf("only %d numbers are left, %d asked", last-lo+1, req.Quantity)
+			return grant{}, fmt.Errorf("only %d numbers are left, %d asked", last-lo+1, req.Quantity)
 		}
 		s.next = segment.Number{Prefix: prefix, Suffix: 0, Width: s.next.Width}
 		lo = 0
 	}
 	hi := lo + req.Quantity - 1
 	rg := segment.Range{Prefix: s.next.Prefix, Lo: lo, Hi: hi, Width: s.next.Width}
-	g := simGrant{pool: req.Pool, quantity: req.Quantity, start: rg.Start(), end: rg.End()}
+	g := grant{pool: req.Pool, quantity: req.Quantity, start: rg.Start(), end: rg.End()}
 	if hi < last {
 		s.next.Suffix = hi + 1
 	} else if prefix, ok := incDecimal(s.next.Prefix); ok {
@@ -317,7 +314,7 @@ func incDecimal(d string) (string, bool) {
 }
 
 // authorized reports whether header is "Bearer <the simulator's token>".
-func (s *Simulator) authorized(header string) bool {
+func (s *Server) authorized(header string) bool {
 	const scheme = "Bearer "
 	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
 		return false
@@ -326,46 +323,46 @@ func (s *Simulator) authorized(header string) bool {
 }
 
 // decodeApply checks a POST /segments body and the error of reading it; its
-// errors wrap errSimRequest and say what is wrong.
-func decodeApply(body []byte, readErr error) (applyRequest, error) {
-	var req applyRequest
+// errors wrap errRequest and say what is wrong.
+func decodeApply(body []byte, readErr error) (upstreamapi.ApplyRequest, error) {
+	var req upstreamapi.ApplyRequest
 	if readErr != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(readErr, &tooLarge) {
-			return req, fmt.Errorf("%w: body over %d bytes", errSimRequest, simMaxBody)
+			return req, fmt.Errorf("%w: body over %d bytes", errRequest, maxBody)
 		}
-		return req, fmt.Errorf("%w: reading the body: %v", errSimRequest, readErr)
+		return req, fmt.Errorf("%w: reading the body: %v", errRequest, readErr)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, fmt.Errorf("%w: body must be JSON {\"pool\", \"quantity\", \"ywlsh\"}: %v", errSimRequest, err)
+		return req, fmt.Errorf("%w: body must be JSON {\"pool\", \"quantity\", \"ywlsh\"}: %v", errRequest, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, fmt.Errorf("%w: body must hold one JSON object", errSimRequest)
+		return req, fmt.Errorf("%w: body must hold one JSON object", errRequest)
 	}
 	switch {
 	case req.Pool == "":
-		return req, fmt.Errorf("%w: pool is required", errSimRequest)
-	case req.Quantity < 1 || req.Quantity > SimMaxQuantity:
-		return req, fmt.Errorf("%w: quantity must be 1..%d, got %d", errSimRequest, SimMaxQuantity, req.Quantity)
-	case len(req.Ywlsh) < 1 || len(req.Ywlsh) > SimMaxYwlsh:
-		return req, fmt.Errorf("%w: ywlsh must be 1..%d characters, got %d", errSimRequest, SimMaxYwlsh, len(req.Ywlsh))
+		return req, fmt.Errorf("%w: pool is required", errRequest)
+	case req.Quantity < 1 || req.Quantity > MaxQuantity:
+		return req, fmt.Errorf("%w: quantity must be 1..%d, got %d", errRequest, MaxQuantity, req.Quantity)
+	case len(req.Ywlsh) < 1 || len(req.Ywlsh) > MaxYwlsh:
+		return req, fmt.Errorf("%w: ywlsh must be 1..%d characters, got %d", errRequest, MaxYwlsh, len(req.Ywlsh))
 	}
 	for i := 0; i < len(req.Ywlsh); i++ {
 		if c := req.Ywlsh[i]; c < 0x20 || c > 0x7e {
-			return req, fmt.Errorf("%w: ywlsh must be printable ASCII", errSimRequest)
+			return req, fmt.Errorf("%w: ywlsh must be printable ASCII", errRequest)
 		}
 	}
 	return req, nil
 }
 
-func simJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func simError(w http.ResponseWriter, status int, msg string) {
-	simJSON(w, status, map[string]string{"error": msg})
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
 }
