@@ -1,0 +1,387 @@
+//go:build adversary
+
+// Holes an adversarial fault hunt found in "never twice, every number accounted
+// for" (commit ae35da5) with real processes. Each test fails on the code it was
+// written against; the build tag keeps them out of CI until they are fixed:
+//
+//	scripts/testenv.sh go test -tags adversary -count=1 -run TestAdv -v ./test/distributed/
+
+package distributed_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/go-sql-driver/mysql"
+	"github.com/rs/zerolog"
+
+	"github.com/numberd/numberd/test/harness"
+)
+
+// TestAdvKeyRestoreUnseenNode: the pool's keys are dumped (DUMP) while two nodes
+// serve it, one node goes on allocating (still within the lease the dump holds),
+// and the dump is written back in place (RESTORE … REPLACE): run id, replication
+// id and generation stay, the counter goes back. TestHoleKeyRestore covers a node
+// that saw the newer version; here the next request goes to a node that did not:
+// a node that was idle since before the dump, or the node that allocated, after a
+// restart (a deploy). Nothing makes either refuse the restored state, although the
+// store's checkpointed cursor may already lie above it, and both hand out again
+// numbers handed out before.
+func TestAdvKeyRestoreUnseenNode(t *testing.T) {
+	t.Run("idle node", func(t *testing.T) { keyRestoreUnseen(t, false) })
+	t.Run("restarted node", func(t *testing.T) { keyRestoreUnseen(t, true) })
+}
+
+func keyRestoreUnseen(t *testing.T, restart bool) {
+	ctx := context.Background()
+	r := newHoleRig(t, harness.StartRedis(t, "redis"), "ku", 0)
+	n1, n2 := r.nodes[0], r.nodes[1]
+	// Both nodes know the pool and its state.
+	for range 4 {
+		mustAllocate(t, r.c, r.l, n1, "ku", 5)
+		mustAllocate(t, r.c, r.l, n2, "ku", 5)
+	}
+	dump, err := r.rds.DumpKeys(ctx, "numberd:{ku}:*")
+	must(t, err)
+	atDump := r.l.Count()
+	// node1 alone goes on, well within the lease the dump holds.
+	for range 10 {
+		mustAllocate(t, r.c, r.l, n1, "ku", 5)
+	}
+	floor := highest(r.l)
+	next := n2
+	if restart {
+		// A graceful stop: its final checkpoint writes the cursor (above the
+		// dump's) into the store before the restore.
+		n1.Stop()
+		next = n1
+	}
+	must(t, r.rds.RestoreKeys(ctx, dump))
+	if restart {
+		n1.Restart()
+	}
+	if st, err := r.c.Pool(ctx, next.URL(), "ku"); err == nil && st.ActiveSegment != nil {
+		t.Logf("after the restore %s shows the pool's next number as %s", next.Name(), st.ActiveSegment.Next)
+	}
+	dupsBefore := r.l.Duplicates()
+	var after []string
+	for range 10 {
+		after = append(after, mustAllocate(t, r.c, r.l, next, "ku", 5)...)
+	}
+	checkAbove(t, after, floor, r.gaps(t))
+	t.Logf("dumped %d keys %v at %d numbers; restored at %d (highest %s); %s then handed out %d numbers, %d of them again",
+		len(dump), dumpKinds(dump), atDump, r.l.Count()-len(after), floor, next.Name(), len(after), r.l.Duplicates()-dupsBefore)
+	logReseeds(t, r.nodes)
+}
+
+// advProxy is a toxiproxy proxy of the test's own, whose toxics the test adds
+// and removes one by one (the harness's Proxy only cuts or blackholes both ways).
+type advProxy struct {
+	t *testing.T
+	p *toxiproxy.Proxy
+}
+
+var advToxi = sync.OnceValue(func() *toxiproxy.ApiServer {
+	return toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+})
+
+var advProxySeq atomic.Int64
+
+func startAdvProxy(t *testing.T, upstream string) *advProxy {
+	t.Helper()
+	name := fmt.Sprintf("adv%d", advProxySeq.Add(1))
+	p := toxiproxy.NewProxy(advToxi(), name, "127.0.0.1:0", upstream)
+	if err := advToxi().Collection.Add(p, true); err != nil {
+		t.Fatalf("starting a proxy to %s: %v", upstream, err)
+	}
+	t.Cleanup(func() { _ = advToxi().Collection.Remove(name) })
+	return &advProxy{t: t, p: p}
+}
+
+func (p *advProxy) Addr() string {
+	p.p.Lock()
+	defer p.p.Unlock()
+	return p.p.Listen
+}
+
+// toxic adds a toxic: kind (timeout, latency, …) on stream (upstream: towards the
+// server, downstream: its replies) with attributes as JSON.
+func (p *advProxy) toxic(name, kind, stream, attrs string) {
+	p.t.Helper()
+	spec := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"toxicity":1,"attributes":%s}`, name, kind, stream, attrs)
+	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+		p.t.Fatalf("adding toxic %s: %v", name, err)
+	}
+}
+
+func (p *advProxy) untoxic(name string) {
+	p.t.Helper()
+	if err := p.p.Toxics.RemoveToxic(context.Background(), name); err != nil {
+		p.t.Fatalf("removing toxic %s: %v", name, err)
+	}
+}
+
+// unaccounted lists the numbers of segs below their cursors (used, as node
+// answers it) that l never received and no gap holds, waiting up to wait for gaps
+// still being recorded; it returns them with the gaps.
+func unaccounted(t *testing.T, c *harness.Client, nodes []*harness.Node, node *harness.Node, pool string, segs []span, l *harness.Ledger, wait time.Duration) (missing []string, gaps []harness.Gap) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		listed, err := c.Segments(context.Background(), node.URL(), pool)
+		must(t, err)
+		gaps, missing = gapsOf(t, c, nodes, pool), nil
+		for _, seg := range segs {
+			var used int64 = -1
+			for _, ls := range listed {
+				if ls.Start == seg.start() {
+					used, _ = strconv.ParseInt(ls.Used, 10, 64)
+				}
+			}
+			if used < 0 {
+				t.Fatalf("pool %s lists no segment starting %s", pool, seg.start())
+			}
+			for v := seg.lo; v < seg.lo+used; v++ {
+				if n := seg.number(v); !l.Has(n) && !inGap(gaps, n) {
+					missing = append(missing, n)
+				}
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return missing, gaps
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestAdvMemoExpiresBeforeResolve: an allocate call runs in Redis but its reply
+// is lost (the path from Redis back to the node drops everything: a half-open
+// route, a stalled proxy), so the request answers 503 and the resolver is to
+// settle the call from its memo. The memo lives memoTTL (60 s); the way back
+// stays broken a little longer than that. When Redis answers again, resolve.lua
+// finds no memo, leaves a tombstone and answers VOID: the resolver concludes the
+// call never ran, and the numbers it took are neither handed out nor in a gap.
+func TestAdvMemoExpiresBeforeResolve(t *testing.T) {
+	ctx := context.Background()
+	rds := harness.StartRedis(t, "redis")
+	px := startAdvProxy(t, rds.Addr())
+	dsn := mysqlDSN(t)
+	nodes := startHoleNodes(t, 1, "redis://"+px.Addr()+"/0", dsn, holeTimeout)
+	n1 := nodes[0]
+	c := harness.NewClient(4)
+	t.Cleanup(c.Close)
+	seg := span{"24442", 1, 1_000_000}
+	mustPool(t, c, n1, "me", seg)
+	l := harness.NewLedger(t)
+	for range 10 {
+		mustAllocate(t, c, l, n1, "me", 5)
+	}
+
+	// Replies from Redis are dropped; requests still reach it.
+	px.toxic("swallow", "timeout", "downstream", `{"timeout":0}`)
+	nums, resp, err := c.Allocate(ctx, n1.URL(), "me", 5)
+	must(t, err)
+	if resp.Status == 200 {
+		t.Fatalf("allocate with Redis's replies dropped answered %v", nums)
+	}
+	t.Logf("allocate with Redis's replies dropped: %s", resp)
+	memos, err := rds.Keys(ctx, "numberd:{me}:memo:*")
+	must(t, err)
+	t.Logf("memo keys in Redis now: %d", len(memos))
+	time.Sleep(65 * time.Second)
+	memos, err = rds.Keys(ctx, "numberd:{me}:memo:*")
+	must(t, err)
+	t.Logf("memo keys in Redis after 65 s: %d", len(memos))
+	px.untoxic("swallow")
+
+	// The pool serves again, and the resolver has had its chance.
+	eventually(t, 10*time.Second, "an allocation after the path healed", func() bool {
+		nums, r, err := c.Allocate(ctx, n1.URL(), "me", 5)
+		if err == nil && r.Status == 200 {
+			l.Record(n1.Name(), nums)
+			return true
+		}
+		return false
+	})
+	time.Sleep(3 * time.Second)
+	missing, gaps := unaccounted(t, c, nodes, n1, "me", []span{seg}, l, 10*time.Second)
+	if len(missing) > 0 {
+		t.Errorf("%d numbers below the cursor reached no caller and lie in no gap: %v (the request that took them was answered 503)", len(missing), missing)
+	}
+	sizes, _ := gapSizes(gaps)
+	t.Logf("%d numbers handed out; gaps %v", l.Count(), sizes)
+	for _, line := range n1.Logs() {
+		if strings.Contains(line, "settled") || strings.Contains(line, "unsettled") {
+			t.Logf("node1: %s", line)
+		}
+	}
+}
+
+// TestAdvUncachedSegmentStoreDown: node2 serves a pool whose second segment was
+// loaded through node1 after node2 last read the pool's segments. node1 uses up
+// the first segment, its lease extension reserves numbers of the second, and then
+// node2 loses MySQL (its own path to it is cut; Redis is fine). node2's next
+// allocate call takes numbers of the second segment in Redis, but turning their
+// offsets into numbers needs the segment, which node2 has not cached and cannot
+// read: the request answers 503 ("the numbers were not handed out"), and the
+// numbers it took are neither handed out nor recorded as a gap, nor left to the
+// resolver.
+func TestAdvUncachedSegmentStoreDown(t *testing.T) {
+	ctx := context.Background()
+	rds := harness.StartRedis(t, "redis")
+	dsn := mysqlDSN(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	must(t, err)
+	px := harness.StartProxy(t, cfg.Addr)
+	cfg.Addr = px.Addr()
+	n1 := startHoleNodes(t, 1, "redis://"+rds.Addr()+"/0", dsn, holeTimeout)[0]
+	n2 := harness.StartNode(t, harness.NodeConfig{Name: "node2", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: cfg.FormatDSN(),
+		Args: []string{"--lease-max", strconv.Itoa(holeLease), "--request-timeout", holeTimeout.String()}})
+	nodes := []*harness.Node{n1, n2}
+	c := harness.NewClient(4)
+	t.Cleanup(c.Close)
+	seg1, seg2 := span{"24442", 1, 20}, span{"24442", 1001, 1_000_000}
+	mustPool(t, c, n1, "us", seg1)
+	l := harness.NewLedger(t)
+	mustAllocate(t, c, l, n2, "us", 1) // node2 knows the pool, and segment 1
+	if _, err := c.LoadSegment(ctx, n1.URL(), "us", seg2.start(), seg2.end()); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		mustAllocate(t, c, l, n1, "us", 5) // 19 of segment 1, then segment 2
+	}
+	px.Cut()
+	nums, resp, err := c.Allocate(ctx, n2.URL(), "us", 3)
+	must(t, err)
+	t.Logf("node2, MySQL cut: %s", resp)
+	if resp.Status == 200 {
+		l.Record(n2.Name(), nums)
+	}
+	px.Restore()
+	time.Sleep(2 * time.Second)
+	for range 4 {
+		mustAllocate(t, c, l, n1, "us", 5)
+		mustAllocate(t, c, l, n2, "us", 5)
+	}
+	missing, gaps := unaccounted(t, c, nodes, n1, "us", []span{seg1, seg2}, l, 10*time.Second)
+	if len(missing) > 0 {
+		t.Errorf("%d numbers below the cursors reached no caller and lie in no gap: %v", len(missing), missing)
+	}
+	sizes, _ := gapSizes(gaps)
+	t.Logf("%d numbers handed out; gaps %v", l.Count(), sizes)
+}
+
+// TestAdvHandedOutInsideRecoveryGap: a node dies (kill -9) between the two
+// halves of a lease extension: the store has reserved more numbers (reserved_hi
+// raised), Redis's lease was never raised. The next extension finds the two
+// disagreeing and reseeds, recording everything from the store's cursor to the
+// new start as a recovery gap, "skipped and never handed out". But the Redis
+// state it replaces stays usable to every node until seed.lua runs: allocate.lua
+// does not look at the lock or the store. Here node1 reseeds over a slow path to
+// MySQL (200 ms each way, a loaded or distant database) while node2, which cannot
+// reach MySQL, keeps allocating from the old lease: numbers are handed out after
+// the recovery gap that holds them was recorded (its at), while node1's reseed was
+// under way: invariant 3 says the numbers a reseed skips are never handed out,
+// invariant 9 that no number is both issued and in a gap.
+func TestAdvHandedOutInsideRecoveryGap(t *testing.T) {
+	ctx := context.Background()
+	rds := harness.StartRedis(t, "redis")
+	dsn := mysqlDSN(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	must(t, err)
+	px1 := startAdvProxy(t, cfg.Addr)
+	px2 := harness.StartProxy(t, cfg.Addr)
+	cfg1, cfg2 := *cfg, *cfg
+	cfg1.Addr, cfg2.Addr = px1.Addr(), px2.Addr()
+	args := []string{"--lease-max", strconv.Itoa(holeLease), "--request-timeout", "10s"}
+	n1 := harness.StartNode(t, harness.NodeConfig{Name: "node1", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: cfg1.FormatDSN(), Args: args})
+	n2 := harness.StartNode(t, harness.NodeConfig{Name: "node2", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: cfg2.FormatDSN(), Args: args})
+	nodes := []*harness.Node{n1, n2}
+	c := harness.NewClient(4)
+	t.Cleanup(c.Close)
+	seg := span{"24442", 1, 1_000_000}
+	mustPool(t, c, n1, "rg", seg)
+	l := harness.NewLedger(t)
+	for range 30 {
+		mustAllocate(t, c, l, n1, "rg", 5)
+		mustAllocate(t, c, l, n2, "rg", 5)
+	}
+	time.Sleep(500 * time.Millisecond) // the extensions under way finish
+
+	// What a node killed between ReserveAt and lease.lua leaves behind.
+	db, err := sql.Open("mysql", dsn)
+	must(t, err)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "UPDATE segments SET reserved_hi = reserved_hi + 50 WHERE pool = ?", "rg"); err != nil {
+		t.Fatal(err)
+	}
+	px2.Cut()
+	px1.toxic("slow", "latency", "downstream", `{"latency":200}`)
+
+	// node2 allocates one number every 10 ms from the lease Redis holds.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			nums, r, err := c.Allocate(ctx, n2.URL(), "rg", 1)
+			if err == nil && r.Status == 200 {
+				l.Record(n2.Name(), nums)
+			}
+		}
+	})
+	// node1 needs more than the lease: its extension meets the disagreement.
+	_, r1, err := c.Allocate(ctx, n1.URL(), "rg", 1000)
+	must(t, err)
+	t.Logf("node1's allocation of 1000: %d", r1.Status)
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	px1.untoxic("slow")
+	px2.Restore()
+	for range 5 {
+		mustAllocate(t, c, l, n1, "rg", 5)
+	}
+
+	gaps := gapsOf(t, c, nodes, "rg")
+	var before, after int
+	var samples []string
+	for _, n := range l.Numbers() {
+		for _, g := range gaps {
+			if g.Reason != "recovery" || n < g.Start || n > g.End {
+				continue
+			}
+			by, at, _ := l.When(n)
+			if at.After(g.At) {
+				after++
+				if len(samples) < 5 {
+					samples = append(samples, fmt.Sprintf("%s by %s at %s (gap %s..%s recorded at %s)", n, by,
+						at.Format("15:04:05.000"), g.Start, g.End, g.At.Format("15:04:05.000")))
+				}
+			} else {
+				before++
+			}
+		}
+	}
+	sizes, _ := gapSizes(gaps)
+	t.Logf("%d numbers handed out; gaps %v; inside a recovery gap: %d handed out before it was recorded, %d after", l.Count(), sizes, before, after)
+	if after > 0 {
+		t.Errorf("%d numbers were handed out after the recovery gap that holds them was recorded, e.g. %v", after, samples)
+	}
+	// The numbers handed out before the gap was recorded lie in it too (the
+	// reseed gaps from the store's checkpoint, not from what Redis showed used):
+	// logged above, not failed on here.
+	logReseeds(t, nodes)
+}
