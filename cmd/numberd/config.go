@@ -2,15 +2,17 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,95 +20,108 @@ import (
 
 	"github.com/numberd/numberd/internal/httpapi"
 	"github.com/numberd/numberd/internal/refill"
+	"github.com/numberd/numberd/internal/segment"
 )
 
-// Config is numberd's configuration: defaults, then environment, then flags, then
-// the YAML file the --config flag names.
+// Config is numberd's configuration: each setting's default, then its
+// environment variable, then its flag (settings.go), then the YAML file that
+// --config names; Validate checks what depends on more than one value.
 type Config struct {
 	Addr            string
 	DataDir         string
 	RedisURL        string
 	MySQLDSN        string
 	ConfigFile      string
+	AdminToken      string
 	Insecure        bool
-	LogLevel        string
+	LogLevel        slog.Level
 	LogFormat       string
 	RequestTimeout  time.Duration
 	ShutdownTimeout time.Duration
 	RefillLease     time.Duration
 	RefillScan      time.Duration
 	LeaseMax        int64
+	GCPercent       int
 
 	// From the file (and NUMBERD_ADMIN_TOKEN).
 	Tokens    []httpapi.Token
 	Upstreams map[string]Upstream
+
+	// from names the flag or variable each setting came from, by setting.key,
+	// for the errors Validate finds.
+	from map[string]string
 }
 
 // Upstream is a configured segment source.
 type Upstream struct {
-	URL     string        `yaml:"url"`
-	Token   string        `yaml:"token"`
-	Timeout time.Duration `yaml:"timeout"`
+	URL     string
+	Token   string
+	Timeout time.Duration // zero: refill.DefaultTimeout
 }
 
-// fileConfig is the YAML file's shape.
+// fileConfig is the YAML file's shape. A timeout is read as text, so that a
+// malformed one is refused as a malformed flag is.
 type fileConfig struct {
 	Tokens []struct {
 		Token string   `yaml:"token"`
 		Role  string   `yaml:"role"`
 		Pools []string `yaml:"pools"`
 	} `yaml:"tokens"`
-	Upstreams map[string]Upstream `yaml:"upstreams"`
+	Upstreams map[string]struct {
+		URL     string `yaml:"url"`
+		Token   string `yaml:"token"`
+		Timeout string `yaml:"timeout"`
+	} `yaml:"upstreams"`
 }
 
-func envOr(name, fallback string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
+// settings are the settings of serve and migrate, read into c.
+func (c *Config) settings() []setting {
+	s := []setting{
+		{flag: "addr", env: "NUMBERD_ADDR", usage: "listen address", kind: address(&c.Addr, "127.0.0.1:8080")},
+		{flag: "data-dir", env: "NUMBERD_DATA_DIR", usage: "embedded mode's directory (SQLite file); one process per directory", kind: text(&c.DataDir, "./numberd-data")},
+		{flag: "redis", env: "NUMBERD_REDIS_URL", usage: "Redis URL (redis://, redis-sentinel://, redis-cluster://); set: distributed mode", kind: text(&c.RedisURL, "")},
+		{flag: "mysql", env: "NUMBERD_MYSQL_DSN", usage: "MySQL DSN (user:password@tcp(host:port)/database), required with --redis", kind: text(&c.MySQLDSN, "")},
+		{flag: "config", env: "NUMBERD_CONFIG", usage: "YAML file of tokens and upstreams", kind: text(&c.ConfigFile, "")},
+		{flag: "insecure", env: "NUMBERD_INSECURE", usage: "allow a non-loopback address without tokens", kind: boolean(&c.Insecure)},
 	}
-	return fallback
+	s = append(s, logSettings(&c.LogLevel, &c.LogFormat, "the log's level")...)
+	return append(s,
+		setting{flag: "request-timeout", env: "NUMBERD_REQUEST_TIMEOUT", usage: "longest a request waits on a store before 503 unavailable",
+			kind: duration(&c.RequestTimeout, 5*time.Second, time.Nanosecond)},
+		setting{flag: "shutdown-timeout", env: "NUMBERD_SHUTDOWN_TIMEOUT", usage: "longest SIGTERM waits for requests in flight",
+			kind: duration(&c.ShutdownTimeout, 30*time.Second, time.Nanosecond)},
+		setting{flag: "lease-max", env: "NUMBERD_LEASE_MAX", usage: "most numbers a pool reserves ahead of need: what a crash or a lost Redis may strand",
+			// A lease lies within one segment, which holds segment.MaxSize numbers at most.
+			kind: whole(&c.LeaseMax, 5000, 1, segment.MaxSize)},
+		setting{flag: "refill-lease", env: "NUMBERD_REFILL_LEASE", usage: "the refill lock's lease: a holder that stops is replaced after it",
+			kind: duration(&c.RefillLease, 10*time.Second, time.Nanosecond)},
+		setting{flag: "refill-scan", env: "NUMBERD_REFILL_SCAN", usage: "how often every pool with an upstream is checked for need",
+			kind: duration(&c.RefillScan, 2*time.Second, time.Nanosecond)},
+		setting{env: "NUMBERD_ADMIN_TOKEN", usage: "one admin token, besides those of the --config file", kind: text(&c.AdminToken, "")},
+		gcSetting(&c.GCPercent),
+	)
 }
 
-func envBool(name string) bool {
-	v, _ := strconv.ParseBool(os.Getenv(name))
-	return v
-}
-
-func envInt(name string, fallback int64) int64 {
-	if n, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil {
-		return n
+// read reads c from args, parsed as fs's flags, from the environment and from the
+// file --config names, and validates it. Its errors are those of readSettings,
+// load and Validate.
+func (c *Config) read(fs *flag.FlagSet, args []string) error {
+	head := "usage: " + fs.Name() + " [flags]"
+	from, err := readSettings(fs, args, head, c.settings())
+	if err != nil {
+		return err
 	}
-	return fallback
-}
-
-func envDuration(name string, fallback time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return d
+	c.from = from
+	if err := c.load(); err != nil {
+		return err
 	}
-	return fallback
+	return c.Validate()
 }
 
-// bindFlags registers the flags shared by serve and migrate on fs, with defaults
-// taken from the environment.
-func (c *Config) bindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Addr, "addr", envOr("NUMBERD_ADDR", "127.0.0.1:8080"), "listen address (NUMBERD_ADDR)")
-	fs.StringVar(&c.DataDir, "data-dir", envOr("NUMBERD_DATA_DIR", "./numberd-data"), "embedded mode's directory (NUMBERD_DATA_DIR)")
-	fs.StringVar(&c.RedisURL, "redis", envOr("NUMBERD_REDIS_URL", ""), "Redis URL; set: distributed mode (NUMBERD_REDIS_URL)")
-	fs.StringVar(&c.MySQLDSN, "mysql", envOr("NUMBERD_MYSQL_DSN", ""), "MySQL DSN, required with --redis (NUMBERD_MYSQL_DSN)")
-	fs.StringVar(&c.ConfigFile, "config", envOr("NUMBERD_CONFIG", ""), "YAML file of tokens and upstreams (NUMBERD_CONFIG)")
-	fs.BoolVar(&c.Insecure, "insecure", envBool("NUMBERD_INSECURE"), "allow a non-loopback address without tokens (NUMBERD_INSECURE=1)")
-	fs.StringVar(&c.LogLevel, "log-level", envOr("NUMBERD_LOG_LEVEL", "info"), "debug, info, warn or error (NUMBERD_LOG_LEVEL)")
-	fs.StringVar(&c.LogFormat, "log-format", envOr("NUMBERD_LOG_FORMAT", "text"), "text or json (NUMBERD_LOG_FORMAT)")
-	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDuration("NUMBERD_REQUEST_TIMEOUT", 5*time.Second), "longest a request waits on a store (NUMBERD_REQUEST_TIMEOUT)")
-	fs.Int64Var(&c.LeaseMax, "lease-max", envInt("NUMBERD_LEASE_MAX", 5000), "most numbers a pool reserves ahead of need: what a crash or a lost Redis may strand (NUMBERD_LEASE_MAX)")
-	fs.DurationVar(&c.RefillLease, "refill-lease", envDuration("NUMBERD_REFILL_LEASE", 10*time.Second), "the refill lock's lease: a holder that stops is replaced after it (NUMBERD_REFILL_LEASE)")
-	fs.DurationVar(&c.RefillScan, "refill-scan", envDuration("NUMBERD_REFILL_SCAN", 2*time.Second), "how often every pool with an upstream is checked for need (NUMBERD_REFILL_SCAN)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("NUMBERD_SHUTDOWN_TIMEOUT", 30*time.Second), "longest SIGTERM waits for requests in flight (NUMBERD_SHUTDOWN_TIMEOUT)")
-}
-
-// load reads the config file, if any, and NUMBERD_ADMIN_TOKEN.
+// load reads NUMBERD_ADMIN_TOKEN's token and the config file, if any.
 func (c *Config) load() error {
-	if tok := os.Getenv("NUMBERD_ADMIN_TOKEN"); tok != "" {
-		c.Tokens = append(c.Tokens, httpapi.Token{Token: tok, Role: httpapi.RoleAdmin})
+	if c.AdminToken != "" {
+		c.Tokens = append(c.Tokens, httpapi.Token{Token: c.AdminToken, Role: httpapi.RoleAdmin})
 	}
 	if c.ConfigFile == "" {
 		return nil
@@ -125,35 +140,50 @@ func (c *Config) load() error {
 	for _, t := range f.Tokens {
 		c.Tokens = append(c.Tokens, httpapi.Token{Token: t.Token, Role: t.Role, Pools: t.Pools})
 	}
-	c.Upstreams = f.Upstreams
-	return nil
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(f.Upstreams)) {
+		u := f.Upstreams[name]
+		up := Upstream{URL: u.URL, Token: u.Token}
+		if k := duration(&up.Timeout, 0, 0); u.Timeout != "" && !k.set(u.Timeout) {
+			field := fmt.Sprintf("config %s: upstreams.%s.timeout", c.ConfigFile, name)
+			errs = append(errs, refuse(field, u.Timeout, k.form+" (0: "+refill.DefaultTimeout.String()+")"))
+		}
+		if c.Upstreams == nil {
+			c.Upstreams = map[string]Upstream{}
+		}
+		c.Upstreams[name] = up
+	}
+	return errors.Join(errs...)
 }
 
-// Validate checks the configuration as a whole.
+// Validate checks what depends on more than one setting or on the structure of
+// one: the mode, the Redis URL, the MySQL DSN, the upstreams, and tokens where
+// the address is not loopback. Settings of one value are checked as they are
+// read.
 func (c *Config) Validate() error {
 	if (c.RedisURL == "") != (c.MySQLDSN == "") {
 		return errors.New("distributed mode needs both --redis and --mysql")
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		return err
+	if c.RedisURL != "" {
+		if _, err := redisOptions(c.RedisURL); err != nil {
+			return fmt.Errorf("%s: %w", c.nameOf("redis"), err)
+		}
 	}
-	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	if c.MySQLDSN != "" {
+		if err := checkMySQLDSN(c.MySQLDSN); err != nil {
+			return fmt.Errorf("%s: %w", c.nameOf("mysql"), err)
+		}
 	}
-	if c.LeaseMax < 1 {
-		return fmt.Errorf("--lease-max must be at least 1, not %d", c.LeaseMax)
-	}
-	if c.RequestTimeout <= 0 || c.ShutdownTimeout <= 0 || c.RefillLease <= 0 || c.RefillScan <= 0 {
-		return errors.New("--request-timeout, --shutdown-timeout, --refill-lease and --refill-scan must be positive")
-	}
-	for name, u := range c.Upstreams {
-		parsed, err := url.Parse(u.URL)
+	for _, name := range slices.Sorted(maps.Keys(c.Upstreams)) {
+		// Checked here first because the adapter's error quotes the URL, which may
+		// hold a password.
+		parsed, err := url.Parse(c.Upstreams[name].URL)
 		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
 			return fmt.Errorf("upstream %s: url must be http(s)://host[:port][/path]", name)
 		}
-		if u.Timeout < 0 {
-			return fmt.Errorf("upstream %s: timeout must not be negative", name)
-		}
+	}
+	if _, err := c.upstreams(); err != nil {
+		return err
 	}
 	if len(c.Tokens) == 0 && !c.Insecure && !loopback(c.Addr) {
 		return fmt.Errorf("refusing to listen on %s without tokens: anyone could take numbers. "+
@@ -162,6 +192,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// nameOf is the flag or variable the setting of key came from.
+func (c *Config) nameOf(key string) string { return cmp.Or(c.from[key], "--"+key) }
 
 // loopback reports whether addr's host can only be reached from this machine.
 func loopback(addr string) bool {
@@ -174,14 +207,6 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
-	}
-	return l, nil
 }
 
 // storeTimeout is the longest a request may wait on MySQL (or SQLite): nine
@@ -203,11 +228,7 @@ func (c *Config) upstreamNames() map[string]bool {
 func (c *Config) upstreams() (map[string]refill.Upstream, error) {
 	out := map[string]refill.Upstream{}
 	for name, u := range c.Upstreams {
-		timeout := u.Timeout
-		if timeout == 0 {
-			timeout = 5 * time.Second
-		}
-		up, err := refill.NewHTTPUpstream(u.URL, u.Token, timeout)
+		up, err := refill.NewHTTPUpstream(u.URL, u.Token, u.Timeout)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}

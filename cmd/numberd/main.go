@@ -18,19 +18,7 @@ import (
 	"syscall"
 )
 
-func main() {
-	// numberd's live heap is a few megabytes, so the default target (collect
-	// when it doubles) means a collection every few thousand requests under
-	// load; four times the live heap still costs little memory and far fewer
-	// collections. GOGC, when set, decides instead.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
-	os.Exit(run(os.Args[1:]))
-}
-
-// defaultGCPercent is the garbage collector's target unless GOGC is set.
-const defaultGCPercent = 400
+func main() { os.Exit(run(os.Args[1:])) }
 
 // run executes a subcommand and returns the process's exit status.
 func run(args []string) int {
@@ -61,31 +49,26 @@ func run(args []string) int {
 	case errors.Is(err, errUsage):
 		return 2
 	default:
-		fmt.Fprintf(os.Stderr, "numberd: %v\n", err)
+		// A joined error says one malformed setting each: a line each.
+		errs := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			fmt.Fprintf(os.Stderr, "numberd: %v\n", e)
+		}
 		return 1
 	}
 }
 
 var errUsage = errors.New("usage")
 
+// parseConfig reads the configuration of the command name (serve or migrate) from
+// args, the environment and the config file.
 func parseConfig(name string, args []string) (Config, error) {
 	var c Config
-	fs := flag.NewFlagSet("numberd "+name, flag.ContinueOnError)
-	c.bindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "numberd %s: unexpected argument %q\n", name, fs.Arg(0))
-		return c, errUsage
-	}
-	if err := c.load(); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	err := c.read(flag.NewFlagSet("numberd "+name, flag.ContinueOnError), args)
+	return c, err
 }
 
 func serve(args []string) error {
@@ -93,6 +76,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	debug.SetGCPercent(cfg.GCPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	m := NewMain(cfg)
@@ -122,6 +106,7 @@ func migrate(args []string) error {
 	if err != nil {
 		return err
 	}
+	debug.SetGCPercent(cfg.GCPercent)
 	m := NewMain(cfg)
 	// No request timeout here: migrating is all this command does, and a
 	// schema change of a large table may take long.

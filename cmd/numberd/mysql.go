@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -33,4 +34,19 @@ func boundedMySQLDSN(dsn string, bound time.Duration) string {
 		cfg.Timeout = min(bound, 3*time.Second)
 	}
 	return cfg.FormatDSN()
+}
+
+// checkMySQLDSN refuses a DSN the driver cannot parse, or one with a negative
+// timeout, which would fail every read or write. Its errors never quote the DSN:
+// it may hold a password.
+func checkMySQLDSN(dsn string) error {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return errors.New("does not parse: want user:password@tcp(host:port)/database[?param=value&…], " +
+			"a timeout with a unit, such as readTimeout=9s")
+	}
+	if cfg.Timeout < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0 {
+		return errors.New("timeout, readTimeout and writeTimeout must not be negative")
+	}
+	return nil
 }

@@ -2,17 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// redisOptions turns a Redis URL into client options. The forms:
+// redisOptions turns a Redis URL into client options; its errors say what is
+// wrong without quoting the URL, which may hold a password. The forms:
 //
 //	redis://[user:password@]host:port[/db]                      one server
 //	rediss://…                                                  the same over TLS
@@ -21,8 +23,8 @@ import (
 func redisOptions(raw string) (*redis.UniversalOptions, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Parse quotes the URL, which may hold a password.
-		return nil, fmt.Errorf("--redis: not a URL (want redis://host:port/db)")
+		// url.Parse's error quotes the URL.
+		return nil, errors.New("not a URL: want redis://host:port/db")
 	}
 	opts := &redis.UniversalOptions{
 		// go-redis retries a command after a broken connection: allocate.lua keeps
@@ -42,27 +44,27 @@ func redisOptions(raw string) (*redis.UniversalOptions, error) {
 	hosts := strings.Split(u.Host, ",")
 	for _, h := range hosts {
 		if h == "" || !strings.Contains(h, ":") {
-			return nil, fmt.Errorf("--redis: %q is not host:port", h)
+			return nil, fmt.Errorf("%q is not host:port", h)
 		}
 	}
 	q := u.Query()
 	switch u.Scheme {
 	case "redis", "rediss":
 		if len(hosts) != 1 {
-			return nil, fmt.Errorf("--redis: redis:// names one server; use redis-sentinel:// or redis-cluster:// for several")
+			return nil, errors.New("redis:// names one server; use redis-sentinel:// or redis-cluster:// for several")
 		}
 		opts.Addrs = hosts
 		if opts.DB, err = dbNumber(strings.TrimPrefix(u.Path, "/")); err != nil {
 			return nil, err
 		}
 		if u.Scheme == "rediss" {
-			return nil, fmt.Errorf("--redis: rediss:// (TLS) is not supported yet; use a TLS-terminating proxy")
+			return nil, errors.New("rediss:// (TLS) is not supported yet; use a TLS-terminating proxy")
 		}
 	case "redis-sentinel":
 		opts.Addrs = hosts
 		opts.MasterName = strings.TrimPrefix(u.Path, "/")
 		if opts.MasterName == "" {
-			return nil, fmt.Errorf("--redis: redis-sentinel:// needs the master's name as its path (…/mymaster)")
+			return nil, errors.New("redis-sentinel:// needs the master's name as its path (…/mymaster)")
 		}
 		if opts.DB, err = dbNumber(q.Get("db")); err != nil {
 			return nil, err
@@ -75,18 +77,16 @@ func redisOptions(raw string) (*redis.UniversalOptions, error) {
 			opts.Addrs = append(hosts, hosts[0])
 		}
 	default:
-		return nil, fmt.Errorf("--redis: scheme must be redis, redis-sentinel or redis-cluster, not %q", u.Scheme)
+		return nil, fmt.Errorf("scheme must be redis, redis-sentinel or redis-cluster, not %q", u.Scheme)
 	}
 	return opts, nil
 }
 
+// dbNumber reads the database number of a Redis URL; empty is 0.
 func dbNumber(s string) (int, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("--redis: database %q is not a number", s)
+	n := 0
+	if k := whole(&n, 0, 0, math.MaxInt32); s != "" && !k.set(s) {
+		return 0, fmt.Errorf("database %q: want %s", s, k.form)
 	}
 	return n, nil
 }

@@ -6,13 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
+	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/upstreamsim"
 )
 
@@ -20,109 +23,57 @@ import (
 // waiting out their latency are answered 503 at once.
 const simShutdownTimeout = 10 * time.Second
 
-// simEnv maps each upstream-sim flag to its environment variable; a flag given on
-// the command line wins over its variable.
-var simEnv = map[string]string{
-	"addr":       "NUMBERD_SIM_ADDR",
-	"digits":     "NUMBERD_SIM_DIGITS",
-	"first":      "NUMBERD_SIM_FIRST",
-	"latency":    "NUMBERD_SIM_LATENCY",
-	"fail-rate":  "NUMBERD_SIM_FAIL_RATE",
-	"lose-rate":  "NUMBERD_SIM_LOSE_RATE",
-	"token":      "NUMBERD_SIM_TOKEN",
-	"seed":       "NUMBERD_SIM_SEED",
-	"log-level":  "NUMBERD_LOG_LEVEL",
-	"log-format": "NUMBERD_LOG_FORMAT",
-}
-
 // simConfig is the configuration of `numberd upstream-sim`.
 type simConfig struct {
 	Addr      string
 	Sim       upstreamsim.Options
 	LogLevel  slog.Level
 	LogFormat string
+	GCPercent int
 }
 
-// parseSimConfig reads upstream-sim's flags and environment. On a bad flag, value
-// or combination it prints why to stderr and returns errUsage.
-func parseSimConfig(args []string) (simConfig, error) {
-	var c simConfig
-	fs := flag.NewFlagSet("numberd upstream-sim", flag.ContinueOnError)
-	fs.StringVar(&c.Addr, "addr", "127.0.0.1:9090", "listen address")
-	fs.IntVar(&c.Sim.Digits, "digits", 20, "width of the numbers granted, 1..32")
-	fs.StringVar(&c.Sim.First, "first", "", "first number granted, of --digits digits (default 1, zero-padded)")
-	fs.DurationVar(&c.Sim.Latency, "latency", 0, "time every call waits before its answer")
-	fs.Float64Var(&c.Sim.FailRate, "fail-rate", 0, "probability 0..1 of answering 503 and granting nothing")
-	fs.Float64Var(&c.Sim.LoseRate, "lose-rate", 0, "probability 0..1 of granting but answering 503 (a lost reply)")
-	fs.StringVar(&c.Sim.Token, "token", "", "bearer token callers must send (default none: open)")
-	fs.Uint64Var(&c.Sim.Seed, "seed", 0, "seed of the fail and lose draws")
-	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug (one line per grant), info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
-	fs.Usage = func() {
-		out := fs.Output()
-		fmt.Fprintln(out, "usage: numberd upstream-sim [flags]")
-		fmt.Fprintln(out, "Serves the upstream protocol (POST /segments, GET /stats) for tests and demos.")
-		fmt.Fprintln(out, "Each flag has an environment variable; a flag given wins.")
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(out, "  --%s (%s)\n    \t%s", f.Name, simEnv[f.Name], f.Usage)
-			if f.DefValue != "" && f.DefValue != "0" {
-				fmt.Fprintf(out, " (default %s)", f.DefValue)
-			}
-			fmt.Fprintln(out)
-		})
+// settings are upstream-sim's settings, read into c.
+func (c *simConfig) settings() []setting {
+	s := []setting{
+		{flag: "addr", env: "NUMBERD_SIM_ADDR", usage: "listen address", kind: address(&c.Addr, "127.0.0.1:9090")},
+		{flag: "digits", env: "NUMBERD_SIM_DIGITS", usage: "width of the numbers granted", kind: whole(&c.Sim.Digits, 20, 1, segment.MaxDigits)},
+		{flag: "first", env: "NUMBERD_SIM_FIRST", usage: "first number granted, of --digits digits (default 1, zero-padded)", kind: text(&c.Sim.First, "")},
+		{flag: "latency", env: "NUMBERD_SIM_LATENCY", usage: "time every call waits before its answer", kind: duration(&c.Sim.Latency, 0, 0)},
+		{flag: "fail-rate", env: "NUMBERD_SIM_FAIL_RATE", usage: "probability of answering 503 and granting nothing", kind: probability(&c.Sim.FailRate)},
+		{flag: "lose-rate", env: "NUMBERD_SIM_LOSE_RATE", usage: "probability of granting but answering 503 (a lost reply)", kind: probability(&c.Sim.LoseRate)},
+		{flag: "token", env: "NUMBERD_SIM_TOKEN", usage: "bearer token callers must send (default none: open)", kind: text(&c.Sim.Token, "")},
+		{flag: "seed", env: "NUMBERD_SIM_SEED", usage: "seed of the fail and lose draws", kind: whole(&c.Sim.Seed, 0, 0, math.MaxUint64)},
 	}
-	fail := func(format string, a ...any) (simConfig, error) {
-		fmt.Fprintf(os.Stderr, "numberd upstream-sim: "+format+"\n", a...)
-		return c, errUsage
+	s = append(s, logSettings(&c.LogLevel, &c.LogFormat, "the log's level (debug: a line per grant)")...)
+	return append(s, gcSetting(&c.GCPercent))
+}
+
+// read reads c from args, parsed as fs's flags, and from the environment. Its
+// errors are readSettings's, and that of a --first not of --digits digits.
+func (c *simConfig) read(fs *flag.FlagSet, args []string) error {
+	head := "usage: " + fs.Name() + " [flags]\n" +
+		"Serves the upstream protocol (POST /segments, GET /stats) for tests and demos."
+	from, err := readSettings(fs, args, head, c.settings())
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, errUsage // the flag package said why
+	if c.Sim.First == "" {
+		return nil
 	}
-	if fs.NArg() > 0 {
-		return fail("unexpected argument %q", fs.Arg(0))
+	if _, err := segment.ParseNumber(c.Sim.First, c.Sim.Digits); err != nil {
+		return refuse(from["first"], c.Sim.First, fmt.Sprintf("a number of %d digits, as --digits says", c.Sim.Digits))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		v, ok := os.LookupEnv(simEnv[f.Name])
-		if !ok || given[f.Name] || envErr != nil {
-			return
-		}
-		if err := f.Value.Set(v); err != nil {
-			envErr = fmt.Errorf("%s=%q: %v", simEnv[f.Name], v, err)
-		}
-	})
-	if envErr != nil {
-		return fail("%v", envErr)
-	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return fail("--addr %q must be host:port: %v", c.Addr, err)
-	}
-	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return fail("--log-format must be text or json, not %q", c.LogFormat)
-	}
-	if _, err := upstreamsim.New(c.Sim); err != nil {
-		return fail("%v", err)
-	}
-	return c, nil
+	return nil
 }
 
 // upstreamSim runs `numberd upstream-sim` until SIGTERM or SIGINT.
 func upstreamSim(args []string) error {
-	cfg, err := parseSimConfig(args)
-	if err != nil {
+	var cfg simConfig
+	if err := cfg.read(flag.NewFlagSet("numberd upstream-sim", flag.ContinueOnError), args); err != nil {
 		return err
 	}
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
-	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(os.Stderr, opts)
-	}
-	logger := slog.New(h)
+	debug.SetGCPercent(cfg.GCPercent)
+	logger := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	cfg.Sim.Logger = logger
 	sim, err := upstreamsim.New(cfg.Sim)
 	if err != nil {

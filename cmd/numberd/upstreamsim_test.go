@@ -259,21 +259,22 @@ func TestUpstreamSimBinaryRejectsBadFlags(t *testing.T) {
 		name string
 		env  []string
 		args []string
+		code int
 		want string
 	}{
-		{"unknown flag", nil, []string{"--nope"}, "flag provided but not defined: -nope"},
-		{"extra argument", nil, []string{"now"}, `unexpected argument "now"`},
-		{"digits 0", nil, []string{"--digits", "0"}, "digits must be 1..32"},
-		{"digits not a number", nil, []string{"--digits", "x"}, `invalid value "x" for flag -digits`},
-		{"first of another width", nil, []string{"--digits", "8", "--first", "1"}, "first number"},
-		{"fail rate over 1", nil, []string{"--fail-rate", "1.5"}, "fail rate must be 0..1"},
-		{"negative lose rate", nil, []string{"--lose-rate=-0.5"}, "lose rate must be 0..1"},
-		{"negative latency", nil, []string{"--latency", "-1s"}, "latency must not be negative"},
-		{"log format", nil, []string{"--log-format", "xml"}, "--log-format must be text or json"},
-		{"address", nil, []string{"--addr", "nowhere"}, `--addr "nowhere" must be host:port`},
-		{"bad variable", []string{"NUMBERD_SIM_FAIL_RATE=often"}, nil, `NUMBERD_SIM_FAIL_RATE="often"`},
-		{"bad log level", []string{"NUMBERD_LOG_LEVEL=loud"}, nil, `NUMBERD_LOG_LEVEL="loud"`},
-		{"a flag wins over a bad variable's value", []string{"NUMBERD_SIM_DIGITS=40"}, []string{"--digits", "0"}, "got 0"},
+		{"unknown flag", nil, []string{"--nope"}, 2, "flag provided but not defined: -nope"},
+		{"extra argument", nil, []string{"now"}, 2, `unexpected argument "now"`},
+		{"digits 0", nil, []string{"--digits", "0"}, 1, `--digits "0": want a whole number from 1 to 32`},
+		{"digits not a number", nil, []string{"--digits", "x"}, 1, `--digits "x": want a whole number`},
+		{"first of another width", nil, []string{"--digits", "8", "--first", "1"}, 1, `--first "1": want a number of 8 digits`},
+		{"fail rate over 1", nil, []string{"--fail-rate", "1.5"}, 1, `--fail-rate "1.5": want a number from 0 to 1`},
+		{"negative lose rate", nil, []string{"--lose-rate=-0.5"}, 1, `--lose-rate "-0.5": want a number from 0 to 1`},
+		{"negative latency", nil, []string{"--latency", "-1s"}, 1, `--latency "-1s": want a duration`},
+		{"log format", nil, []string{"--log-format", "xml"}, 1, `--log-format "xml": want text or json`},
+		{"address", nil, []string{"--addr", "nowhere"}, 1, `--addr "nowhere": want host:port`},
+		{"bad variable", []string{"NUMBERD_SIM_FAIL_RATE=often"}, nil, 1, `NUMBERD_SIM_FAIL_RATE="often"`},
+		{"bad log level", []string{"NUMBERD_LOG_LEVEL=loud"}, nil, 1, `NUMBERD_LOG_LEVEL="loud"`},
+		{"a flag wins over a bad variable's value", []string{"NUMBERD_SIM_DIGITS=40"}, []string{"--digits", "0"}, 1, `--digits "0"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -281,8 +282,8 @@ func TestUpstreamSimBinaryRejectsBadFlags(t *testing.T) {
 			cmd.Env = simEnv(tt.env...)
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-				t.Fatalf("exit: %v, want status 2; output:\n%s", err, out)
+			if !errors.As(err, &exit) || exit.ExitCode() != tt.code {
+				t.Fatalf("exit: %v, want status %d; output:\n%s", err, tt.code, out)
 			}
 			if !strings.Contains(string(out), tt.want) {
 				t.Errorf("output %q, want it to hold %q", out, tt.want)

@@ -44,13 +44,7 @@ type engine interface {
 
 // NewMain returns a Main for cfg, logging to stderr as cfg says.
 func NewMain(cfg Config) *Main {
-	level, _ := parseLevel(cfg.LogLevel)
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
-	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(os.Stderr, opts)
-	}
-	return &Main{Config: cfg, Logger: slog.New(h), errc: make(chan error, 1)}
+	return &Main{Config: cfg, Logger: newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat), errc: make(chan error, 1)}
 }
 
 func (m *Main) distributed() bool { return m.Config.RedisURL != "" }
@@ -83,7 +77,7 @@ func (m *Main) openEngine(ctx context.Context, opts alloc.Options) (engine, erro
 	redis.SetLogger(redisLogger{m.Logger})
 	var err error
 	if m.redis, err = newRedis(m.Config.RedisURL); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", m.Config.nameOf("redis"), err)
 	}
 	e, err := alloc.OpenDistributed(ctx, m.redis, m.store, opts)
 	if err != nil {
