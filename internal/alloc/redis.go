@@ -150,6 +150,7 @@ type call struct {
 	deadline time.Time // when the request gives up: its allocate call with it
 	count    int
 	idem     *Idempotency
+	fresh    bool // take new numbers for idem even if Redis holds some
 	done     chan struct{}
 	kind     string      // this request's letter of the allocate answer, or RESEED
 	runs     []offsetRun // its numbers, for A and R
@@ -254,11 +255,20 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 			slow, cancel = context.WithDeadline(ctx, deadline)
 		}
 	}
+	// fresh: the key's earlier numbers were abandoned, and a copy Redis may still
+	// hold of them must not be replayed.
+	fresh := false
 	if req.Idempotency != nil {
 		slowDown()
 		// The store's record answers first: Redis may have lost its own.
-		if a, found, err := e.replay(slow, p, req); found || err != nil {
-			return a, err
+		rec, err := e.stored(slow, p, req)
+		switch {
+		case err != nil:
+			return Allocation{}, err
+		case rec.Abandoned() && rec.Key != "":
+			fresh = true
+		case rec.Key != "":
+			return e.recorded(p, req, rec)
 		}
 	}
 	synced := false
@@ -267,7 +277,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 			return Allocation{}, fmt.Errorf("%w: pool %s: its Redis state kept changing", ErrUnavailable, p.id)
 		}
 		c := calls.Get().(*call)
-		c.ctx, c.deadline, c.count, c.idem, c.kind, c.runs, c.err = slow, deadline, req.Count, req.Idempotency, "", nil, nil
+		c.ctx, c.deadline, c.count, c.idem, c.fresh, c.kind, c.runs, c.err = slow, deadline, req.Count, req.Idempotency, fresh, "", nil, nil
 		if err := e.submit(p, c); err != nil {
 			return Allocation{}, err // c may still be queued: not reused
 		}
@@ -280,11 +290,16 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 			if a.Spans, err = e.spans(ctx, p, runs); err != nil {
 				return Allocation{}, err
 			}
-			if req.Idempotency != nil {
-				slowDown()
-				return e.keep(slow, p, req, a)
+			if req.Idempotency == nil {
+				return a, nil
 			}
-			return a, nil
+			slowDown()
+			a, err := e.keep(slow, p, req, a)
+			if errors.Is(err, errTakeAfresh) {
+				fresh = true
+				continue
+			}
+			return a, err
 		case "C":
 			return Allocation{}, fmt.Errorf("%w: key %q was used with another count", ErrIdempotencyConflict, req.Idempotency.Key)
 		case "X":
@@ -510,6 +525,9 @@ func allocateArgs(p *rpool, memo string, batch []*call) (keys []string, args []a
 			keys = append(keys, p.keys.idem+c.idem.Scope+":"+c.idem.Key)
 			ki = len(keys) - 3
 			args = append(args, Request{Count: c.count}.fingerprint())
+			if c.fresh {
+				ki = -ki
+			}
 		}
 		kis = strconv.AppendInt(kis, int64(ki), 10)
 	}

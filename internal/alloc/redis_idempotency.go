@@ -2,6 +2,7 @@ package alloc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,16 +15,11 @@ import (
 // one key agree until the store's is written.
 const redisIdemTTL = 10 * time.Minute
 
-// replay answers req from the store's idempotency record of its key, if there is
-// one: it holds even when Redis lost its own.
-func (e *Distributed) replay(ctx context.Context, p *rpool, req Request) (Allocation, bool, error) {
+// stored is the store's record of req's key, or a zero record (empty Key) when
+// there is none. It answers first, as it holds even when Redis lost its copy.
+func (e *Distributed) stored(ctx context.Context, p *rpool, req Request) (store.IdempotencyRecord, error) {
 	key := req.Idempotency
-	rec, err := e.lookup.do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
-	if err != nil || rec.Key == "" {
-		return Allocation{}, false, err
-	}
-	a, err := e.recorded(p, req, rec)
-	return a, true, err
+	return e.lookup.do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
 }
 
 // recorded is the answer rec holds for req.
@@ -38,20 +34,34 @@ func (e *Distributed) recorded(p *rpool, req Request, rec store.IdempotencyRecor
 	return Allocation{Pool: p.id, Spans: spans, Replayed: true}, nil
 }
 
+// errTakeAfresh says a replayed answer's numbers were abandoned meanwhile: the
+// request must take new numbers.
+var errTakeAfresh = errors.New("alloc: the replayed numbers were abandoned")
+
 // keep makes a's numbers req's key's in the store before they are answered, and
 // returns what the key holds: a, or the answer another request stored first
 // (then a's numbers, if this request took them, are abandoned). If the store
-// cannot be written, nothing is answered; the numbers stay with the key in Redis,
-// where a retry finds them, and the resolver writes them to the store later.
+// cannot be written, nothing is answered, and the resolver later gives the
+// numbers to the key or abandons them, whichever the store finds first (see
+// settle). If a replayed numbers the store holds abandoned, it returns
+// errTakeAfresh.
 func (e *Distributed) keep(ctx context.Context, p *rpool, req Request, a Allocation) (Allocation, error) {
 	rec := e.record(p, req, a.Spans)
+	rec.Fresh = !a.Replayed
 	held, err := e.idem.do(ctx, rec)
 	if err != nil {
 		e.unsure.add(unsettledCall{pool: p, record: &rec, since: time.Now()})
 		return Allocation{}, fmt.Errorf("%w: the idempotency record could not be stored: %v", ErrOutcomeUnknown, err)
 	}
-	if held.Answer == rec.Answer {
+	switch {
+	case held.Answer == rec.Answer:
 		return a, nil
+	case held.Abandoned() && a.Replayed:
+		// Redis still holds the numbers of a call the resolver gave up: they
+		// are an abandoned gap, never to be handed out.
+		return Allocation{}, errTakeAfresh
+	case held.Abandoned():
+		return Allocation{}, fmt.Errorf("%w: the store kept an abandoned record over new numbers of key %q", ErrUnavailable, req.Idempotency.Key)
 	}
 	if !a.Replayed {
 		if _, err := e.abandon(ctx, p, a.Spans); err != nil {

@@ -279,6 +279,42 @@ func TestDistributedIdempotencyAcrossNodes(t *testing.T) {
 	}
 }
 
+// TestAbandonedKeyTakesNewNumbers: a key whose numbers the resolver abandoned
+// (its call's answer was lost) is answered new numbers when used again, never
+// those Redis still holds for it, which lie in an abandoned gap.
+func TestAbandonedKeyTakesNewNumbers(t *testing.T) {
+	srv := testharness.StartRedis(t, "redis")
+	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
+	c.mustPool(t, "p", 6, [2]string{"000001", "000100"})
+	ctx := context.Background()
+	segs, err := c.stores[0].Segments(ctx, "p")
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v, %v", segs, err)
+	}
+	// Redis's copy of the key's record holds 000011-000012; the store holds the
+	// abandoned record the resolver keeps when it gives such numbers up.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	if err := rdb.Set(ctx, "numberd:{p}:idem:s:k", fmt.Sprintf("count=2|%d:10-11", segs[0].ID), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	held, err := c.stores[0].KeepIdempotencies(ctx, []store.IdempotencyRecord{{Pool: "p", Scope: "s", Key: "k", Fingerprint: "count=2", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}})
+	if err != nil || !held[0].Abandoned() {
+		t.Fatalf("abandoned record: %+v, %v", held, err)
+	}
+	key := &alloc.Idempotency{Scope: "s", Key: "k"}
+	for i, want := range []bool{false, true} {
+		a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 2, Idempotency: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Numbers(); !slices.Equal(got, []string{"000001", "000002"}) || a.Replayed != want {
+			t.Errorf("use %d of the key: %v (replayed %v); want 000001..000002 (replayed %v)", i+1, got, a.Replayed, want)
+		}
+	}
+}
+
 func TestDistributedFailoverToAStaleCopy(t *testing.T) {
 	primary := testharness.StartRedis(t, "primary")
 	stale := testharness.StartRedis(t, "stale")

@@ -130,15 +130,16 @@ func (e *Distributed) settleAll(ctx context.Context) {
 		kept += k
 	}
 	if settled > 0 {
-		e.opts.Logger.Warn("settled allocations whose answers were lost", "calls", settled, "abandoned_numbers", abandoned, "kept_for_keys", kept, "unsettled", len(calls)-settled)
+		e.opts.Logger.Warn("settled allocations whose answers were lost", "calls", settled, "abandoned_numbers", abandoned, "answered_to_retries", kept, "unsettled", len(calls)-settled)
 	}
 	if failed != nil && settled == 0 {
 		e.opts.Logger.Debug("settling lost allocations waits for Redis and the store", "calls", len(calls), "err", failed)
 	}
 }
 
-// settle settles one call: what it took goes to its keyed requests' records, or
-// into an abandoned gap. It returns how many numbers went each way.
+// settle settles one call: what it took goes into an abandoned gap, but for the
+// numbers of a key that a retry was answered with before: those stay the key's.
+// It returns how many numbers went each way.
 func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, kept int64, err error) {
 	p := c.pool
 	if c.lost != nil {
@@ -146,7 +147,7 @@ func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, k
 		return n, 0, err
 	}
 	if c.record != nil {
-		held, err := e.idem.do(ctx, *c.record)
+		held, err := e.idem.do(ctx, abandonedRecord(*c.record))
 		if err != nil {
 			return 0, 0, err
 		}
@@ -190,17 +191,22 @@ func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, k
 			lost = append(lost, got...)
 			continue
 		}
-		// A keyed request's numbers are its key's: Redis answers them to a retry,
-		// and the store must agree.
+		// A keyed request's numbers are abandoned like any other, unless a retry
+		// was answered them meanwhile (Redis replays them to one): the store
+		// holds its record then, and the abandoned record offered here stays out.
 		spans, err := e.spans(ctx, p, got)
 		if err != nil {
 			return 0, 0, err
 		}
 		recs = append(recs, e.record(p, Request{Pool: p.id, Count: r.count, Idempotency: r.idem}, spans))
 	}
+	offers := make([]store.IdempotencyRecord, len(recs))
+	for i, rec := range recs {
+		offers[i] = abandonedRecord(rec)
+	}
 	var held []store.IdempotencyRecord
 	if len(recs) > 0 {
-		if held, err = e.store.KeepIdempotencies(ctx, recs); err != nil {
+		if held, err = e.store.KeepIdempotencies(ctx, offers); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -221,4 +227,12 @@ func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, k
 	}
 	abandoned, err = e.abandon(ctx, p, spans)
 	return abandoned, kept, err
+}
+
+// abandonedRecord is the abandoned record of rec's key: kept in the store unless
+// the key holds a record already, it says rec's numbers were given up, so that
+// no retry is answered them from a copy Redis still holds.
+func abandonedRecord(rec store.IdempotencyRecord) store.IdempotencyRecord {
+	rec.Answer, rec.Fresh = "", false
+	return rec
 }

@@ -22,7 +22,16 @@ type IdempotencyRecord struct {
 	Answer    string
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Fresh, on a record being kept, says its numbers were newly taken for it
+	// rather than replayed from another copy: only then may it take the place of
+	// an abandoned record (see KeepIdempotencies). It is not stored.
+	Fresh bool
 }
+
+// Abandoned reports whether rec is an abandoned record: one kept for a key
+// whose numbers were given up (its call's outcome was unknown, and they are an
+// abandoned gap now). Its key may be used again, with new numbers.
+func (rec IdempotencyRecord) Abandoned() bool { return rec.Answer == "" }
 
 type idempotencyRow struct {
 	Pool        string `db:"pool"`
@@ -141,7 +150,10 @@ func (s *Store) PurgeIdempotency(ctx context.Context) (int64, error) {
 // KeepIdempotencies stores the records of recs that have no unexpired record of
 // their key yet, in one transaction, and returns for each of recs the record its
 // key holds afterwards: its own, or the one stored before it with what may be
-// another answer. Distributed mode writes a batch of allocations' records at once.
+// another answer. A Fresh record also takes the place of an abandoned one; a
+// record with an empty Answer is an abandoned one. Distributed mode writes a
+// batch of allocations' records at once, and abandons the keys of calls whose
+// outcome it could not learn with it: the store decides which came first.
 func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord) ([]IdempotencyRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
@@ -151,10 +163,22 @@ func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord)
 		rows[i] = rec.row()
 	}
 	in, keys := keysIn(recs)
+	var fresh []IdempotencyRecord
+	for _, rec := range recs {
+		if rec.Fresh && !rec.Abandoned() {
+			fresh = append(fresh, rec)
+		}
+	}
 	var held []idempotencyRow
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ? AND "+in, append([]any{s.now()}, keys...)...); err != nil {
 			return err
+		}
+		if len(fresh) > 0 {
+			in, keys := keysIn(fresh)
+			if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE numbers = '' AND "+in, keys...); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.NamedExecContext(ctx, s.dialect.insertIgnore+" INTO idempotency (pool, scope, idem_key, fingerprint, numbers, created_at, expires_at) VALUES (:pool, :scope, :idem_key, :fingerprint, :numbers, :created_at, :expires_at)", rows); err != nil {
 			return err

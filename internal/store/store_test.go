@@ -671,6 +671,47 @@ func TestKeepIdempotenciesKeepsTheFirst(t *testing.T) {
 	})
 }
 
+// TestKeepIdempotenciesAbandoned: an abandoned record (empty answer) is kept
+// only where the key has no record; a replayed record does not take its place,
+// a fresh one does.
+func TestKeepIdempotenciesAbandoned(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		now := time.Now()
+		rec := func(key, answer string, fresh bool) store.IdempotencyRecord {
+			return store.IdempotencyRecord{Pool: "p", Scope: "s", Key: key, Fingerprint: "count=1", Answer: answer, CreatedAt: now, ExpiresAt: now.Add(time.Hour), Fresh: fresh}
+		}
+		keep := func(recs ...store.IdempotencyRecord) []string {
+			t.Helper()
+			held, err := s.KeepIdempotencies(ctx, recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, h := range held {
+				out = append(out, h.Key+"="+h.Answer)
+			}
+			return out
+		}
+		if got, want := keep(rec("answered", "one", true), rec("abandoned", "", false)), []string{"answered=one", "abandoned="}; !slices.Equal(got, want) {
+			t.Errorf("first records: %q, want %q", got, want)
+		}
+		if got, want := keep(rec("answered", "", false)), []string{"answered=one"}; !slices.Equal(got, want) {
+			t.Errorf("abandoning an answered key: %q, want %q", got, want)
+		}
+		if got, want := keep(rec("abandoned", "stale", false)), []string{"abandoned="}; !slices.Equal(got, want) {
+			t.Errorf("a replayed answer over an abandoned record: %q, want %q", got, want)
+		}
+		if got, want := keep(rec("abandoned", "two", true)), []string{"abandoned=two"}; !slices.Equal(got, want) {
+			t.Errorf("a fresh answer over an abandoned record: %q, want %q", got, want)
+		}
+		if got, want := keep(rec("abandoned", "three", true)), []string{"abandoned=two"}; !slices.Equal(got, want) {
+			t.Errorf("a fresh answer over an answered key: %q, want %q", got, want)
+		}
+	})
+}
+
 // TestFindIdempotenciesAnswersEachKey: one lookup of several keys finds the
 // unexpired records and nothing for a missing or expired key, in the keys' order.
 func TestFindIdempotenciesAnswersEachKey(t *testing.T) {

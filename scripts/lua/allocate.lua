@@ -28,7 +28,8 @@
 -- ARGV[6]   the numbers the n requests ask for together
 -- ARGV[7]   each request's count, comma-separated, in order (- when n is 0)
 -- ARGV[8]   each request's key index i, comma-separated (0: none), or - when no
---           request has a key
+--           request has a key; -i: key i's record, if Redis holds one, is of
+--           numbers since abandoned, and the request takes new ones
 -- ARGV[8+i] the fingerprint of the request with key index i
 --
 -- The requests come as two strings rather than three arguments each: per-request
@@ -119,13 +120,15 @@ elseif n > 0 then
   local counts, kis = {}, {}
   for c in string.gmatch(ARGV[7], '%d+') do counts[#counts + 1] = tonumber(c) end
   if ARGV[8] ~= '-' then
-    for k in string.gmatch(ARGV[8], '%d+') do kis[#kis + 1] = tonumber(k) end
+    for k in string.gmatch(ARGV[8], '-?%d+') do kis[#kis + 1] = tonumber(k) end
   end
   for r = 1, n do
     local count, ki = counts[r], kis[r] or 0
+    local fresh = ki < 0
+    if fresh then ki = -ki end
     local fp = ki > 0 and ARGV[8 + ki]
     local rec = false
-    if ki > 0 then
+    if ki > 0 and not fresh then
       rec = redis.call('GET', KEYS[3 + ki])
     end
     if rec then

@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,20 +34,26 @@ const holeLease = 500
 // holeTimeout is --request-timeout where a test needs it short.
 const holeTimeout = time.Second
 
-// startHoleNodes starts n distributed nodes on redisURL and dsn with --lease-max
-// holeLease and, unless timeout is 0, --request-timeout timeout.
+// startHoleNodes starts n distributed nodes on redisURL and dsn (see
+// startHoleNode), named node1, node2 …
 func startHoleNodes(t *testing.T, n int, redisURL, dsn string, timeout time.Duration) []*harness.Node {
+	t.Helper()
+	var nodes []*harness.Node
+	for i := range n {
+		nodes = append(nodes, startHoleNode(t, fmt.Sprintf("node%d", i+1), redisURL, dsn, timeout))
+	}
+	return nodes
+}
+
+// startHoleNode starts a distributed node on redisURL and dsn with --lease-max
+// holeLease and, unless timeout is 0, --request-timeout timeout.
+func startHoleNode(t *testing.T, name, redisURL, dsn string, timeout time.Duration) *harness.Node {
 	t.Helper()
 	args := []string{"--lease-max", strconv.Itoa(holeLease)}
 	if timeout > 0 {
 		args = append(args, "--request-timeout", timeout.String())
 	}
-	var nodes []*harness.Node
-	for i := range n {
-		cfg := harness.NodeConfig{Name: fmt.Sprintf("node%d", i+1), RedisURL: redisURL, MySQLDSN: dsn, Args: args}
-		nodes = append(nodes, harness.StartNode(t, cfg))
-	}
-	return nodes
+	return harness.StartNode(t, harness.NodeConfig{Name: name, RedisURL: redisURL, MySQLDSN: dsn, Args: args})
 }
 
 // holeRig is what each test here starts from: two nodes on a Redis server of the
@@ -225,6 +232,8 @@ func TestHoleRedisPausedPastTimeout(t *testing.T) {
 	ctx := context.Background()
 	r := newHoleRig(t, harness.StartRedis(t, "redis"), "pz", holeTimeout)
 	ld := r.load(t)
+	idle := startHoleNode(t, "node3", "redis://"+r.rds.Addr()+"/0", r.dsn, holeTimeout)
+	mustAllocate(t, r.c, r.l, idle, "pz", 1)
 
 	must(t, r.rds.Pause())
 	paused := time.Now()
@@ -234,26 +243,37 @@ func TestHoleRedisPausedPastTimeout(t *testing.T) {
 		wg     sync.WaitGroup
 	)
 	defer wg.Wait()
-	for _, n := range r.nodes {
+	// A plain probe on each loaded node, and a keyed one on a third node without
+	// load, so that it is sent at once too, with a key not used again until the
+	// end: a caller that gave up. What a keyed call took while its answer was
+	// lost is abandoned like any other, not kept for a retry that may never come.
+	const probeKey = "pz-probe"
+	targets := append(slices.Clone(r.nodes), idle)
+	for _, n := range targets {
+		keyed := n == idle
 		wg.Go(func() {
-			nums, resp, err := r.c.Allocate(ctx, n.URL(), "pz", 3)
+			var header []string
+			if keyed {
+				header = []string{"Idempotency-Key", probeKey}
+			}
+			resp, err := r.c.Do(ctx, http.MethodPost, n.URL()+"/v1/pools/pz/numbers", map[string]int{"count": 3}, header...)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				resp = &harness.Response{Body: []byte(err.Error())}
-			} else if nums != nil {
-				r.l.Record(n.Name(), nums)
+			} else if resp.Status == http.StatusOK {
+				r.l.Record(n.Name(), resp.Strings("numbers"))
 			}
 			probes = append(probes, resp)
 		})
 	}
-	// Resumed once both probes were answered, and no sooner than four request
+	// Resumed once the probes were answered, and no sooner than four request
 	// timeouts, past the engine's own bound on a Redis call (3 s when this was
 	// written): the calls sent meanwhile were given up on, their replies lost.
 	eventually(t, 30*time.Second, "the probes' answers during the pause", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(probes) == len(r.nodes) && time.Since(paused) > 4*holeTimeout
+		return len(probes) == len(targets) && time.Since(paused) > 4*holeTimeout
 	})
 	must(t, r.rds.Resume())
 	pause := time.Since(paused)
@@ -303,6 +323,33 @@ func TestHoleRedisPausedPastTimeout(t *testing.T) {
 	sizes, gapped := gapSizes(gaps)
 	t.Logf("paused %v: %d numbers handed out (%d before the resume); 503 unavailable %d; gaps %v (total %d); cursor %s",
 		pause.Round(time.Millisecond), r.l.Count(), resumedAt, ld.unavailable.Load(), sizes, gapped, cursor)
+
+	// The probe's key, used again now, answers numbers no one else got and no gap
+	// holds, and the same numbers twice.
+	var first []string
+	for range 2 {
+		resp, err := r.c.Do(ctx, http.MethodPost, idle.URL()+"/v1/pools/pz/numbers", map[string]int{"count": 3}, "Idempotency-Key", probeKey)
+		must(t, err)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("retry of key %s: %s", probeKey, resp)
+		}
+		nums := resp.Strings("numbers")
+		if first == nil {
+			first = nums
+			r.l.Record(idle.Name(), nums)
+		} else if !slices.Equal(nums, first) {
+			t.Errorf("key %s answered %v, then %v", probeKey, first, nums)
+		}
+	}
+	gaps = r.gaps(t)
+	for _, num := range first {
+		if inGap(gaps, num) {
+			t.Errorf("key %s was answered %s, which lies in a gap", probeKey, num)
+		}
+	}
+	if d := r.l.Duplicates(); d > 0 {
+		t.Errorf("%d numbers handed out twice", d)
+	}
 }
 
 // TestHoleLostSegKey (finding 4): one of a pool's keys is lost (DEL
