@@ -32,8 +32,12 @@ type RedisClient interface {
 const (
 	// maxBatch bounds the requests one allocate call carries.
 	maxBatch = 512
-	// memoTTL is how long an allocate call's answer is kept for a retry of it.
-	memoTTL = 60
+	// memoTTL is how long an allocate call's answer is kept: for a retry of the
+	// call, and for the resolver when its answer was lost, which must find it
+	// after the longest outage a node rides out. The node deletes the memo of
+	// every call whose answer it got (with its pool's next call), so what stays
+	// is one memo a pool and the memos of lost answers.
+	memoTTL = 3600
 	// lockTTL is the lease lock's lifetime; a holder that stops is replaced after
 	// it. Holders need milliseconds; what a slow one does late is refused anyway.
 	lockTTL = 2 * time.Second
@@ -45,8 +49,9 @@ const (
 	// meets a pool whose state keeps changing, and answers unavailable.
 	maxRounds = 6
 	// tombstoneTTL is how long a given-up call's memo place stays taken (see
-	// resolve.lua): far longer than a call can linger in a socket.
-	tombstoneTTL = 600
+	// resolve.lua): far longer than a call can linger in a socket or a paused
+	// server.
+	tombstoneTTL = 3600
 )
 
 var scripts = struct {
@@ -109,6 +114,7 @@ type rpool struct {
 	inFlight bool    // a request of p is making an allocate call
 	queued   []*call // requests waiting for the next one
 	batch    []*call // the batch of the call in flight, kept for the next
+	spent    string  // the memo of the last call answered, for the next to delete
 
 	segMu sync.RWMutex
 	segs  map[int64]store.Segment
@@ -288,7 +294,13 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 		case "A", "R":
 			a := Allocation{Pool: p.id, Replayed: kind == "R"}
 			if a.Spans, err = e.spans(ctx, p, runs); err != nil {
-				return Allocation{}, err
+				if kind == "R" {
+					return Allocation{}, err // a replay took nothing
+				}
+				// Taken, but their segment cannot be read to name them: they are
+				// not handed out, and the resolver abandons them once it can.
+				e.unsure.add(unsettledCall{pool: p, reqs: []pendingRequest{{count: req.Count, idem: req.Idempotency}}, took: [][]offsetRun{runs}, read: true, since: time.Now()})
+				return Allocation{}, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
 			}
 			if req.Idempotency == nil {
 				return a, nil
@@ -463,8 +475,17 @@ func (e *Distributed) run(p *rpool, batch []*call, self *call) {
 	}
 	memo := e.memoKey(p)
 	keys, args := allocateArgs(p, memo, live)
+	if p.spent != "" {
+		// Only the leader touches spent: one call of p is in flight at a time.
+		keys = append(keys, p.spent) // after the idempotency keys: see allocate.lua
+		p.spent = ""
+	}
 	reply, err := e.evalAllocate(keys, args, deadline)
 	e.opts.Metrics.RedisCalls.WithLabelValues("allocate").Inc()
+	if err == nil {
+		// Answered: no retry of this call will come, nor a need to resolve it.
+		p.spent = memo
+	}
 	if err != nil && outcomeUnknown(err) {
 		// The call may run yet, or may have run and lost its answer: none of its
 		// numbers goes to these requests, and the resolver settles what it took.

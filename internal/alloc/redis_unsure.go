@@ -19,9 +19,14 @@ const maxUnsettled = 1 << 16
 // unsettledCall is an allocate call whose answer never came back, or a keyed
 // allocation whose idempotency record could not be stored.
 type unsettledCall struct {
-	pool   *rpool
-	memo   string           // the call's memo key, when it is a call
-	reqs   []pendingRequest // the call's requests, in its order
+	pool *rpool
+	memo string           // the call's memo key, when it is a call
+	reqs []pendingRequest // the call's requests, in its order
+	// took is what each of reqs took (nil: nothing), once read is set: from the
+	// memo, read once so that the memo may expire while the store is away, or
+	// known already when numbers were taken but could not be named.
+	took   [][]offsetRun
+	read   bool
 	record *store.IdempotencyRecord
 	lost   []segment.Range // numbers known abandoned, whose gap is yet to be recorded
 	since  time.Time
@@ -119,7 +124,7 @@ func (e *Distributed) settleAll(ctx context.Context) {
 			e.unsure.keep(c)
 			continue
 		}
-		a, k, err := e.settle(ctx, c)
+		a, k, err := e.settle(ctx, &calls[i])
 		if err != nil {
 			failed = err
 			e.unsure.keep(calls[i])
@@ -140,7 +145,7 @@ func (e *Distributed) settleAll(ctx context.Context) {
 // settle settles one call: what it took goes into an abandoned gap, but for the
 // numbers of a key that a retry was answered with before: those stay the key's.
 // It returns how many numbers went each way.
-func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, kept int64, err error) {
+func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	p := c.pool
 	if c.lost != nil {
 		n, err := e.abandon(ctx, p, c.lost)
@@ -161,31 +166,17 @@ func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, k
 		}
 		return 0, Allocation{Spans: spans}.Count(), nil
 	}
-	reply, err := scripts.resolve.Run(ctx, e.rdb, []string{c.memo}, tombstoneTTL).Text()
-	e.opts.Metrics.RedisCalls.WithLabelValues("resolve").Inc()
-	if err != nil {
-		return 0, 0, redisErr(err)
-	}
-	if reply == "VOID" {
-		return 0, 0, nil // it never ran, and now never will
-	}
-	f := strings.Fields(reply)
-	if len(f) < 8 || f[0] != "OK" || len(f[6]) != len(c.reqs) {
-		return 0, 0, fmt.Errorf("%w: malformed memo %q", ErrUnavailable, reply)
-	}
-	runs, err := parseRuns(f[7])
-	if err != nil {
-		return 0, 0, err
+	if !c.read {
+		if err := e.readMemo(ctx, c); err != nil {
+			return 0, 0, err
+		}
 	}
 	var lost []offsetRun
 	var recs []store.IdempotencyRecord
 	for i, r := range c.reqs {
-		if f[6][i] != 'A' {
+		got := c.took[i]
+		if got == nil {
 			continue
-		}
-		var got []offsetRun
-		if got, runs, err = take(runs, int64(r.count)); err != nil {
-			return 0, 0, err
 		}
 		if r.idem == nil {
 			lost = append(lost, got...)
@@ -227,6 +218,43 @@ func (e *Distributed) settle(ctx context.Context, c unsettledCall) (abandoned, k
 	}
 	abandoned, err = e.abandon(ctx, p, spans)
 	return abandoned, kept, err
+}
+
+// readMemo reads what c's call took from its memo into c.took, or learns that
+// it never ran and now never will (resolve.lua leaves a tombstone in its place).
+func (e *Distributed) readMemo(ctx context.Context, c *unsettledCall) error {
+	reply, err := scripts.resolve.Run(ctx, e.rdb, []string{c.memo}, tombstoneTTL).Text()
+	e.opts.Metrics.RedisCalls.WithLabelValues("resolve").Inc()
+	if err != nil {
+		return redisErr(err)
+	}
+	c.took = make([][]offsetRun, len(c.reqs))
+	if reply == "VOID" {
+		if time.Since(c.since) > memoTTL*time.Second/2 {
+			e.opts.Logger.Error("an allocate call's memo was found missing long after its answer was lost: what it took, if it ran, is unaccounted for",
+				"pool", c.pool.id, "memo", c.memo, "lost_since", c.since)
+		}
+		c.read = true
+		return nil // it never ran, and now never will
+	}
+	f := strings.Fields(reply)
+	if len(f) < 8 || f[0] != "OK" || len(f[6]) != len(c.reqs) {
+		return fmt.Errorf("%w: malformed memo %q", ErrUnavailable, reply)
+	}
+	runs, err := parseRuns(f[7])
+	if err != nil {
+		return err
+	}
+	for i, r := range c.reqs {
+		if f[6][i] != 'A' {
+			continue
+		}
+		if c.took[i], runs, err = take(runs, int64(r.count)); err != nil {
+			return err
+		}
+	}
+	c.read = true
+	return nil
 }
 
 // abandonedRecord is the abandoned record of rec's key: kept in the store unless

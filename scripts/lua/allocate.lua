@@ -16,6 +16,8 @@
 --                                 a call retried after a lost reply answers again
 --                                 instead of allocating twice
 -- KEYS[3+i] numberd:{pool}:idem:<scope>:<key>  idempotency record of key i
+-- KEYS[...] after the idempotency keys: memos of calls whose answers the caller
+--           got, deleted here, so that memos need not expire soon
 -- ARGV[1]   memo lifetime, seconds
 -- ARGV[2]   idempotency record lifetime, seconds
 -- ARGV[3]   the newest seed generation the caller has seen: a state of an older
@@ -55,6 +57,11 @@
 --     so no request's numbers are formatted here.
 --     An R:<spans> token follows for each R, in order; spans are runs' form.
 --     E:<id>:<used> reports each segment this call found expired.
+
+-- Spent memos go first: whatever this call answers, they are of no more use.
+for i = 4 + (#ARGV - 8), #KEYS do
+  redis.call('UNLINK', KEYS[i])
+end
 
 local run, repl = identity()
 local meta = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')

@@ -97,3 +97,22 @@ func (p *Proxy) Unblackhole() {
 		}
 	}
 }
+
+// DropReplies makes the proxy swallow what the server sends back while passing
+// on what is sent to it: a server that runs every command and whose replies are
+// lost (a half-open route). KeepReplies ends it.
+func (p *Proxy) DropReplies() {
+	p.tb.Helper()
+	spec := `{"name":"drop_replies","type":"timeout","stream":"downstream","toxicity":1,"attributes":{"timeout":0}}`
+	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+		p.tb.Fatalf("dropping the proxy's replies: %v", err)
+	}
+}
+
+// KeepReplies removes what DropReplies added.
+func (p *Proxy) KeepReplies() {
+	p.tb.Helper()
+	if err := p.p.Toxics.RemoveToxic(context.Background(), "drop_replies"); err != nil {
+		p.tb.Fatalf("removing the reply drop: %v", err)
+	}
+}
