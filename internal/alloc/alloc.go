@@ -2,9 +2,9 @@
 // a pool, and the pool, segment and gap views that depend on the live allocation
 // state. The embedded engine (Embedded) runs in-process over an SQLite store.
 //
-// Every engine keeps DESIGN.md's invariants: a number is handed out at most once; no
-// number above a segment's durable high-water mark is handed out; an allocation is
-// all or nothing; an idempotency key answers the same numbers again.
+// Every engine keeps the invariants of docs/DESIGN.md: a number is handed out at
+// most once; no number above a segment's durable high-water mark is handed out; an
+// allocation is all or nothing; an idempotency key answers the same numbers again.
 package alloc
 
 import (

@@ -2,7 +2,7 @@
 // real numberd binary once, start it in embedded mode on a temporary data directory
 // (one server TestMain starts for most tests to share, and servers of their own for
 // tests that stop, kill or restart it), and drive it over HTTP against the REST
-// contract of docs/API.md and api/openapi.yaml.
+// contract of api/openapi.yaml and api/openapi.yaml.
 //
 // Run them with the rest of the module:
 //

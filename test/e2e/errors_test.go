@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestBadRequests sends every bad input of API.md's error table and checks the
+// TestBadRequests sends every bad input of the contract's error table and checks the
 // status, the problem+json answer and its code; the server serves on afterwards.
 func TestBadRequests(t *testing.T) {
 	t.Parallel()

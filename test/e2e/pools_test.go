@@ -31,7 +31,7 @@ var poolKeys = []string{"pool", "digits", "refill_threshold", "upstream", "refil
 	"active_segment", "queued_segments", "refill"}
 
 // TestPoolSettings: create with defaults, update keeping omitted fields, and the
-// status members of API.md.
+// status members of the contract (api/openapi.yaml).
 func TestPoolSettings(t *testing.T) {
 	t.Parallel()
 	s := shared

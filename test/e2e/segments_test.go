@@ -13,7 +13,7 @@ func n20(k int64) string { return fmt.Sprintf("24442%015d", k) }
 
 func segPath(pool string) string { return "/v1/pools/" + pool + "/segments" }
 
-// TestSegmentOverlap checks every overlap rule of API.md against a queued, an
+// TestSegmentOverlap checks every overlap rule of the contract (api/openapi.yaml) against a queued, an
 // active, an exhausted and a retired segment.
 func TestSegmentOverlap(t *testing.T) {
 	t.Parallel()
@@ -273,7 +273,7 @@ func TestSegmentListAndRetire(t *testing.T) {
 		t.Errorf("allocation after retiring the active segment: got %v, want %v", got, want)
 	}
 	// Retiring a used-up segment records no gap: it has no unused numbers. (Whether
-	// its state stays exhausted or becomes retired, API.md leaves open.)
+	// its state stays exhausted or becomes retired, the contract leaves open.)
 	r = retire(ids[0])
 	wantStatus(t, r, http.StatusOK)
 	if got := r.Str("state"); got != "exhausted" && got != "retired" {

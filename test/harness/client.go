@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Client talks to numberd's REST API (docs/API.md) over HTTP.
+// Client talks to numberd's REST API (api/openapi.yaml) over HTTP.
 type Client struct {
 	HTTP *http.Client
 	// Token, if set, is sent as the bearer token.

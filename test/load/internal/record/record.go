@@ -26,7 +26,7 @@ import (
 )
 
 // tailDigits is how many trailing digits of a number are held as an int64. A
-// segment's numbers share everything but their last 18 digits (API.md), so a run
+// segment's numbers share everything but their last 18 digits (api/openapi.yaml), so a run
 // never needs more.
 const tailDigits = 18
 
