@@ -90,6 +90,9 @@ func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, fl
 			segs = append(segs, seg)
 		}
 		next = max(epoch+1, minGen)
+		for i := range segs {
+			segs[i].Epoch = next
+		}
 		_, err = tx.ExecContext(ctx, "UPDATE pools SET epoch = ? WHERE id = ?", next, pool)
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -31,6 +32,11 @@ type Segment struct {
 	// Next is the checkpointed cursor: every suffix below it is issued or in a gap.
 	Next      int64
 	CreatedAt time.Time
+	// Epoch is the pool's seed generation as the read that returned the segment
+	// found it, in the same statement: Next is a floor of what any Redis state of
+	// that generation or a later one has used, but not of an older state, which a
+	// reseed replaces only after it has moved Next up to where the new one starts.
+	Epoch int64
 }
 
 // NewSegment describes a segment to add to a pool.
@@ -57,6 +63,7 @@ type segmentRow struct {
 	Next       int64          `db:"next"`
 	CreatedAt  int64          `db:"created_at"`
 	Digits     int            `db:"digits"`
+	Epoch      int64          `db:"epoch"`
 }
 
 func (r segmentRow) segment() Segment {
@@ -65,11 +72,11 @@ func (r segmentRow) segment() Segment {
 		Range: segment.Range{Prefix: r.Prefix, Lo: r.Lo, Hi: r.Hi, Width: r.Digits},
 		State: r.State, Source: r.Source, Ref: r.Ref.String, Ywlsh: r.Ywlsh.String,
 		ExpiresAt: fromNullMicros(r.ExpiresAt), ReservedHi: r.ReservedHi, Next: r.Next,
-		CreatedAt: fromMicros(r.CreatedAt),
+		CreatedAt: fromMicros(r.CreatedAt), Epoch: r.Epoch,
 	}
 }
 
-const segmentSelect = "SELECT s.id, s.pool, s.prefix, s.lo, s.hi, s.state, s.source, s.ref, s.ywlsh, s.expires_at, s.reserved_hi, s.next, s.created_at, p.digits FROM segments s JOIN pools p ON p.id = s.pool "
+const segmentSelect = "SELECT s.id, s.pool, s.prefix, s.lo, s.hi, s.state, s.source, s.ref, s.ywlsh, s.expires_at, s.reserved_hi, s.next, s.created_at, p.digits, p.epoch FROM segments s JOIN pools p ON p.id = s.pool "
 
 // AddSegment adds a segment to pool, after every segment the pool has. Adding a
 // segment identical (same start and end) to one the pool has returns that segment
@@ -157,6 +164,30 @@ func (s *Store) AllSegments(ctx context.Context) (map[string][]Segment, error) {
 	return segs, nil
 }
 
+// OpenSegments returns the open segments of pools, by pool, each pool's in order
+// of id, in one query per thousand pools: what a node refreshes every checkpoint
+// of the pools it knows, however many they are.
+func (s *Store) OpenSegments(ctx context.Context, pools []string) (map[string][]Segment, error) {
+	segs := map[string][]Segment{}
+	for len(pools) > 0 {
+		n := min(len(pools), 1000)
+		args := []any{StateOpen}
+		for _, p := range pools[:n] {
+			args = append(args, p)
+		}
+		pools = pools[n:]
+		var rows []segmentRow
+		q := segmentSelect + "WHERE s.state = ? AND s.pool IN (?" + strings.Repeat(", ?", n-1) + ") ORDER BY s.pool, s.id"
+		if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
+			return nil, s.unavailable(err)
+		}
+		for _, r := range rows {
+			segs[r.Pool] = append(segs[r.Pool], r.segment())
+		}
+	}
+	return segs, nil
+}
+
 // Segment returns segment id of pool, or ErrSegmentNotFound.
 func (s *Store) Segment(ctx context.Context, pool string, id int64) (Segment, error) {
 	var row segmentRow
@@ -235,12 +266,41 @@ func (s *Store) writeCursors(ctx context.Context, cs []Cursor, release bool) err
 }
 
 func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, release bool) error {
-	q := "UPDATE segments SET next = CASE WHEN next > ? THEN next ELSE ? END, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
 	if release {
-		q = "UPDATE segments SET next = ?, reserved_hi = ? - 1, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
+		q := "UPDATE segments SET next = ?, reserved_hi = ? - 1, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
+		for _, c := range cs {
+			if _, err := tx.ExecContext(ctx, q, c.Next, c.Next, StateOpen, c.Next, StateExhausted, c.SegmentID); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
+	// One statement per few hundred cursors: every node checkpoints every pool it
+	// serves each second, and a statement per segment would grow with them.
+	highest := map[int64]int64{}
+	var ids []int64
 	for _, c := range cs {
-		if _, err := tx.ExecContext(ctx, q, c.Next, c.Next, StateOpen, c.Next, StateExhausted, c.SegmentID); err != nil {
+		if _, ok := highest[c.SegmentID]; !ok {
+			ids = append(ids, c.SegmentID)
+		}
+		highest[c.SegmentID] = max(highest[c.SegmentID], c.Next)
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 300)
+		chunk := ids[:n]
+		ids = ids[n:]
+		value := "CASE id" + strings.Repeat(" WHEN ? THEN ?", n) + " END"
+		var pairs, in []any
+		for _, id := range chunk {
+			pairs = append(pairs, id, highest[id])
+			in = append(in, id)
+		}
+		q := "UPDATE segments SET next = CASE WHEN next > " + value + " THEN next ELSE " + value + " END, " +
+			"state = CASE WHEN state = ? AND " + value + " > hi THEN ? ELSE state END " +
+			"WHERE id IN (?" + strings.Repeat(", ?", n-1) + ")"
+		args := append(append(append([]any{}, pairs...), pairs...), StateOpen)
+		args = append(append(append(args, pairs...), StateExhausted), in...)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
 	}

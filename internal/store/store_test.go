@@ -437,6 +437,40 @@ func TestCursors(t *testing.T) {
 	})
 }
 
+// TestOpenSegments: the open segments of the pools asked for, in one query, each
+// with the generation its pool was at when read.
+func TestOpenSegments(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "a", 4)
+		mustPool(t, s, "b", 4)
+		mustPool(t, s, "c", 4)
+		a1 := mustSegment(t, s, "a", "0001", "0010")
+		a2 := mustSegment(t, s, "a", "0011", "0020")
+		b1 := mustSegment(t, s, "b", "0001", "0010")
+		mustSegment(t, s, "c", "0001", "0010")
+		if _, err := s.CloseSegment(ctx, a1.ID, store.StateRetired, a1.Range.Lo, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := s.Reseed(ctx, "b", 0, 3, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: b1.ID, Next: 5}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.OpenSegments(ctx, []string{"a", "b", "nosuch"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || len(got["a"]) != 1 || got["a"][0].ID != a2.ID || got["a"][0].Epoch != 0 {
+			t.Errorf("OpenSegments: a = %+v, want its second segment only, at generation 0", got["a"])
+		}
+		if len(got["b"]) != 1 || got["b"][0].Next != 5 || got["b"][0].Epoch != 3 {
+			t.Errorf("OpenSegments: b = %+v, want next 5 at generation 3", got["b"])
+		}
+	})
+}
+
 func TestIdempotencyRecords(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
