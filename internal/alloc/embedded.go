@@ -30,7 +30,8 @@ type Options struct {
 	// LeaseHorizon is how long a lease should last at the pool's pace (default 2s).
 	LeaseHorizon time.Duration
 	// CheckpointEvery is how often cursors are written to the store, which narrows
-	// the recovery gap of a crash (default 10s).
+	// the recovery gap of a crash (default 10s; 1s in distributed mode, where the
+	// checkpoint is also how nodes learn how far the others went).
 	CheckpointEvery time.Duration
 	// StoreTimeout bounds one background store operation (default 3s), which a
 	// request may be waiting for: a store that hangs answers 503 before the

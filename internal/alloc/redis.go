@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -126,6 +127,13 @@ type rpool struct {
 	markMu  sync.Mutex
 	mark    stateMark       // the newest state this node saw of p
 	cursors map[int64]int64 // per segment, the most numbers this node saw used
+	// Per segment, the numbers the store's checkpoint says were used, read at
+	// seed generation ckGen or later: a floor of what any state of ckGen or a
+	// later generation has used. Other nodes' checkpoints reach this node through
+	// it, so that a state gone back in time is refused here too, although this
+	// node never saw the newer one (see checkpoint).
+	ckGen int64
+	ckpt  map[int64]int64
 
 	gen       atomic.Int64 // the newest seed generation seen in the store
 	leased    atomic.Int64 // reserved, unissued numbers as of the last answer
@@ -162,6 +170,7 @@ type call struct {
 	runs     []offsetRun // its numbers, for A and R
 	why      string      // with RESEED: why the state cannot be used
 	stale    int64       // with RESEED: the unusable state's generation, or -1
+	dropped  bool        // with RESEED: the call took numbers for this request, which went to no one
 	err      error
 	lead     bool // answered with the lead: make the next call (see lead)
 }
@@ -174,6 +183,11 @@ func (c *call) finish() { c.done <- struct{}{} }
 // OpenDistributed starts the distributed engine on rdb and st, loading the scripts
 // into Redis.
 func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
+	if opts.CheckpointEvery <= 0 {
+		// Other nodes learn from the checkpoint how far each pool went (see
+		// rpool.ckpt): a state restored from older keys is refused once they have.
+		opts.CheckpointEvery = time.Second
+	}
 	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), stop: make(chan struct{})}
 	e.lookup.run = e.store.FindIdempotencies
 	e.idem.run = e.store.KeepIdempotencies
@@ -212,14 +226,21 @@ func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The store's checkpoint is the first floor of what went out: a node that
+	// starts, or first serves the pool, has seen nothing of Redis's state yet.
+	segs, err := e.store.Segments(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	return e.pools.getOrAdd(id, func() (*rpool, error) {
 		// Close looks at the pools after setting the flag: a pool added once it
 		// is set would miss the final checkpoint.
 		if e.closed.Load() {
 			return nil, ErrClosed
 		}
-		p := &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, cursors: map[int64]int64{}, lease: newLease(e.opts)}
+		p := &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, cursors: map[int64]int64{}, ckpt: map[int64]int64{}, lease: newLease(e.opts)}
 		p.seen(cfg.Epoch)
+		p.learn(segs...)
 		return p, nil
 	})
 }
@@ -287,8 +308,8 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 		if err := e.submit(p, c); err != nil {
 			return Allocation{}, err // c may still be queued: not reused
 		}
-		kind, runs, why, stale := c.kind, c.runs, c.why, c.stale
-		c.ctx, c.idem, c.runs = nil, nil, nil
+		kind, runs, why, stale, dropped := c.kind, c.runs, c.why, c.stale, c.dropped
+		c.ctx, c.idem, c.runs, c.dropped = nil, nil, nil, false
 		calls.Put(c)
 		switch kind {
 		case "A", "R":
@@ -331,6 +352,8 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 			}
 		case "RESEED":
 			slowDown()
+			// Redis holds the key's record of numbers that went to no one.
+			fresh = fresh || dropped
 			if err := e.reseed(slow, p, why, stale); err != nil {
 				return Allocation{}, err
 			}
@@ -601,6 +624,10 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 	if err != nil {
 		return err
 	}
+	if from := p.startsBelow(gen, runs); from != nil {
+		e.drop(p, gen, runs, from, calls)
+		return nil
+	}
 	p.saw(stateMark{gen, ver}, runs)
 	replays := f[8:]
 	for i, c := range calls {
@@ -650,6 +677,68 @@ func (p *rpool) saw(m stateMark, runs []offsetRun) {
 	p.markMu.Unlock()
 }
 
+// startsBelow reports, for answers of a state of generation gen that hand out
+// runs, whether one of them starts below what was handed out already of its
+// segment: the state went back in time (keys restored from a dump) and
+// allocate.lua could not tell, as it knows only the versions this node saw. It
+// returns nil if none does, or else per segment the floor it found.
+func (p *rpool) startsBelow(gen int64, runs []offsetRun) map[int64]int64 {
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	var floors map[int64]int64
+	for _, r := range runs {
+		if f := p.usedFloorLocked(gen, r.seg); r.from < f {
+			if floors == nil {
+				floors = map[int64]int64{}
+			}
+			floors[r.seg] = f
+		}
+	}
+	return floors
+}
+
+// usedFloorLocked is how many numbers of segment id a state of generation gen has
+// used at least, unless it went back in time: what this node saw used, and what
+// the store's checkpoint holds if gen is not older than the checkpoint's.
+func (p *rpool) usedFloorLocked(gen, id int64) int64 {
+	used := p.cursors[id]
+	if gen >= p.ckGen {
+		used = max(used, p.ckpt[id])
+	}
+	return used
+}
+
+// drop refuses an answer that handed out runs of a state gone back in time,
+// starting below floors (see startsBelow): none of its numbers reaches a caller,
+// and its requests meet a reseed. What the runs hold at or above the floors may
+// never have been handed out: the resolver records it as abandoned, which the
+// reseed's recovery gap, from the store's checkpoint, would miss if a checkpoint
+// of this very state moved the store's cursor past it first.
+func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call) {
+	var lost []offsetRun
+	for _, r := range runs {
+		if f, ok := floors[r.seg]; ok {
+			r.from = max(r.from, f)
+		}
+		if r.from <= r.to {
+			lost = append(lost, r)
+		}
+	}
+	if len(lost) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+		spans, err := e.spans(ctx, p, lost)
+		cancel()
+		if err != nil {
+			e.opts.Logger.Error("numbers of a refused answer are not recorded as abandoned", "pool", p.id, "err", err)
+		} else {
+			e.unsure.add(unsettledCall{pool: p, lost: spans, since: time.Now()})
+		}
+	}
+	for _, c := range calls {
+		c.kind, c.why, c.stale, c.dropped = "RESEED", "behind", gen, true
+	}
+}
+
 // floor is the oldest state of p an allocate call may use: no older generation
 // than the store's newest this node knows, nor an older version than it saw.
 func (p *rpool) floor() stateMark {
@@ -660,6 +749,62 @@ func (p *rpool) floor() stateMark {
 		return stateMark{gen: g}
 	}
 	return m
+}
+
+// marks is what a node knows was handed out of one pool, as of one moment.
+type marks struct {
+	state stateMark
+	seen  map[int64]int64 // rpool.cursors
+	ckGen int64
+	ckpt  map[int64]int64
+}
+
+// marks takes a copy of what p knows was handed out. A view read after it may be
+// older than answers that came later, but never older than this.
+func (p *rpool) marks() marks {
+	m := marks{state: p.floor()}
+	p.markMu.Lock()
+	m.seen, m.ckGen, m.ckpt = maps.Clone(p.cursors), p.ckGen, maps.Clone(p.ckpt)
+	p.markMu.Unlock()
+	return m
+}
+
+// behind reports whether view is of a state older than what m knows was handed
+// out: an older version than one seen, or a segment in use with fewer numbers
+// used than this node saw, or than the store's checkpoint of its generation.
+func (m marks) behind(view redisView) bool {
+	if view.behind(m.state) {
+		return true
+	}
+	for id, s := range view.segs {
+		if !s.present || s.state != "" {
+			continue
+		}
+		floor := m.seen[id]
+		if view.gen >= m.ckGen {
+			floor = max(floor, m.ckpt[id])
+		}
+		if s.used < floor {
+			return true
+		}
+	}
+	return false
+}
+
+// learn takes in segments read from the store: for turning offsets into numbers,
+// and their checkpointed cursors as floors of what their generation's states, and
+// later ones, have used.
+func (p *rpool) learn(segs ...store.Segment) {
+	p.remember(segs...)
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	for _, s := range segs {
+		p.seen(s.Epoch)
+		p.ckGen = max(p.ckGen, s.Epoch)
+		if used := s.Next - s.Range.Lo; used > p.ckpt[s.ID] {
+			p.ckpt[s.ID] = used
+		}
+	}
 }
 
 // seenUsed is how many numbers of segment id this node saw used, at least.

@@ -124,8 +124,7 @@ func parsePeek(reply string, ids []int64) (redisView, error) {
 	return v, nil
 }
 
-// behind reports whether view is of a state older than floor, what this node had
-// seen before view was read: a view may be older than answers that came later.
+// behind reports whether view is of an older version than floor.
 func (view redisView) behind(floor stateMark) bool {
 	return (stateMark{view.gen, view.ver}).before(floor)
 }
@@ -215,7 +214,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		return err
 	}
 	defer unlock()
-	floor := p.floor()
+	m := p.marks()
 	cfg, segs, view, err := e.load(ctx, p)
 	if err != nil {
 		return err
@@ -225,7 +224,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		return e.reseedLocked(ctx, p, cfg, segs, view, "unusable")
 	case view.gen != cfg.Epoch:
 		return e.reseedLocked(ctx, p, cfg, segs, view, "generation")
-	case view.behind(floor):
+	case m.behind(view):
 		return e.reseedLocked(ctx, p, cfg, segs, view, "behind")
 	}
 	if added, err := e.addMissing(ctx, p, cfg.Epoch, segs, view); err != nil {
@@ -234,7 +233,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		if _, segs, view, err = e.load(ctx, p); err != nil {
 			return err
 		}
-		if !view.ok || view.gen != cfg.Epoch || view.behind(floor) {
+		if !view.ok || view.gen != cfg.Epoch || m.behind(view) {
 			return nil // changed under us; the caller's retry sorts it out
 		}
 	}
@@ -294,7 +293,8 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 	return nil
 }
 
-// load reads p's settings and segments from the store and its state from Redis.
+// load reads p's settings and segments from the store and its state from Redis,
+// taking the store's checkpoints in as floors of what went out.
 func (e *Distributed) load(ctx context.Context, p *rpool) (store.Pool, []store.Segment, redisView, error) {
 	cfg, err := e.store.Pool(ctx, p.id)
 	if err != nil {
@@ -305,7 +305,7 @@ func (e *Distributed) load(ctx context.Context, p *rpool) (store.Pool, []store.S
 	if err != nil {
 		return cfg, nil, redisView{}, err
 	}
-	p.remember(segs...)
+	p.learn(segs...)
 	ids := make([]int64, len(segs))
 	for i, s := range segs {
 		ids[i] = s.ID
@@ -361,12 +361,12 @@ func (e *Distributed) reseed(ctx context.Context, p *rpool, why string, stale in
 		return err
 	}
 	defer unlock()
-	floor := p.floor()
+	m := p.marks()
 	cfg, segs, view, err := e.load(ctx, p)
 	if err != nil {
 		return err
 	}
-	if view.ok && view.gen == cfg.Epoch && view.gen != stale && !view.behind(floor) {
+	if view.ok && view.gen == cfg.Epoch && view.gen != stale && !m.behind(view) {
 		return nil
 	}
 	return e.reseedLocked(ctx, p, cfg, segs, view, why)
@@ -404,7 +404,7 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool
 		return err
 	}
 	p.seen(next)
-	p.remember(segs...)
+	p.learn(segs...)
 	args := []any{next, 0}
 	for _, s := range segs {
 		if s.State != store.StateOpen || s.Next > s.Range.Hi {
@@ -432,7 +432,7 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool
 			"pool", p.id, "segments", behindStore, "generation", next, "gaps", len(gaps), "skipped", skipped)
 	case cause == "behind":
 		e.opts.Metrics.Rollbacks.WithLabelValues(p.id, "redis").Inc()
-		e.opts.Logger.Error("the pool's Redis state is older than one this node saw: Redis went back in time; reseeded from the store",
+		e.opts.Logger.Error("the pool's Redis state is older than one this node saw, or than the store's checkpoint of it: Redis went back in time; reseeded from the store",
 			"pool", p.id, "generation", next, "gaps", len(gaps), "skipped", skipped)
 	case cause == "lost" && len(gaps) == 0:
 		// A new pool's first allocation, or a pool reseeded with nothing out.

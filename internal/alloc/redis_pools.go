@@ -110,7 +110,7 @@ func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
 	out := make([]PoolStatus, len(ps))
 	for i, p := range ps {
 		p.seen(cfgs[i].Epoch)
-		p.remember(segs[p.id]...)
+		p.learn(segs[p.id]...)
 		out[i] = assemble(p, cfgs[i], segs[p.id], views[i], recovered).status()
 	}
 	return out, nil
@@ -346,56 +346,82 @@ func (e *Distributed) gauges() []metrics.PoolGauge {
 	return out
 }
 
-// checkpoint writes Redis's cursors of the pools this node used into the store,
-// narrowing the gap a lost Redis leaves, and records closes that Redis made and
-// the store missed.
+// checkpoint shares, through the store, how far the pools this node knows went,
+// in a fixed number of round trips however many pools that is: one query reads
+// the open segments of every pool the node knows, which refreshes each pool's
+// generation and the floors the checkpoints of every node set (see rpool.ckpt);
+// then one pipeline reads Redis's cursors of the pools this node served lately,
+// and one statement writes those that are ahead of the store's. That narrows the
+// gap a lost Redis leaves, and lets every node refuse a state restored from keys
+// older than what any node handed out one pass earlier. It also records the
+// closes that Redis made and the store missed.
+//
+// What stays undetectable: keys of a pool restored, all of them, to a copy taken
+// within the same lease and less than about two passes (the writer's and the
+// reader's) before what was handed out since, then served by a node that saw no
+// newer version of the state. Its version, generation, identity and lease all
+// look right, and no durable mark is yet above it; only a write to the store per
+// allocation would close that, which is what Redis is there to spare.
 func (e *Distributed) checkpoint(ctx context.Context) error {
-	var errs []error
+	known := e.known()
+	if len(known) == 0 {
+		return nil
+	}
+	ids := make([]string, len(known))
 	since := time.Now().Add(-3 * e.opts.CheckpointEvery).UnixNano()
-	for _, p := range e.known() {
-		if p.touchedAt.Load() < since {
-			// Idle here: only learn whether another node reseeded it meanwhile.
-			if cfg, err := e.store.Pool(ctx, p.id); err == nil {
-				p.seen(cfg.Epoch)
-			}
-			continue
-		}
-		if err := e.checkpointPool(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))
+	var busy []*rpool
+	for i, p := range known {
+		ids[i] = p.id
+		if p.touchedAt.Load() >= since {
+			busy = append(busy, p)
 		}
 	}
-	return errors.Join(errs...)
-}
-
-func (e *Distributed) checkpointPool(ctx context.Context, p *rpool) error {
-	_, segs, view, err := e.load(ctx, p)
-	if err != nil || !view.ok {
+	segs, err := e.store.OpenSegments(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, p := range known {
+		p.learn(segs[p.id]...)
+	}
+	if len(busy) == 0 {
+		return nil
+	}
+	ms := make([]marks, len(busy))
+	for i, p := range busy {
+		ms[i] = p.marks()
+	}
+	views, err := e.peekAll(ctx, busy, segs)
+	if err != nil {
 		return err
 	}
 	var cs []store.Cursor
-	for _, s := range segs {
-		r := view.segs[s.ID]
-		if !r.present || s.State != store.StateOpen {
-			continue
+	var errs []error
+	for i, p := range busy {
+		view := views[i]
+		if !view.ok || ms[i].behind(view) {
+			continue // the reseed it needs records what it skips
 		}
-		if r.state != "" {
-			reason := store.GapRetired
-			if r.state == store.StateExpired {
-				reason = store.GapExpired
+		for _, s := range segs[p.id] {
+			r := view.segs[s.ID]
+			switch {
+			case !r.present:
+			case r.state != "":
+				reason := store.GapRetired
+				if r.state == store.StateExpired {
+					reason = store.GapExpired
+				}
+				if _, err := e.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil {
+					errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))
+				}
+			case s.Range.Lo+r.used > s.Next:
+				cs = append(cs, store.Cursor{SegmentID: s.ID, Next: s.Range.Lo + r.used})
 			}
-			if _, err := e.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil {
-				return err
-			}
-			continue
-		}
-		if next := s.Range.Lo + r.used; next > s.Next {
-			cs = append(cs, store.Cursor{SegmentID: s.ID, Next: next})
 		}
 	}
-	if len(cs) == 0 {
-		return nil
+	if len(cs) > 0 {
+		errs = append(errs, e.store.SaveCursors(ctx, cs))
 	}
-	return e.store.SaveCursors(ctx, cs)
+	return errors.Join(errs...)
 }
 
 // janitor checkpoints, and purges expired idempotency records every ten
