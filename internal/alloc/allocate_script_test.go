@@ -31,6 +31,22 @@ func scriptRedis(t *testing.T) (*redis.Client, []any) {
 	return srv.Client(), []any{"run", info["run_id"], "repl", repl["master_replid"]}
 }
 
+// writeState empties rdb and writes pool p's state: metaFields and segFields,
+// as HSET arguments.
+func writeState(t *testing.T, rdb *redis.Client, metaFields []any, segFields ...any) {
+	t.Helper()
+	ctx := context.Background()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, meta, metaFields...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, seg, segFields...).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAllocateScriptBatches runs allocate.lua on a state written by hand: batches
 // the fast path answers (no keys, within the first segment's lease) and the ones
 // it must not (a lease too short, a second segment, keys, replays, conflicts).
@@ -152,12 +168,8 @@ func TestAllocateScriptRefusesUnusableStates(t *testing.T) {
 	ctx := context.Background()
 	script := redis.NewScript(lua.Allocate)
 	reset := func() {
-		t.Helper()
-		if err := rdb.FlushAll(ctx).Err(); err != nil {
-			t.Fatal(err)
-		}
-		rdb.HSet(ctx, meta, append(stamp, "gen", 3, "ver", 5, "queue", "1")...)
-		rdb.HSet(ctx, seg, "ver", 5, "1:size", 100, "1:used", 10, "1:lease", 100, "1:exp", 0)
+		writeState(t, rdb, append(stamp, "gen", 3, "ver", 5, "queue", "1"),
+			"ver", 5, "1:size", 100, "1:used", 10, "1:lease", 100, "1:exp", 0)
 	}
 	allocate := func(memo string, gen, ver int) string {
 		t.Helper()
@@ -212,5 +224,45 @@ func TestAllocateScriptRefusesUnusableStates(t *testing.T) {
 	done := allocate("ran", 3, 5)
 	if got := resolve.Run(ctx, rdb, []string{"numberd:{p}:memo:ran"}, 600).Val(); got != done {
 		t.Errorf("resolve of a call that ran = %v, want its answer %q", got, done)
+	}
+}
+
+// TestSeedScriptReportsTheReplacedState runs seed.lua over states written by
+// hand: it reports how far a usable state went, and nothing of a state that is
+// missing, foreign or partial, whose cursors tell nothing.
+func TestSeedScriptReportsTheReplacedState(t *testing.T) {
+	rdb, stamp := scriptRedis(t)
+	ctx := context.Background()
+	script := redis.NewScript(lua.Seed)
+	// Segment 1 used up and out of the queue, segment 2 in use.
+	state := []any{"ver", 5, "1:size", 10, "1:used", 10, "1:lease", 10, "1:exp", 0, "2:size", 100, "2:used", 42, "2:lease", 60, "2:exp", 0}
+	seed := func() string {
+		t.Helper()
+		reply, err := script.Run(ctx, rdb, []string{meta, seg}, 4, 1, 2, 100, 61, 0).Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, old, _ := strings.Cut(reply, " ")
+		return old
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func()
+		want   string
+	}{
+		{"usable", func() {}, "3 5 1:10 2:42"},
+		{"missing", func() { rdb.Del(ctx, meta, seg) }, "-"},
+		{"another replication history", func() { rdb.HSet(ctx, meta, "repl", strings.Repeat("0", 40)) }, "-"},
+		{"a field gone", func() { rdb.HDel(ctx, seg, "2:lease") }, "-"},
+		{"seg of another moment", func() { rdb.HSet(ctx, seg, "ver", 4) }, "-"},
+	} {
+		writeState(t, rdb, append(stamp, "gen", 3, "ver", 5, "queue", "2"), state...)
+		tc.damage()
+		if got := seed(); got != tc.want {
+			t.Errorf("%s: seed reports %q, want %q", tc.name, got, tc.want)
+		}
+		if used, lease := rdb.HGet(ctx, seg, "2:used").Val(), rdb.HGet(ctx, seg, "2:lease").Val(); used != "61" || lease != "61" {
+			t.Errorf("%s: after the seed used %s, lease %s; want 61 and 61", tc.name, used, lease)
+		}
 	}
 }

@@ -221,11 +221,11 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 	}
 	switch {
 	case !view.ok:
-		return e.reseedLocked(ctx, p, cfg, segs, view, "unusable")
+		return e.reseedLocked(ctx, p, cfg, segs, view, false, "unusable")
 	case view.gen != cfg.Epoch:
-		return e.reseedLocked(ctx, p, cfg, segs, view, "generation")
+		return e.reseedLocked(ctx, p, cfg, segs, view, false, "generation")
 	case m.behind(view):
-		return e.reseedLocked(ctx, p, cfg, segs, view, "behind")
+		return e.reseedLocked(ctx, p, cfg, segs, view, false, "behind")
 	}
 	if added, err := e.addMissing(ctx, p, cfg.Epoch, segs, view); err != nil {
 		return err
@@ -254,10 +254,10 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		seg, ok := byID[id]
 		rv := view.segs[id]
 		if !ok || !rv.present {
-			return e.reseedLocked(ctx, p, cfg, segs, view, "queue disagrees")
+			return e.reseedLocked(ctx, p, cfg, segs, view, true, "queue disagrees")
 		}
 		if reserved := seg.ReservedHi - seg.Range.Lo + 1; rv.lease != reserved {
-			return e.reseedLocked(ctx, p, cfg, segs, view, "lease disagrees")
+			return e.reseedLocked(ctx, p, cfg, segs, view, true, "lease disagrees")
 		}
 		if left <= 0 {
 			continue
@@ -287,7 +287,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		return redisErr(err)
 	}
 	if reply != "OK" {
-		return e.reseedLocked(ctx, p, cfg, segs, view, "lease raise refused: "+reply)
+		return e.reseedLocked(ctx, p, cfg, segs, view, true, "lease raise refused: "+reply)
 	}
 	e.opts.Metrics.Reservations.WithLabelValues("ok").Inc()
 	return nil
@@ -366,10 +366,11 @@ func (e *Distributed) reseed(ctx context.Context, p *rpool, why string, stale in
 	if err != nil {
 		return err
 	}
-	if view.ok && view.gen == cfg.Epoch && view.gen != stale && !m.behind(view) {
+	usable := view.ok && view.gen == cfg.Epoch && why != "behind" && !m.behind(view)
+	if usable && view.gen != stale {
 		return nil
 	}
-	return e.reseedLocked(ctx, p, cfg, segs, view, why)
+	return e.reseedLocked(ctx, p, cfg, segs, view, usable, why)
 }
 
 // reseedLocked starts a new generation of p's state, from the store's config and
@@ -377,7 +378,17 @@ func (e *Distributed) reseed(ctx context.Context, p *rpool, why string, stale in
 // every open segment to above the highest mark anyone observed (its high-water
 // mark, what Redis shows, what this node saw), recording the skipped numbers as
 // recovery gaps, and Redis is seeded with the result and no lease.
-func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool, segs []store.Segment, view redisView, cause string) error {
+//
+// The store moves first (invariant 2), and the state it replaces hands out
+// numbers below its lease until seed.lua replaces it. usable says that view is of
+// a state nothing shows older than what went out (this server's, of the store's
+// generation, of one moment, not behind): then seed.lua's report of how far that
+// state went when it was replaced narrows the gaps to start above it and above
+// what this node saw, instead of at the store's checkpoint. The gaps are recorded
+// wide before and narrowed after, so that a node that dies in between leaves
+// numbers in a gap too many, never one too few. Of a state lost, foreign, partial
+// or behind nothing says where it stopped: its gaps stay from the best known mark.
+func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool, segs []store.Segment, view redisView, usable bool, cause string) error {
 	floors := map[int64]int64{}
 	var behindStore []int64 // segments some mark shows above the store's high-water mark
 	for _, s := range segs {
@@ -413,10 +424,14 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool
 		args = append(args, s.ID, s.Range.Size(), s.Next-s.Range.Lo, expiryMillis(s.ExpiresAt))
 		args[1] = args[1].(int) + 1
 	}
-	if err := scripts.seed.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Err(); err != nil {
+	reply, err := scripts.seed.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
+	if err != nil {
 		// The store moved on; Redis keeps an older state that can get no lease. The
 		// next call reseeds again.
 		return redisErr(err)
+	}
+	if usable {
+		gaps = e.narrow(ctx, p, view, reply, segs, gaps)
 	}
 	e.opts.Metrics.RedisCalls.WithLabelValues("seed").Inc()
 	e.opts.Metrics.Reseeds.WithLabelValues(p.id, strings.Fields(cause)[0]).Inc()
@@ -441,6 +456,96 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool
 		e.opts.Logger.Warn("pool's Redis state reseeded from the store", "pool", p.id, "generation", next, "cause", cause, "gaps", len(gaps), "skipped", skipped)
 	}
 	return nil
+}
+
+// narrow trims gaps, recorded by the reseed that seed.lua's reply answers, to
+// start where the state it replaced, of which view was read, stopped handing out,
+// or above what this node saw used of it, if higher. segs are the pool's segments.
+// It returns the gaps as they are now. A trim the store fails to apply goes to the
+// resolver, which retries it.
+//
+// Below where the state stopped, every number went to a caller, or to a call
+// whose answer was lost, which the resolver records as abandoned. One settled in
+// the moment between the store's reseed and the trim found its numbers inside
+// the wide gap, recorded nothing, and after the trim lies in no gap: the price of
+// a gap that survives a crash, and a window of one Redis round trip.
+func (e *Distributed) narrow(ctx context.Context, p *rpool, view redisView, reply string, segs []store.Segment, gaps []store.Gap) []store.Gap {
+	final, ok := parseReplaced(reply, view)
+	if !ok {
+		return gaps
+	}
+	first := map[int64]int64{}
+	for _, s := range segs {
+		first[s.ID] = s.Range.Lo
+	}
+	trims := map[int64]store.Trim{}
+	var order []int64
+	for _, g := range gaps {
+		used, ok := final[g.SegmentID]
+		if !ok {
+			continue // the replaced state had none of it: nothing tells how far it went
+		}
+		t, seen := trims[g.SegmentID]
+		if !seen {
+			t = store.Trim{SegmentID: g.SegmentID, Lo: g.Range.Lo, Hi: g.Range.Hi, From: first[g.SegmentID] + max(used, p.seenUsed(g.SegmentID))}
+			order = append(order, g.SegmentID)
+		}
+		t.Lo, t.Hi = min(t.Lo, g.Range.Lo), max(t.Hi, g.Range.Hi)
+		trims[g.SegmentID] = t
+	}
+	var ts []store.Trim
+	for _, id := range order {
+		if t := trims[id]; t.From > t.Lo {
+			ts = append(ts, t)
+		}
+	}
+	if len(ts) == 0 {
+		return gaps
+	}
+	if err := e.store.TrimRecovery(ctx, p.id, ts); err != nil {
+		e.opts.Logger.Warn("narrowing a recovery gap failed; the resolver retries", "pool", p.id, "err", err)
+		e.unsure.add(unsettledCall{pool: p, trims: ts, since: time.Now()})
+	}
+	var left []store.Gap
+	for _, g := range gaps {
+		if t, ok := trims[g.SegmentID]; ok {
+			g.Range.Lo = max(g.Range.Lo, t.From)
+		}
+		if g.Range.Lo <= g.Range.Hi {
+			left = append(left, g)
+		}
+	}
+	return left
+}
+
+// parseReplaced reads seed.lua's report of the state it replaced: per segment,
+// the numbers it had used when it was replaced. It reports false unless that
+// state is the one view showed or a later version of it, and went back in no
+// segment: only then did its allocation end there.
+func parseReplaced(reply string, view redisView) (map[int64]int64, bool) {
+	f := strings.Fields(reply)
+	if len(f) < 4 {
+		return nil, false // "<run> -": no usable state was replaced
+	}
+	gen, err1 := strconv.ParseInt(f[1], 10, 64)
+	ver, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil || gen != view.gen || ver < view.ver {
+		return nil, false
+	}
+	final := map[int64]int64{}
+	for _, field := range f[3:] {
+		id, used, ok := parseEvent(field, "")
+		if !ok {
+			return nil, false
+		}
+		final[id] = used
+	}
+	for id, s := range view.segs {
+		if used, ok := final[id]; s.present && (!ok || used < s.used) {
+			return nil, false
+		}
+	}
+	return final, true
 }
 
 // goClose records in the background that Redis's state of generation gen closed

@@ -17,7 +17,8 @@ import (
 const maxUnsettled = 1 << 16
 
 // unsettledCall is an allocate call whose answer never came back, or a keyed
-// allocation whose idempotency record could not be stored.
+// allocation whose idempotency record could not be stored; or numbers known
+// abandoned, or recovery gaps known too wide, that the store is yet to be told of.
 type unsettledCall struct {
 	pool *rpool
 	memo string           // the call's memo key, when it is a call
@@ -29,6 +30,7 @@ type unsettledCall struct {
 	read   bool
 	record *store.IdempotencyRecord
 	lost   []segment.Range // numbers known abandoned, whose gap is yet to be recorded
+	trims  []store.Trim    // recovery gaps a reseed recorded wide, yet to be narrowed
 	since  time.Time
 }
 
@@ -147,6 +149,9 @@ func (e *Distributed) settleAll(ctx context.Context) {
 // It returns how many numbers went each way.
 func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	p := c.pool
+	if c.trims != nil {
+		return 0, 0, e.store.TrimRecovery(ctx, p.id, c.trims)
+	}
 	if c.lost != nil {
 		n, err := e.abandon(ctx, p, c.lost)
 		return n, 0, err

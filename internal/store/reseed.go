@@ -45,7 +45,9 @@ func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Re
 // backup): the mark is raised to it, so nothing at or below it is reserved again.
 // What lies between a segment's checkpointed cursor and where it resumes may have
 // been handed out by the lost state: it is recorded as a recovery gap, except the
-// parts already inside a gap, and skipped. The new generation is epoch + 1, or
+// parts already inside a gap, and skipped. The caller narrows the gap with
+// TrimRecovery once it learns how far a replaced state went: recorded here, in
+// the transaction that moves the cursor past it, the gap survives the caller. The new generation is epoch + 1, or
 // minGen if that is higher (a generation seen in Redis or by a node that this
 // store does not remember). Reseed fails with ErrConflict if the pool is not at
 // generation epoch any more, because another node reseeded first. It returns the
@@ -97,4 +99,33 @@ func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, fl
 		return err
 	})
 	return next, segs, gaps, err
+}
+
+// Trim narrows a recovery gap that Reseed recorded of one segment, Lo..Hi (the
+// pieces it returned), to start at From: the numbers below From turned out to
+// have been handed out by the state the reseed replaced, before it was replaced.
+type Trim struct {
+	SegmentID int64
+	Lo, Hi    int64
+	From      int64
+}
+
+// TrimRecovery applies trims to pool's recovery gaps, in one transaction: the
+// pieces of a trim's range that end below its From are deleted, and the one that
+// holds From starts there. Applying a trim again changes nothing, so a failed one
+// is retried whole; a trim never reaches a gap outside its range.
+func (s *Store) TrimRecovery(ctx context.Context, pool string, trims []Trim) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		for _, t := range trims {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM gaps WHERE pool = ? AND segment_id = ? AND reason = ? AND lo >= ? AND hi <= ? AND hi < ?",
+				pool, t.SegmentID, GapRecovery, t.Lo, t.Hi, t.From); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE gaps SET lo = ? WHERE pool = ? AND segment_id = ? AND reason = ? AND lo >= ? AND lo < ? AND hi >= ? AND hi <= ?",
+				t.From, pool, t.SegmentID, GapRecovery, t.Lo, t.From, t.From, t.Hi); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -437,6 +437,54 @@ func TestCursors(t *testing.T) {
 	})
 }
 
+// mustAbandonedAhead makes pool p with segment 0001..0100, reserved up to hi,
+// its cursor checkpointed at 10, and 12..14 an abandoned gap, which it returns.
+func mustAbandonedAhead(tb testing.TB, s *store.Store, hi int64) (store.Segment, store.Gap) {
+	tb.Helper()
+	ctx := context.Background()
+	mustPool(tb, s, "p", 4)
+	a := mustSegment(tb, s, "p", "0001", "0100")
+	if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: hi}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}); err != nil {
+		tb.Fatal(err)
+	}
+	abandoned := store.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: store.GapAbandoned}
+	abandoned.Range.Lo, abandoned.Range.Hi = 12, 14
+	if got, err := s.AddGapOutside(ctx, abandoned); err != nil || len(got) != 1 {
+		tb.Fatalf("AddGapOutside = %+v, %v", got, err)
+	}
+	return a, abandoned
+}
+
+// TestTrimRecovery: a recovery gap, recorded in pieces around an abandoned one,
+// narrowed from below to where the replaced state stopped; again, to no effect.
+func TestTrimRecovery(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		a, _ := mustAbandonedAhead(t, s, 40)
+		_, _, gaps, err := s.Reseed(ctx, "p", 0, 0, nil)
+		if err != nil || len(gaps) != 2 {
+			t.Fatalf("Reseed gaps = %+v, %v; want 10..11 and 15..40", gaps, err)
+		}
+		trim := []store.Trim{{SegmentID: a.ID, Lo: 10, Hi: 40, From: 21}}
+		for range 2 {
+			if err := s.TrimRecovery(ctx, "p", trim); err != nil {
+				t.Fatal(err)
+			}
+			all, err := s.Gaps(ctx, "p")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, g := range all {
+				got = append(got, fmt.Sprintf("%d..%d %s", g.Range.Lo, g.Range.Hi, g.Reason))
+			}
+			if want := []string{"12..14 abandoned", "21..40 recovery"}; !slices.Equal(got, want) {
+				t.Errorf("gaps after the trim = %q, want %q", got, want)
+			}
+		}
+	})
+}
+
 // TestOpenSegments: the open segments of the pools asked for, in one query, each
 // with the generation its pool was at when read.
 func TestOpenSegments(t *testing.T) {
@@ -640,16 +688,7 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 func TestReseedResumesAboveEveryMark(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
-		mustPool(t, s, "p", 4)
-		a := mustSegment(t, s, "p", "0001", "0100")
-		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 20}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}); err != nil {
-			t.Fatal(err)
-		}
-		abandoned := store.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: store.GapAbandoned}
-		abandoned.Range.Lo, abandoned.Range.Hi = 12, 14
-		if got, err := s.AddGapOutside(ctx, abandoned); err != nil || len(got) != 1 {
-			t.Fatalf("AddGapOutside = %+v, %v", got, err)
-		}
+		a, abandoned := mustAbandonedAhead(t, s, 20)
 		epoch, segs, gaps, err := s.Reseed(ctx, "p", 0, 7, map[int64]int64{a.ID: 41})
 		if err != nil || epoch != 7 {
 			t.Fatalf("Reseed = %d, %v; want generation 7", epoch, err)
