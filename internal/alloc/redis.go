@@ -232,13 +232,19 @@ func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.pools.getOrAdd(id, func() (*rpool, error) {
+	return e.adopt(cfg, segs)
+}
+
+// adopt returns the node's state of pool cfg, making it from cfg and the pool's
+// segments segs, read from the store, if the node has none yet.
+func (e *Distributed) adopt(cfg store.Pool, segs []store.Segment) (*rpool, error) {
+	return e.pools.getOrAdd(cfg.ID, func() (*rpool, error) {
 		// Close looks at the pools after setting the flag: a pool added once it
 		// is set would miss the final checkpoint.
 		if e.closed.Load() {
 			return nil, ErrClosed
 		}
-		p := &rpool{id: id, digits: cfg.Digits, keys: keysOf(id), segs: map[int64]store.Segment{}, cursors: map[int64]int64{}, ckpt: map[int64]int64{}, lease: newLease(e.opts)}
+		p := &rpool{id: cfg.ID, digits: cfg.Digits, keys: keysOf(cfg.ID), segs: map[int64]store.Segment{}, cursors: map[int64]int64{}, ckpt: map[int64]int64{}, lease: newLease(e.opts)}
 		p.seen(cfg.Epoch)
 		p.learn(segs...)
 		return p, nil

@@ -86,17 +86,21 @@ func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	segs, err := e.store.AllSegments(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ps := make([]*rpool, len(cfgs))
 	for i, c := range cfgs {
-		if ps[i], err = e.pool(ctx, c.ID); err != nil {
+		if ps[i], err = e.adopt(c, segs[c.ID]); err != nil {
 			return nil, err
 		}
 	}
 	if err := e.sweepAll(ctx, ps); err != nil && !errors.Is(err, ErrUnavailable) {
 		return nil, err
 	}
-	segs, err := e.store.AllSegments(ctx)
-	if err != nil {
+	// The sweep may have closed segments: read them again.
+	if segs, err = e.store.AllSegments(ctx); err != nil {
 		return nil, err
 	}
 	views, err := e.peekAll(ctx, ps, segs)
