@@ -631,7 +631,7 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 		return err
 	}
 	if from := p.startsBelow(gen, runs); from != nil {
-		e.drop(p, gen, runs, from, calls)
+		e.drop(p, gen, runs, from, calls, f[6])
 		return nil
 	}
 	p.saw(stateMark{gen, ver}, runs)
@@ -720,7 +720,7 @@ func (p *rpool) usedFloorLocked(gen, id int64) int64 {
 // never have been handed out: the resolver records it as abandoned, which the
 // reseed's recovery gap, from the store's checkpoint, would miss if a checkpoint
 // of this very state moved the store's cursor past it first.
-func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call) {
+func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call, letters string) {
 	var lost []offsetRun
 	for _, r := range runs {
 		if f, ok := floors[r.seg]; ok {
@@ -740,8 +740,17 @@ func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int
 			e.unsure.add(unsettledCall{pool: p, lost: spans, since: time.Now()})
 		}
 	}
-	for _, c := range calls {
+	// Redis keeps the keys of the requests that took numbers as answered with
+	// them: the store's abandoned record makes a later retry take new ones.
+	var forget []store.IdempotencyRecord
+	for i, c := range calls {
 		c.kind, c.why, c.stale, c.dropped = "RESEED", "behind", gen, true
+		if c.idem != nil && letters[i] == 'A' {
+			forget = append(forget, abandonedRecord(e.record(p, Request{Pool: p.id, Count: c.count, Idempotency: c.idem}, nil)))
+		}
+	}
+	if len(forget) > 0 {
+		e.unsure.add(unsettledCall{pool: p, forget: forget, since: time.Now()})
 	}
 }
 

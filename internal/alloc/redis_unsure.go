@@ -30,7 +30,10 @@ type unsettledCall struct {
 	read   bool
 	record *store.IdempotencyRecord
 	lost   []segment.Range // numbers known abandoned, whose gap is yet to be recorded
-	trims  []store.Trim    // recovery gaps a reseed recorded wide, yet to be narrowed
+	// forget holds abandoned records to offer the store for keys whose numbers
+	// Redis keeps but no one may be answered (an answer refused as gone back).
+	forget []store.IdempotencyRecord
+	trims  []store.Trim // recovery gaps a reseed recorded wide, yet to be narrowed
 	since  time.Time
 }
 
@@ -155,6 +158,10 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 	if c.lost != nil {
 		n, err := e.abandon(ctx, p, c.lost)
 		return n, 0, err
+	}
+	if c.forget != nil {
+		_, err := e.store.KeepIdempotencies(ctx, c.forget)
+		return 0, 0, err
 	}
 	if c.record != nil {
 		held, err := e.idem.do(ctx, abandonedRecord(*c.record))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
@@ -114,5 +115,23 @@ func (p *Proxy) KeepReplies() {
 	p.tb.Helper()
 	if err := p.p.Toxics.RemoveToxic(context.Background(), "drop_replies"); err != nil {
 		p.tb.Fatalf("removing the reply drop: %v", err)
+	}
+}
+
+// Delay makes the proxy hold what the server sends back for d before passing it
+// on: a slow server or link. Undelay ends it.
+func (p *Proxy) Delay(d time.Duration) {
+	p.tb.Helper()
+	spec := fmt.Sprintf(`{"name":"delay","type":"latency","stream":"downstream","toxicity":1,"attributes":{"latency":%d}}`, d.Milliseconds())
+	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+		p.tb.Fatalf("delaying the proxy: %v", err)
+	}
+}
+
+// Undelay removes what Delay added.
+func (p *Proxy) Undelay() {
+	p.tb.Helper()
+	if err := p.p.Toxics.RemoveToxic(context.Background(), "delay"); err != nil {
+		p.tb.Fatalf("removing the delay: %v", err)
 	}
 }
