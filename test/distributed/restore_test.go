@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/numberd/numberd/test/harness"
 )
 
@@ -95,15 +93,11 @@ func TestNoNumberHandedOutInsideARecoveryGap(t *testing.T) {
 	ctx := context.Background()
 	rds := harness.StartRedis(t, "redis")
 	dsn := mysqlDSN(t)
-	cfg, err := mysql.ParseDSN(dsn)
-	must(t, err)
-	px1 := harness.StartProxy(t, cfg.Addr)
-	px2 := harness.StartProxy(t, cfg.Addr)
-	cfg1, cfg2 := *cfg, *cfg
-	cfg1.Addr, cfg2.Addr = px1.Addr(), px2.Addr()
+	px1, dsn1 := proxiedDSN(t, dsn)
+	px2, dsn2 := proxiedDSN(t, dsn)
 	args := []string{"--lease-max", strconv.Itoa(holeLease), "--request-timeout", "10s"}
-	n1 := harness.StartNode(t, harness.NodeConfig{Name: "node1", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: cfg1.FormatDSN(), Args: args})
-	n2 := harness.StartNode(t, harness.NodeConfig{Name: "node2", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: cfg2.FormatDSN(), Args: args})
+	n1 := harness.StartNode(t, harness.NodeConfig{Name: "node1", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: dsn1, Args: args})
+	n2 := harness.StartNode(t, harness.NodeConfig{Name: "node2", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: dsn2, Args: args})
 	nodes := []*harness.Node{n1, n2}
 	c := harness.NewClient(4)
 	t.Cleanup(c.Close)

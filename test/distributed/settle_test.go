@@ -46,6 +46,16 @@ func unaccounted(t *testing.T, c *harness.Client, nodes []*harness.Node, node *h
 	}
 }
 
+// proxiedDSN starts a proxy to dsn's server and returns it with a DSN through it.
+func proxiedDSN(t *testing.T, dsn string) (*harness.Proxy, string) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	must(t, err)
+	px := harness.StartProxy(t, cfg.Addr)
+	cfg.Addr = px.Addr()
+	return px, cfg.FormatDSN()
+}
+
 // TestLostAnswerSettledAfterItsMemoIsGone: an allocate call runs in Redis but
 // its reply is lost (the way back from Redis drops everything), so the request
 // answers 503 and the resolver is to settle the call from its memo. The resolver
@@ -58,12 +68,8 @@ func TestLostAnswerSettledAfterItsMemoIsGone(t *testing.T) {
 	ctx := context.Background()
 	rds := harness.StartRedis(t, "redis")
 	rpx := harness.StartProxy(t, rds.Addr())
-	dsn := mysqlDSN(t)
-	cfg, err := mysql.ParseDSN(dsn)
-	must(t, err)
-	mpx := harness.StartProxy(t, cfg.Addr)
-	cfg.Addr = mpx.Addr()
-	n1 := startHoleNode(t, "node1", "redis://"+rpx.Addr()+"/0", cfg.FormatDSN(), holeTimeout)
+	mpx, proxied := proxiedDSN(t, mysqlDSN(t))
+	n1 := startHoleNode(t, "node1", "redis://"+rpx.Addr()+"/0", proxied, holeTimeout)
 	nodes := []*harness.Node{n1}
 	c := harness.NewClient(4)
 	t.Cleanup(c.Close)
@@ -124,12 +130,9 @@ func TestNumbersTakenForAnUnreadableSegment(t *testing.T) {
 	ctx := context.Background()
 	rds := harness.StartRedis(t, "redis")
 	dsn := mysqlDSN(t)
-	cfg, err := mysql.ParseDSN(dsn)
-	must(t, err)
-	px := harness.StartProxy(t, cfg.Addr)
-	cfg.Addr = px.Addr()
+	px, proxied := proxiedDSN(t, dsn)
 	n1 := startHoleNodes(t, 1, "redis://"+rds.Addr()+"/0", dsn, holeTimeout)[0]
-	n2 := harness.StartNode(t, harness.NodeConfig{Name: "node2", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: cfg.FormatDSN(),
+	n2 := harness.StartNode(t, harness.NodeConfig{Name: "node2", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: proxied,
 		Args: []string{"--lease-max", strconv.Itoa(holeLease), "--request-timeout", holeTimeout.String()}})
 	nodes := []*harness.Node{n1, n2}
 	c := harness.NewClient(4)
