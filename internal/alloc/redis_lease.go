@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,20 @@ type redisSeg struct {
 	present     bool
 	used, lease int64
 	state       string // "" while in use; "retired" or "expired" once closed
+}
+
+// unqueued reports whether the view holds an open segment of segs, in use and
+// not used up, that its queue lacks: a damaged meta key (a queue field
+// rewritten), which allocate.lua would answer as exhausted for good, as the
+// segment is present and so never added again.
+func (view redisView) unqueued(segs []store.Segment) bool {
+	for _, s := range segs {
+		rv := view.segs[s.ID]
+		if s.State == store.StateOpen && rv.present && rv.state == "" && rv.used < s.Range.Size() && !slices.Contains(view.queue, s.ID) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Distributed) peek(ctx context.Context, p *rpool, ids []int64) (redisView, error) {
@@ -226,6 +241,8 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 		return e.reseedLocked(ctx, p, cfg, segs, view, false, "generation")
 	case m.behind(view):
 		return e.reseedLocked(ctx, p, cfg, segs, view, false, "behind")
+	case view.unqueued(segs):
+		return e.reseedLocked(ctx, p, cfg, segs, view, true, "unqueued")
 	}
 	if added, err := e.addMissing(ctx, p, cfg.Epoch, segs, view); err != nil {
 		return err

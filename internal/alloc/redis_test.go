@@ -315,6 +315,34 @@ func TestAbandonedKeyTakesNewNumbers(t *testing.T) {
 	}
 }
 
+// TestEmptiedQueueHeals: a pool's meta key whose queue lost its segments (a
+// damaged field) while the seg key holds them must not answer exhausted for
+// good: the next request reseeds, and numbers keep coming, none twice.
+func TestEmptiedQueueHeals(t *testing.T) {
+	srv := testharness.StartRedis(t, "redis")
+	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
+	c.mustPool(t, "p", 6, [2]string{"000001", "999999"})
+	ctx := context.Background()
+	l := newLedger(t)
+	a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.add(a)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	if err := rdb.HSet(ctx, "numberd:{p}:meta", "queue", "").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 3})
+		if err != nil {
+			t.Fatalf("allocation after the queue was emptied: %v", err)
+		}
+		l.add(a)
+	}
+}
+
 func TestDistributedFailoverToAStaleCopy(t *testing.T) {
 	primary := testharness.StartRedis(t, "primary")
 	stale := testharness.StartRedis(t, "stale")
