@@ -99,18 +99,13 @@ func detail(k problemKind, err error) string {
 
 // writeError answers err as problem+json and logs what the answer leaves out.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	s.failAt(w, r, routePattern(r), err)
-}
-
-// failAt is writeError for a request served on route.
-func (s *Server) failAt(w http.ResponseWriter, r *http.Request, route string, err error) {
 	k := classify(err)
 	if !k.public {
 		level := slog.LevelWarn
 		if k.status >= 500 && k.code == codeInternal {
 			level = slog.LevelError
 		}
-		s.logger.Log(r.Context(), level, "request failed", "method", r.Method, "route", route, "status", k.status, "err", err)
+		s.logger.Log(r.Context(), level, "request failed", "method", r.Method, "route", routePattern(r), "status", k.status, "err", err)
 	}
 	var later *retryLater
 	if errors.As(err, &later) {

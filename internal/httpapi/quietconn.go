@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -14,13 +15,13 @@ import (
 // the client go away. An allocation handler then waits on Redis, and that read
 // costs a system call that finds nothing, a wake-up and three deadline changes
 // per request: about a tenth of the distributed path. QuietListener lets the
-// allocation hot path switch the watch off for its request: the one-byte read
+// allocation route switch the watch off for its request: the one-byte read
 // waits in the process instead of on the socket, until net/http ends it as it
 // ends every such read, with a read deadline in the past. The socket is not
 // read meanwhile, so nothing is lost; a client that goes away is seen when the
 // answer is written, as it is by any handler that does not look.
 
-// QuietListener wraps ln so that the allocation hot path can quiet the
+// QuietListener wraps ln so that the allocation route can quiet the
 // connections it accepts; serve with ConnContext as the http.Server's.
 func QuietListener(ln net.Listener) net.Listener { return quietListener{ln} }
 
@@ -44,15 +45,21 @@ func (l quietListener) Accept() (net.Conn, error) {
 
 type quietConnKey struct{}
 
-// quiet switches the watch off for the request of ctx until the returned func
-// is called; it does nothing on a connection QuietListener did not accept.
-func quiet(ctx context.Context) (restore func()) {
-	qc, ok := ctx.Value(quietConnKey{}).(*quietConn)
-	if !ok {
-		return func() {}
-	}
-	qc.quiet.Store(true)
-	return func() { qc.quiet.Store(false) }
+// quieted is next with the watch switched off while next runs, for a handler
+// that ends in bounded time whether its client stays or not. It must run before
+// the body is read to its end, when net/http starts the watch; it does nothing
+// on a connection QuietListener did not accept.
+func quieted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		qc, ok := r.Context().Value(quietConnKey{}).(*quietConn)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		qc.quiet.Store(true)
+		defer qc.quiet.Store(false)
+		next.ServeHTTP(w, r)
+	})
 }
 
 type quietConn struct {

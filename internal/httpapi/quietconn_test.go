@@ -31,23 +31,21 @@ func startQuietServer(t *testing.T) *quietServer {
 		t.Fatal(err)
 	}
 	s := &quietServer{addr: ln.Addr().String(), entered: make(chan string, 8), release: make(chan struct{}, 8), done: make(chan error, 8)}
-	srv := &http.Server{
-		ConnContext: ConnContext,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/quiet" {
-				defer quiet(r.Context())()
-			}
-			body, _ := io.ReadAll(r.Body)
-			s.entered <- r.URL.Path
-			select {
-			case <-s.release:
-			case <-r.Context().Done():
-			case <-time.After(300 * time.Millisecond):
-			}
-			s.done <- r.Context().Err()
-			fmt.Fprintf(w, "%s %s", r.URL.Path, body)
-		}),
-	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.entered <- r.URL.Path
+		select {
+		case <-s.release:
+		case <-r.Context().Done():
+		case <-time.After(300 * time.Millisecond):
+		}
+		s.done <- r.Context().Err()
+		fmt.Fprintf(w, "%s %s", r.URL.Path, body)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/quiet", quieted(handler))
+	mux.Handle("/loud", handler)
+	srv := &http.Server{ConnContext: ConnContext, Handler: mux}
 	go func() { _ = srv.Serve(QuietListener(ln)) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return s

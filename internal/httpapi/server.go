@@ -4,16 +4,13 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"sync"
 	"time"
 
@@ -110,10 +107,6 @@ func (s *Server) Open() bool { return s.auth.open() }
 // chi and an authentication middleware would do each on its own) showed in the
 // profile of the allocation path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if pool, ok := hotAllocation(r); ok {
-		s.serveAllocation(w, r, pool)
-		return
-	}
 	rc := &requestContext{Context: r.Context(), route: routeContexts.Get().(*chi.Context)}
 	s.handler.ServeHTTP(w, r.WithContext(rc))
 	rc.route.Reset()
@@ -122,11 +115,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 var routeContexts = sync.Pool{New: func() any { return chi.NewRouteContext() }}
 
-// requestContext is a request's context: chi's route context and the identity.
+// requestContext is a request's context: chi's route context, the identity, and
+// the status observe sees written.
 type requestContext struct {
 	context.Context
-	route *chi.Context
-	id    *identity
+	route  *chi.Context
+	id     *identity
+	status statusWriter
 }
 
 func (c *requestContext) Value(key any) any {
@@ -143,14 +138,25 @@ func (c *requestContext) Value(key any) any {
 }
 
 func (s *Server) routes() http.Handler {
-	r := chi.NewRouter()
-	r.Use(s.recoverPanics, s.observe, s.authenticate, s.limitBody)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+	return s.router(quieted(s.limitBody(http.HandlerFunc(s.serveAllocation))))
+}
+
+// router returns every route. Observing, recovering and authentication run before
+// routing, as the contract orders authentication first; the body is read after
+// routing, so that the allocation route can quiet its connection before its body
+// is read (quietconn.go), and with the same answers for an unknown route or
+// method as for any other. allocate serves the allocation route in place of the
+// generated handler; nil keeps the generated one, which the tests compare with.
+func (s *Server) router(allocate http.Handler) http.Handler {
+	root := chi.NewRouter()
+	root.Use(s.observe, s.recoverPanics, s.authenticate)
+	root.NotFound(s.limitBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: %s", errNotFound, r.URL.Path))
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+	})).ServeHTTP)
+	root.MethodNotAllowed(s.limitBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: %s %s", errMethod, r.Method, r.URL.Path))
-	})
+	})).ServeHTTP)
+	r := root.With(s.limitBody)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, "ok\n") })
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
@@ -171,12 +177,18 @@ func (s *Server) routes() http.Handler {
 		RequestErrorHandlerFunc:  s.requestError,
 		ResponseErrorHandlerFunc: s.writeError,
 	})
-	return api.HandlerWithOptions(hotPath{ServerInterface: strict, s: s}, api.ChiServerOptions{
-		BaseRouter: r,
-		ErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.writeError(w, r, fmt.Errorf("%w: %v", errInvalid, err))
-		},
-	})
+	api.HandlerWithOptions(strict, api.ChiServerOptions{BaseRouter: r, ErrorHandlerFunc: s.paramError})
+	if allocate != nil {
+		// Registered after the generated routes, it replaces the generated
+		// handler of the same method and pattern.
+		root.Method(http.MethodPost, allocationRoute, allocate)
+	}
+	return root
+}
+
+// paramError answers a path parameter or header that does not bind.
+func (s *Server) paramError(w http.ResponseWriter, r *http.Request, err error) {
+	s.writeError(w, r, fmt.Errorf("%w: %v", errInvalid, err))
 }
 
 func writeText(w http.ResponseWriter, body string) {
@@ -206,96 +218,35 @@ func failingStores(err error) []string {
 	return []string{"store"}
 }
 
-// requestError answers a body the generated decoder could not take.
-func (s *Server) requestError(w http.ResponseWriter, r *http.Request, err error) {
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
-		return
-	}
-	if errors.Is(err, io.EOF) {
-		err = errors.New("a JSON body is required")
-	}
-	s.writeError(w, r, decodeError(err))
-}
-
-// decodeError is the answer to a body that does not decode.
-func decodeError(err error) error {
-	// The generated decoder prefixes every message with this.
-	msg := strings.TrimPrefix(err.Error(), "can't decode JSON body: ")
-	return fmt.Errorf("%w: %s", errInvalid, msg)
-}
-
-var errNotOneJSONValue = fmt.Errorf("%w: the body is not one well-formed JSON value", errInvalid)
-
-// limitBody reads a request's body up front: more than MaxBodyBytes answers 413,
-// and a body that is not exactly one JSON value answers 400, which the generated
-// decoder, reading only the first value, would let through.
-func (s *Server) limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if r.ContentLength > MaxBodyBytes {
-			s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
-				return
-			}
-			s.writeError(w, r, fmt.Errorf("%w: reading the body: %v", errInvalid, err))
-			return
-		}
-		if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
-			s.writeError(w, r, errNotOneJSONValue)
-			return
-		}
-		r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// bufferedBody is a request body read up front, its bytes kept for hotPath.
-type bufferedBody struct {
-	*bytes.Reader
-	data []byte
-}
-
-func (*bufferedBody) Close() error { return nil }
-
 // recoverPanics answers a panic with a 500 problem and logs it without a stack
-// trace, which could carry request data.
+// trace, which could carry request data. It runs inside observe, so the answer is
+// counted.
 func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
-				s.answerPanic(w, r, routePattern(r), v)
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.logger.Error("handler panicked", "method", r.Method, "route", routePattern(r), "panic", fmt.Sprint(v))
+				s.writeProblem(w, internalProblem, "", nil)
 			}
 		}()
 		next.ServeHTTP(w, r)
 	})
 }
 
-// answerPanic answers a handler's panic v on route with a 500 problem, and logs
-// it without a stack trace, which could carry request data.
-func (s *Server) answerPanic(w http.ResponseWriter, r *http.Request, route string, v any) {
-	if v == http.ErrAbortHandler {
-		panic(v)
-	}
-	s.logger.Error("handler panicked", "method", r.Method, "route", route, "panic", fmt.Sprint(v))
-	s.writeProblem(w, internalProblem, "", nil)
-}
-
 // observe counts answers by route pattern and status and logs each at debug level.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		var sw *statusWriter
+		if rc, ok := r.Context().(*requestContext); ok {
+			sw = &rc.status
+		} else {
+			sw = new(statusWriter)
+		}
+		*sw = statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
 		s.account(r, routePattern(r), sw.status, start)
 	})
