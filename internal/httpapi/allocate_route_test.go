@@ -128,6 +128,8 @@ func allocationRequests() []allocationRequest {
 		{name: "null", auth: cli, body: `null`, status: 400},
 		{name: "not UTF-8", auth: cli, body: "{\"count\":1,\"\xff\":1}", status: 400},
 		{name: "body of 300 bytes", auth: cli, body: `{"count":2}` + strings.Repeat("\n", 289), status: 200},
+		{name: "body of 64 KiB", auth: cli, body: big[:MaxBodyBytes], status: 200},
+		{name: "body of 64 KiB and a byte", auth: cli, body: big[:MaxBodyBytes+1], status: 413},
 		{name: "body too large", auth: cli, body: big, status: 413},
 		{name: "body too large, no token", body: big, status: 401},
 		{name: "wrong content type", auth: cli, body: `{"count":2}`, header: http.Header{"Content-Type": {"text/plain"}}, status: 200},

@@ -49,7 +49,7 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 		}
 		b := bodies.Get().(*bufferedBody)
 		defer b.release()
-		if err := b.readFrom(w, r); err != nil {
+		if err := b.readFrom(r); err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
 				s.writeError(w, r, fmt.Errorf("%w: at most %d bytes", errTooLarge, MaxBodyBytes))
@@ -82,34 +82,32 @@ var bodies = sync.Pool{New: func() any { return new(bufferedBody) }}
 // maxPooledBody is the largest buffer kept for reuse.
 const maxPooledBody = 4 << 10
 
-// readFrom reads r's body, at most MaxBodyBytes. A body of known length needs no
-// limit of its own: net/http reads no more than the length.
-func (b *bufferedBody) readFrom(w http.ResponseWriter, r *http.Request) error {
-	src := r.Body
+// readFrom reads r's body, failing with an *http.MaxBytesError past
+// MaxBodyBytes.
+func (b *bufferedBody) readFrom(r *http.Request) error {
 	buf := b.data[:0]
-	if r.ContentLength < 0 {
-		src = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	} else if int(r.ContentLength) >= cap(buf) {
+	if r.ContentLength >= int64(cap(buf)) {
 		buf = make([]byte, 0, r.ContentLength+1) // +1: the read that finds the end
 	}
-	var err error
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		var n int
-		n, err = src.Read(buf[len(buf):cap(buf)])
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if err != nil {
+		if len(buf) > MaxBodyBytes {
+			return &http.MaxBytesError{Limit: MaxBodyBytes}
+		}
+		if err == io.EOF {
 			break
+		}
+		if err != nil {
+			return err
 		}
 	}
 	b.data = buf
 	b.Reader.Reset(buf)
-	if err == io.EOF {
-		return nil
-	}
-	return err
+	return nil
 }
 
 func (b *bufferedBody) release() {
