@@ -27,6 +27,8 @@ type RedisClient interface {
 	redis.Scripter
 	Ping(ctx context.Context) *redis.StatusCmd
 	Pipeline() redis.Pipeliner
+	HSet(ctx context.Context, key string, values ...any) *redis.IntCmd
+	HDel(ctx context.Context, key string, fields ...string) *redis.IntCmd
 }
 
 // Tuning of the distributed engine.
@@ -149,11 +151,11 @@ func (m stateMark) before(o stateMark) bool {
 	return m.gen < o.gen || (m.gen == o.gen && m.ver < o.ver)
 }
 
-type poolKeys struct{ meta, seg, lock, memo, idem string }
+type poolKeys struct{ meta, seg, lock, memo, idem, unsettled string }
 
 func keysOf(pool string) poolKeys {
 	tag := "numberd:{" + pool + "}:"
-	return poolKeys{meta: tag + "meta", seg: tag + "seg", lock: tag + "lock", memo: tag + "memo:", idem: tag + "idem:"}
+	return poolKeys{meta: tag + "meta", seg: tag + "seg", lock: tag + "lock", memo: tag + "memo:", idem: tag + "idem:", unsettled: tag + "unsettled"}
 }
 
 // call is one allocation request waiting for its batch. Calls are reused: done

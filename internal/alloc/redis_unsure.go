@@ -2,6 +2,7 @@ package alloc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -21,8 +22,12 @@ const maxUnsettled = 1 << 16
 // abandoned, or recovery gaps known too wide, that the store is yet to be told of.
 type unsettledCall struct {
 	pool *rpool
-	memo string           // the call's memo key, when it is a call
-	reqs []pendingRequest // the call's requests, in its order
+	// id names the call's entry in its pool's hash of unsettled work (see
+	// redis_orphans.go), once registered.
+	id         string
+	registered bool
+	memo       string           // the call's memo key, when it is a call
+	reqs       []pendingRequest // the call's requests, in its order
 	// took is what each of reqs took (nil: nothing), once read is set: from the
 	// memo, read once so that the memo may expire while the store is away, or
 	// known already when numbers were taken but could not be named.
@@ -92,6 +97,7 @@ func (e *Distributed) resolver() {
 	defer e.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	lastSweep := time.Now()
 	for {
 		select {
 		case <-e.stop:
@@ -99,7 +105,7 @@ func (e *Distributed) resolver() {
 			e.settleAll(ctx)
 			cancel()
 			if left, _ := e.unsure.take(); len(left) > 0 {
-				e.opts.Logger.Error("allocate calls left unsettled at close: the numbers they may have taken are not recorded", "calls", len(left))
+				e.opts.Logger.Error("allocate calls left unsettled at close: another node settles those registered in Redis", "calls", len(left))
 			}
 			return
 		case <-e.unsure.wake:
@@ -108,6 +114,12 @@ func (e *Distributed) resolver() {
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
 		e.settleAll(ctx)
 		cancel()
+		if time.Since(lastSweep) >= orphanSweepEvery {
+			lastSweep = time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+			e.sweepOrphans(ctx)
+			cancel()
+		}
 	}
 }
 
@@ -129,7 +141,7 @@ func (e *Distributed) settleAll(ctx context.Context) {
 			e.unsure.keep(c)
 			continue
 		}
-		a, k, err := e.settle(ctx, &calls[i])
+		a, k, err := e.settleOwn(ctx, &calls[i])
 		if err != nil {
 			failed = err
 			e.unsure.keep(calls[i])
@@ -145,6 +157,24 @@ func (e *Distributed) settleAll(ctx context.Context) {
 	if failed != nil && settled == 0 {
 		e.opts.Logger.Debug("settling lost allocations waits for Redis and the store", "calls", len(calls), "err", failed)
 	}
+}
+
+// settleOwn settles one of this node's calls, registered first so that another
+// node finishes it should this one die, and unregistered once settled.
+func (e *Distributed) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
+	if !c.registered {
+		// Without Redis, what needs only the store is settled all the same;
+		// what is not stays in memory and is registered on a later pass.
+		regErr := e.register(ctx, c)
+		if abandoned, kept, err = e.settle(ctx, c); err != nil {
+			return 0, 0, errors.Join(err, regErr)
+		}
+		return abandoned, kept, e.unregister(ctx, c)
+	}
+	if abandoned, kept, err = e.settle(ctx, c); err != nil {
+		return 0, 0, err
+	}
+	return abandoned, kept, e.unregister(ctx, c)
 }
 
 // settle settles one call: what it took goes into an abandoned gap, but for the

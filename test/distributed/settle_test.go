@@ -127,6 +127,14 @@ func TestLostAnswerSettledAfterItsMemoIsGone(t *testing.T) {
 // and the resolver records what it took as an abandoned gap once the store
 // answers again.
 func TestNumbersTakenForAnUnreadableSegment(t *testing.T) {
+	t.Run("the node settles", func(t *testing.T) { unreadableSegment(t, false) })
+	// The node that took the numbers dies before it can record them (its store
+	// was away): another node finds its entry of unsettled work in Redis and
+	// records them, once the entry is old enough to be an orphan (30 s).
+	t.Run("another node settles", func(t *testing.T) { unreadableSegment(t, true) })
+}
+
+func unreadableSegment(t *testing.T, die bool) {
 	ctx := context.Background()
 	rds := harness.StartRedis(t, "redis")
 	dsn := mysqlDSN(t)
@@ -156,13 +164,21 @@ func TestNumbersTakenForAnUnreadableSegment(t *testing.T) {
 	} else if strings.Contains(fmt.Sprint(resp.JSON["detail"]), "nothing was consumed") {
 		t.Errorf("node2's 503 claims %q: it took numbers it could not name", resp.JSON["detail"])
 	}
+	wait := 10 * time.Second
+	if die {
+		time.Sleep(500 * time.Millisecond) // its first settling pass registers the work
+		n2.Kill9()
+		nodes = []*harness.Node{n1}
+		wait = 60 * time.Second
+	}
 	px.Restore()
 	time.Sleep(2 * time.Second)
 	for range 4 {
-		mustAllocate(t, c, l, n1, "us", 5)
-		mustAllocate(t, c, l, n2, "us", 5)
+		for _, n := range nodes {
+			mustAllocate(t, c, l, n, "us", 5)
+		}
 	}
-	missing, gaps := unaccounted(t, c, nodes, n1, "us", []span{seg1, seg2}, l, 10*time.Second)
+	missing, gaps := unaccounted(t, c, nodes, n1, "us", []span{seg1, seg2}, l, wait)
 	if len(missing) > 0 {
 		t.Errorf("%d numbers below the cursors reached no caller and lie in no gap: %v", len(missing), missing)
 	}

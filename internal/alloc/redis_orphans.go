@@ -1,0 +1,165 @@
+package alloc
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/numberd/numberd/internal/segment"
+	"github.com/numberd/numberd/internal/store"
+)
+
+// What a node has yet to settle lives in its memory, and also in Redis, in the
+// pool's hash numberd:{pool}:unsettled, from the node's first settling pass on:
+// if the node dies before it is done, another node finds the entry and settles
+// it. Settling is idempotent (a memo answers the same, or its tombstone does; a
+// gap or an abandoned record is recorded once), so two nodes may settle one
+// entry at once.
+const (
+	// orphanAge is how old another node's entry must be before a node settles it:
+	// its owner had time enough to settle it, or is gone. Node clocks only decide
+	// when help comes, never what is recorded.
+	orphanAge = 30 * time.Second
+	// orphanSweepEvery spaces the sweeps of the pools' hashes.
+	orphanSweepEvery = 10 * time.Second
+	// orphanPoolsPerRoundTrip bounds the pools one sweep round trip reads.
+	orphanPoolsPerRoundTrip = 100
+)
+
+// unsettledEntry is an unsettledCall as Redis keeps it.
+type unsettledEntry struct {
+	Node   string                    `json:"node"`
+	At     int64                     `json:"at"` // unix ms, the owner's clock
+	Memo   string                    `json:"memo,omitempty"`
+	Reqs   []pendingEntry            `json:"reqs,omitempty"`
+	Took   [][][3]int64              `json:"took,omitempty"`
+	Read   bool                      `json:"read,omitempty"`
+	Record *store.IdempotencyRecord  `json:"record,omitempty"`
+	Lost   []segment.Range           `json:"lost,omitempty"`
+	Forget []store.IdempotencyRecord `json:"forget,omitempty"`
+	Trims  []store.Trim              `json:"trims,omitempty"`
+}
+
+type pendingEntry struct {
+	Count int    `json:"count"`
+	Scope string `json:"scope,omitempty"`
+	Key   string `json:"key,omitempty"`
+}
+
+func (e *Distributed) entryOf(c *unsettledCall) unsettledEntry {
+	out := unsettledEntry{Node: e.node, At: c.since.UnixMilli(), Memo: c.memo, Read: c.read, Record: c.record, Lost: c.lost, Forget: c.forget, Trims: c.trims}
+	for _, r := range c.reqs {
+		pe := pendingEntry{Count: r.count}
+		if r.idem != nil {
+			pe.Scope, pe.Key = r.idem.Scope, r.idem.Key
+		}
+		out.Reqs = append(out.Reqs, pe)
+	}
+	if c.took != nil {
+		out.Took = make([][][3]int64, len(c.took))
+		for i, runs := range c.took {
+			for _, r := range runs {
+				out.Took[i] = append(out.Took[i], [3]int64{r.seg, r.from, r.to})
+			}
+		}
+	}
+	return out
+}
+
+func (en unsettledEntry) call(p *rpool, id string) unsettledCall {
+	c := unsettledCall{pool: p, id: id, registered: true, memo: en.Memo, read: en.Read, record: en.Record, lost: en.Lost, forget: en.Forget, trims: en.Trims, since: time.UnixMilli(en.At)}
+	for _, r := range en.Reqs {
+		pr := pendingRequest{count: r.Count}
+		if r.Key != "" {
+			pr.idem = &Idempotency{Scope: r.Scope, Key: r.Key}
+		}
+		c.reqs = append(c.reqs, pr)
+	}
+	if en.Took != nil {
+		c.took = make([][]offsetRun, len(en.Took))
+		for i, runs := range en.Took {
+			for _, r := range runs {
+				c.took[i] = append(c.took[i], offsetRun{seg: r[0], from: r[1], to: r[2]})
+			}
+		}
+	}
+	return c
+}
+
+// register writes c to its pool's hash of unsettled work, so that it outlives
+// this node.
+func (e *Distributed) register(ctx context.Context, c *unsettledCall) error {
+	if c.id == "" {
+		c.id = c.memo
+		if c.id == "" {
+			c.id = e.node + "-u" + strconv.FormatUint(e.memoSeq.Add(1), 10)
+		}
+	}
+	data, err := json.Marshal(e.entryOf(c))
+	if err != nil {
+		return err
+	}
+	if err := e.rdb.HSet(ctx, c.pool.keys.unsettled, c.id, data).Err(); err != nil {
+		return redisErr(err)
+	}
+	c.registered = true
+	return nil
+}
+
+// unregister removes a settled call's entry.
+func (e *Distributed) unregister(ctx context.Context, c *unsettledCall) error {
+	if !c.registered {
+		return nil
+	}
+	return redisErr(e.rdb.HDel(ctx, c.pool.keys.unsettled, c.id).Err())
+}
+
+// sweepOrphans settles the entries of other nodes older than orphanAge in the
+// hashes of the pools this node knows, a round trip per orphanPoolsPerRoundTrip
+// pools, and logs one line if it settled any.
+func (e *Distributed) sweepOrphans(ctx context.Context) {
+	pools := e.pools.all()
+	var settled, failed int
+	var abandoned int64
+	for from := 0; from < len(pools); from += orphanPoolsPerRoundTrip {
+		batch := pools[from:min(from+orphanPoolsPerRoundTrip, len(pools))]
+		cmds := make([]*redis.MapStringStringCmd, len(batch))
+		pipe := e.rdb.Pipeline()
+		for i, p := range batch {
+			cmds[i] = pipe.HGetAll(ctx, p.keys.unsettled)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			e.opts.Logger.Debug("sweeping unsettled work waits for Redis", "err", err)
+			return
+		}
+		for i, p := range batch {
+			for id, raw := range cmds[i].Val() {
+				var en unsettledEntry
+				if err := json.Unmarshal([]byte(raw), &en); err != nil {
+					e.opts.Logger.Error("malformed entry of unsettled work", "pool", p.id, "id", id, "err", err)
+					continue
+				}
+				if en.Node == e.node || time.Since(time.UnixMilli(en.At)) < orphanAge {
+					continue
+				}
+				c := en.call(p, id)
+				n, _, err := e.settle(ctx, &c)
+				if err == nil {
+					err = e.unregister(ctx, &c)
+				}
+				if err != nil {
+					failed++
+					continue
+				}
+				settled++
+				abandoned += n
+			}
+		}
+	}
+	if settled > 0 || failed > 0 {
+		e.opts.Logger.Warn("settled work other nodes left unsettled", "entries", settled, "abandoned_numbers", abandoned, "failed", failed)
+	}
+}
