@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,6 +155,10 @@ func (s *Server) router(allocate http.Handler) http.Handler {
 		s.writeError(w, r, fmt.Errorf("%w: %s", errNotFound, r.URL.Path))
 	})).ServeHTTP)
 	root.MethodNotAllowed(s.limitBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// chi names the allowed methods only with its own 405 handler.
+		if allowed := allowedMethods(root, r.URL.Path); allowed != "" {
+			w.Header().Set("Allow", allowed)
+		}
 		s.writeError(w, r, fmt.Errorf("%w: %s %s", errMethod, r.Method, r.URL.Path))
 	})).ServeHTTP)
 	r := root.With(s.limitBody)
@@ -324,3 +329,14 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// allowedMethods lists the methods router serves path with, for a 405's Allow.
+func allowedMethods(router chi.Routes, path string) string {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if router.Match(chi.NewRouteContext(), m, path) {
+			allowed = append(allowed, m)
+		}
+	}
+	return strings.Join(allowed, ", ")
+}

@@ -279,3 +279,27 @@ func TestRefillQuantityBeyondASegmentIsRefused(t *testing.T) {
 		t.Errorf("refill_quantity above 2^53: %d %q, want 400 invalid_argument", resp.StatusCode, p.Code)
 	}
 }
+
+// TestMethodNotAllowedNamesTheAllowedMethods: a 405 carries Allow with the
+// methods of its path, as HTTP asks.
+func TestMethodNotAllowedNamesTheAllowedMethods(t *testing.T) {
+	srv := newServer(t, &fakeEngine{})
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodGet, "/v1/pools/p/numbers", "POST"},
+		{http.MethodDelete, "/v1/pools/p", "GET, PUT"},
+		{http.MethodPost, "/healthz", "GET"},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d, Allow %q; want 405, Allow %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), tc.allow)
+		}
+	}
+}
