@@ -3,6 +3,7 @@ package alloc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 )
 
 // What a node has yet to settle lives in its memory, and also in Redis, in the
-// pool's hash numberd:{pool}:unsettled, from the node's first settling pass on:
+// pool's hash numberd:{pool}:unsettled (or, while Redis is away, in the store's
+// table unsettled), from the node's first settling pass on:
 // if the node dies before it is done, another node finds the entry and settles
 // it. Settling is idempotent (a memo answers the same, or its tombstone does; a
 // gap or an abandoned record is recorded once), so two nodes may settle one
@@ -102,28 +104,96 @@ func (e *Distributed) register(ctx context.Context, c *unsettledCall) error {
 	if err != nil {
 		return err
 	}
-	if err := e.rdb.HSet(ctx, c.pool.keys.unsettled, c.id, data).Err(); err != nil {
-		return redisErr(err)
+	// Redis gets half the time left at most, so that the store has the rest.
+	rctx, cancel := ctx, context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		rctx, cancel = context.WithTimeout(ctx, time.Until(d)/2)
 	}
-	c.registered = true
+	rerr := e.rdb.HSet(rctx, c.pool.keys.unsettled, c.id, data).Err()
+	cancel()
+	if rerr == nil {
+		c.registered = true
+		return nil
+	}
+	// Redis is away (the very reason a call's outcome is unknown, often): the
+	// store keeps the entry instead.
+	if err := e.store.PutUnsettled(ctx, store.Unsettled{Pool: c.pool.id, ID: c.id, Entry: string(data)}); err != nil {
+		return errors.Join(redisErr(rerr), err)
+	}
+	c.registered, c.inStore = true, true
 	return nil
 }
 
 // unregister removes a settled call's entry.
 func (e *Distributed) unregister(ctx context.Context, c *unsettledCall) error {
-	if !c.registered {
+	switch {
+	case !c.registered:
 		return nil
+	case c.inStore:
+		return e.store.DeleteUnsettled(ctx, c.pool.id, c.id)
 	}
 	return redisErr(e.rdb.HDel(ctx, c.pool.keys.unsettled, c.id).Err())
+}
+
+// sweepStoredOrphans settles the entries other nodes left in the store, older
+// than orphanAge by the store's clock, up to orphanPoolsPerRoundTrip a pass.
+func (e *Distributed) sweepStoredOrphans(ctx context.Context, t *sweepTally) {
+	old, err := e.store.OldUnsettled(ctx, orphanAge, orphanPoolsPerRoundTrip)
+	if err != nil {
+		e.opts.Logger.Debug("sweeping unsettled work waits for the store", "err", err)
+		return
+	}
+	for _, u := range old {
+		var en unsettledEntry
+		if err := json.Unmarshal([]byte(u.Entry), &en); err != nil {
+			e.opts.Logger.Error("malformed entry of unsettled work", "pool", u.Pool, "id", u.ID, "err", err)
+			continue
+		}
+		if en.Node == e.node {
+			continue
+		}
+		p, err := e.pool(ctx, u.Pool)
+		if err != nil {
+			t.count(0, err)
+			continue
+		}
+		c := en.call(p, u.ID)
+		c.inStore = true
+		t.count(e.settleOrphan(ctx, &c))
+	}
+}
+
+// sweepTally counts what a sweep settled.
+type sweepTally struct {
+	settled, failed int
+	abandoned       int64
+}
+
+func (t *sweepTally) count(abandoned int64, err error) {
+	if err != nil {
+		t.failed++
+		return
+	}
+	t.settled++
+	t.abandoned += abandoned
+}
+
+// settleOrphan settles another node's entry and removes it.
+func (e *Distributed) settleOrphan(ctx context.Context, c *unsettledCall) (int64, error) {
+	n, _, err := e.settle(ctx, c)
+	if err == nil {
+		err = e.unregister(ctx, c)
+	}
+	return n, err
 }
 
 // sweepOrphans settles the entries of other nodes older than orphanAge in the
 // hashes of the pools this node knows, a round trip per orphanPoolsPerRoundTrip
 // pools, and logs one line if it settled any.
 func (e *Distributed) sweepOrphans(ctx context.Context) {
+	var t sweepTally
+	e.sweepStoredOrphans(ctx, &t)
 	pools := e.pools.all()
-	var settled, failed int
-	var abandoned int64
 	for from := 0; from < len(pools); from += orphanPoolsPerRoundTrip {
 		batch := pools[from:min(from+orphanPoolsPerRoundTrip, len(pools))]
 		cmds := make([]*redis.MapStringStringCmd, len(batch))
@@ -133,7 +203,7 @@ func (e *Distributed) sweepOrphans(ctx context.Context) {
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			e.opts.Logger.Debug("sweeping unsettled work waits for Redis", "err", err)
-			return
+			break
 		}
 		for i, p := range batch {
 			for id, raw := range cmds[i].Val() {
@@ -146,20 +216,11 @@ func (e *Distributed) sweepOrphans(ctx context.Context) {
 					continue
 				}
 				c := en.call(p, id)
-				n, _, err := e.settle(ctx, &c)
-				if err == nil {
-					err = e.unregister(ctx, &c)
-				}
-				if err != nil {
-					failed++
-					continue
-				}
-				settled++
-				abandoned += n
+				t.count(e.settleOrphan(ctx, &c))
 			}
 		}
 	}
-	if settled > 0 || failed > 0 {
-		e.opts.Logger.Warn("settled work other nodes left unsettled", "entries", settled, "abandoned_numbers", abandoned, "failed", failed)
+	if t.settled > 0 || t.failed > 0 {
+		e.opts.Logger.Warn("settled work other nodes left unsettled", "entries", t.settled, "abandoned_numbers", t.abandoned, "failed", t.failed)
 	}
 }

@@ -26,6 +26,7 @@ type unsettledCall struct {
 	// redis_orphans.go), once registered.
 	id         string
 	registered bool
+	inStore    bool             // registered in the store, Redis being away
 	memo       string           // the call's memo key, when it is a call
 	reqs       []pendingRequest // the call's requests, in its order
 	// took is what each of reqs took (nil: nothing), once read is set: from the

@@ -185,3 +185,44 @@ func unreadableSegment(t *testing.T, die bool) {
 	sizes, _ := gapSizes(gaps)
 	t.Logf("%d numbers handed out; gaps %v", l.Count(), sizes)
 }
+
+// TestLostAnswerSettledByAnotherNode: an allocate call runs in Redis but its
+// reply is lost, and the node that made it dies before Redis answers it again.
+// The node kept the call in the store (Redis was away), and another node settles
+// it once it is old enough to be an orphan (30 s): its numbers are an abandoned
+// gap.
+func TestLostAnswerSettledByAnotherNode(t *testing.T) {
+	ctx := context.Background()
+	rds := harness.StartRedis(t, "redis")
+	rpx := harness.StartProxy(t, rds.Addr())
+	dsn := mysqlDSN(t)
+	n1 := startHoleNode(t, "node1", "redis://"+rpx.Addr()+"/0", dsn, holeTimeout)
+	n2 := startHoleNode(t, "node2", "redis://"+rds.Addr()+"/0", dsn, holeTimeout)
+	c := harness.NewClient(4)
+	t.Cleanup(c.Close)
+	seg := span{"24442", 1, 1_000_000}
+	mustPool(t, c, n1, "ob", seg)
+	l := harness.NewLedger(t)
+	for range 5 {
+		mustAllocate(t, c, l, n1, "ob", 5)
+		mustAllocate(t, c, l, n2, "ob", 5)
+	}
+
+	rpx.DropReplies()
+	nums, resp, err := c.Allocate(ctx, n1.URL(), "ob", 7)
+	must(t, err)
+	if resp.Status == 200 {
+		t.Fatalf("allocate with Redis's replies dropped answered %v", nums)
+	}
+	time.Sleep(3 * time.Second) // node1's settling pass keeps the call somewhere
+	n1.Kill9()
+	rpx.KeepReplies()
+
+	missing, gaps := unaccounted(t, c, []*harness.Node{n2}, n2, "ob", []span{seg}, l, 60*time.Second)
+	if len(missing) > 0 {
+		t.Errorf("%d numbers below the cursor reached no caller and lie in no gap: %v", len(missing), missing)
+	}
+	sizes, _ := gapSizes(gaps)
+	settledBy := len(n2.LogsMatching("settled work other nodes left unsettled"))
+	t.Logf("%d numbers handed out; gaps %v; node2 logged %d sweeps that settled work", l.Count(), sizes, settledBy)
+}
