@@ -142,6 +142,10 @@ type rpool struct {
 	available atomic.Int64 // numbers left as of the last answer
 	lastSync  atomic.Int64 // unix nanos of the last sync after an exhausted answer
 	touchedAt atomic.Int64 // unix nanos of the last allocation, for checkpoints
+
+	learnedAt atomic.Int64 // unix nanos of the last read of the store's floors
+	refreshMu sync.Mutex   // one refresh of stale floors at a time
+	triedAt   int64        // unix nanos of the last refresh tried, under refreshMu
 }
 
 // stateMark orders the states of a pool: by seed generation, then by version.
@@ -279,6 +283,9 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 		if err != nil {
 			return Allocation{}, err
 		}
+	}
+	if e.floorsStale(p) {
+		e.refreshFloors(ctx, p)
 	}
 	// Off the fast path (waiting on locks, the store, Redis), ctx gets the
 	// deadline; the fast path is bounded by the allocate call's own deadline and
@@ -808,10 +815,45 @@ func (m marks) behind(view redisView) bool {
 	return false
 }
 
+// Floors older than staleFloors (several checkpoint passes missed: the node was
+// paused, or the store away) are read again before a request uses them, at most
+// every floorRetry, each read waiting floorReadTimeout at most: a node back
+// from a pause must not serve a state restored meanwhile that the others'
+// checkpoints already refute. Without the store it serves on what it knows.
+const (
+	floorRetry       = time.Second
+	floorReadTimeout = 200 * time.Millisecond
+)
+
+func (e *Distributed) floorsStale(p *rpool) bool {
+	return time.Since(time.Unix(0, p.learnedAt.Load())) > 3*e.opts.CheckpointEvery
+}
+
+// refreshFloors reads p's floors from the store again; requests that find them
+// stale meanwhile wait for it.
+func (e *Distributed) refreshFloors(ctx context.Context, p *rpool) {
+	p.refreshMu.Lock()
+	defer p.refreshMu.Unlock()
+	now := time.Now().UnixNano()
+	if !e.floorsStale(p) || now-p.triedAt < int64(floorRetry) {
+		return
+	}
+	p.triedAt = now
+	rctx, cancel := context.WithTimeout(ctx, floorReadTimeout)
+	defer cancel()
+	segs, err := e.store.OpenSegments(rctx, []string{p.id})
+	if err != nil {
+		e.opts.Logger.Debug("stale floors not refreshed: serving on what the node knows", "pool", p.id, "err", err)
+		return
+	}
+	p.learn(segs[p.id]...)
+}
+
 // learn takes in segments read from the store: for turning offsets into numbers,
 // and their checkpointed cursors as floors of what their generation's states, and
 // later ones, have used.
 func (p *rpool) learn(segs ...store.Segment) {
+	p.learnedAt.Store(time.Now().UnixNano())
 	p.remember(segs...)
 	p.markMu.Lock()
 	defer p.markMu.Unlock()

@@ -27,11 +27,15 @@ import (
 // checkpointed cursor lies above the restored state, so both refuse it and
 // reseed above it: nothing is handed out twice.
 func TestRestoredStateMetByANodeThatSawNothingNewer(t *testing.T) {
-	t.Run("idle node", func(t *testing.T) { keyRestoreUnseen(t, false) })
-	t.Run("restarted node", func(t *testing.T) { keyRestoreUnseen(t, true) })
+	t.Run("idle node", func(t *testing.T) { keyRestoreUnseen(t, "idle") })
+	t.Run("restarted node", func(t *testing.T) { keyRestoreUnseen(t, "restarted") })
+	// node2 is paused (SIGSTOP) across the dump, node1's allocations, their
+	// checkpoint and the restore: its floors are stale when it resumes, and it
+	// must read them again before it serves.
+	t.Run("paused node", func(t *testing.T) { keyRestoreUnseen(t, "paused") })
 }
 
-func keyRestoreUnseen(t *testing.T, restart bool) {
+func keyRestoreUnseen(t *testing.T, how string) {
 	ctx := context.Background()
 	r := newHoleRig(t, harness.StartRedis(t, "redis"), "ku", 0)
 	n1, n2 := r.nodes[0], r.nodes[1]
@@ -39,6 +43,9 @@ func keyRestoreUnseen(t *testing.T, restart bool) {
 	for range 4 {
 		mustAllocate(t, r.c, r.l, n1, "ku", 5)
 		mustAllocate(t, r.c, r.l, n2, "ku", 5)
+	}
+	if how == "paused" {
+		n2.Pause()
 	}
 	dump, err := r.rds.DumpKeys(ctx, "numberd:{ku}:*")
 	must(t, err)
@@ -49,7 +56,7 @@ func keyRestoreUnseen(t *testing.T, restart bool) {
 	}
 	floor := highest(r.l)
 	next := n2
-	if restart {
+	if how == "restarted" {
 		// A graceful stop: its final checkpoint writes the cursor (above the
 		// dump's) into the store before the restore.
 		n1.Stop()
@@ -62,8 +69,11 @@ func keyRestoreUnseen(t *testing.T, restart bool) {
 		time.Sleep(2500 * time.Millisecond)
 	}
 	must(t, r.rds.RestoreKeys(ctx, dump))
-	if restart {
+	switch how {
+	case "restarted":
 		n1.Restart()
+	case "paused":
+		n2.Resume()
 	}
 	if st, err := r.c.Pool(ctx, next.URL(), "ku"); err == nil && st.ActiveSegment != nil {
 		t.Logf("after the restore %s shows the pool's next number as %s", next.Name(), st.ActiveSegment.Next)
