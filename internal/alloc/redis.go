@@ -726,9 +726,10 @@ func (p *rpool) usedFloorLocked(gen, id int64) int64 {
 // drop refuses an answer that handed out runs of a state gone back in time,
 // starting below floors (see startsBelow): none of its numbers reaches a caller,
 // and its requests meet a reseed. What the runs hold at or above the floors may
-// never have been handed out: the resolver records it as abandoned, which the
-// reseed's recovery gap, from the store's checkpoint, would miss if a checkpoint
-// of this very state moved the store's cursor past it first.
+// have been handed out before the state went back, by nodes whose answers this
+// one never saw, or never: the resolver records it as a recovery gap, which the
+// reseed's own, from the store's checkpoint, would miss if a checkpoint of this
+// very state moved the store's cursor past it first.
 func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call, letters string) {
 	var lost []offsetRun
 	for _, r := range runs {
@@ -744,9 +745,9 @@ func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int
 		spans, err := e.spans(ctx, p, lost)
 		cancel()
 		if err != nil {
-			e.opts.Logger.Error("numbers of a refused answer are not recorded as abandoned", "pool", p.id, "err", err)
+			e.opts.Logger.Error("numbers of a refused answer are not recorded as a gap", "pool", p.id, "err", err)
 		} else {
-			e.unsure.add(unsettledCall{pool: p, lost: spans, since: time.Now()})
+			e.unsure.add(unsettledCall{pool: p, lost: spans, lostAs: store.GapRecovery, since: time.Now()})
 		}
 	}
 	// Redis keeps the keys of the requests that took numbers as answered with

@@ -83,19 +83,25 @@ func (e *Distributed) record(p *rpool, req Request, spans []segment.Range) store
 // returns how many numbers it recorded. Recording again what is recorded adds
 // nothing, so a failed abandon is retried whole.
 func (e *Distributed) abandon(ctx context.Context, p *rpool, spans []segment.Range) (int64, error) {
+	return e.skip(ctx, p, spans, store.GapAbandoned)
+}
+
+// skip records spans as gaps with reason, and returns how many numbers it
+// recorded.
+func (e *Distributed) skip(ctx context.Context, p *rpool, spans []segment.Range, reason string) (int64, error) {
 	var n int64
 	for _, r := range spans {
 		seg, err := e.segmentOf(ctx, p, r)
 		if err != nil {
 			return n, err
 		}
-		gaps, err := e.store.AddGapOutside(ctx, store.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: store.GapAbandoned})
+		gaps, err := e.store.AddGapOutside(ctx, store.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: reason})
 		if err != nil {
 			return n, err
 		}
 		for _, g := range gaps {
 			n += g.Count()
-			e.opts.Metrics.GapNumbers.WithLabelValues(p.id, store.GapAbandoned).Add(float64(g.Count()))
+			e.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(g.Count()))
 		}
 	}
 	return n, nil

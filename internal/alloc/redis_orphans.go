@@ -41,6 +41,7 @@ type unsettledEntry struct {
 	Read   bool                      `json:"read,omitempty"`
 	Record *store.IdempotencyRecord  `json:"record,omitempty"`
 	Lost   []segment.Range           `json:"lost,omitempty"`
+	LostAs string                    `json:"lost_as,omitempty"`
 	Forget []store.IdempotencyRecord `json:"forget,omitempty"`
 	Trims  []store.Trim              `json:"trims,omitempty"`
 }
@@ -52,7 +53,7 @@ type pendingEntry struct {
 }
 
 func (e *Distributed) entryOf(c *unsettledCall) unsettledEntry {
-	out := unsettledEntry{Node: e.node, At: c.since.UnixMilli(), Memo: c.memo, Read: c.read, Record: c.record, Lost: c.lost, Forget: c.forget, Trims: c.trims}
+	out := unsettledEntry{Node: e.node, At: c.since.UnixMilli(), Memo: c.memo, Read: c.read, Record: c.record, Lost: c.lost, LostAs: c.lostAs, Forget: c.forget, Trims: c.trims}
 	for _, r := range c.reqs {
 		pe := pendingEntry{Count: r.count}
 		if r.idem != nil {
@@ -72,7 +73,7 @@ func (e *Distributed) entryOf(c *unsettledCall) unsettledEntry {
 }
 
 func (en unsettledEntry) call(p *rpool, id string) unsettledCall {
-	c := unsettledCall{pool: p, id: id, registered: true, memo: en.Memo, read: en.Read, record: en.Record, lost: en.Lost, forget: en.Forget, trims: en.Trims, since: time.UnixMilli(en.At)}
+	c := unsettledCall{pool: p, id: id, registered: true, memo: en.Memo, read: en.Read, record: en.Record, lost: en.Lost, lostAs: en.LostAs, forget: en.Forget, trims: en.Trims, since: time.UnixMilli(en.At)}
 	for _, r := range en.Reqs {
 		pr := pendingRequest{count: r.Count}
 		if r.Key != "" {

@@ -35,7 +35,10 @@ type unsettledCall struct {
 	took   [][]offsetRun
 	read   bool
 	record *store.IdempotencyRecord
-	lost   []segment.Range // numbers known abandoned, whose gap is yet to be recorded
+	lost   []segment.Range // numbers known skipped, whose gap is yet to be recorded
+	// lostAs is lost's gap reason: abandoned unless set (recovery for numbers
+	// of a state gone back in time, which others may have handed out before).
+	lostAs string
 	// forget holds abandoned records to offer the store for keys whose numbers
 	// Redis keeps but no one may be answered (an answer refused as gone back).
 	forget []store.IdempotencyRecord
@@ -187,7 +190,11 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 		return 0, 0, e.store.TrimRecovery(ctx, p.id, c.trims)
 	}
 	if c.lost != nil {
-		n, err := e.abandon(ctx, p, c.lost)
+		reason := c.lostAs
+		if reason == "" {
+			reason = store.GapAbandoned
+		}
+		n, err := e.skip(ctx, p, c.lost, reason)
 		return n, 0, err
 	}
 	if c.forget != nil {
