@@ -1,0 +1,209 @@
+package alloc
+
+import (
+	"context"
+	"maps"
+	"time"
+
+	"github.com/numberd/numberd/internal/store"
+)
+
+// What a node knows of how far a pool went: the states it saw, the numbers it
+// saw used, and the store's checkpoints of them; and what it does with an answer
+// or a state below that.
+
+// saw records a state of p that an answer came from, and the numbers it handed out.
+func (p *rpool) saw(m stateMark, runs []offsetRun) {
+	p.markMu.Lock()
+	if p.mark.before(m) {
+		p.mark = m
+	}
+	for _, r := range runs {
+		if r.to+1 > p.cursors[r.seg] {
+			p.cursors[r.seg] = r.to + 1
+		}
+	}
+	p.markMu.Unlock()
+}
+
+// startsBelow reports, for answers of a state of generation gen that hand out
+// runs, whether one of them starts below what was handed out already of its
+// segment: the state went back in time (keys restored from a dump) and
+// allocate.lua could not tell, as it knows only the versions this node saw. It
+// returns nil if none does, or else per segment the floor it found.
+func (p *rpool) startsBelow(gen int64, runs []offsetRun) map[int64]int64 {
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	var floors map[int64]int64
+	for _, r := range runs {
+		if f := p.usedFloorLocked(gen, r.seg); r.from < f {
+			if floors == nil {
+				floors = map[int64]int64{}
+			}
+			floors[r.seg] = f
+		}
+	}
+	return floors
+}
+
+// usedFloorLocked is how many numbers of segment id a state of generation gen has
+// used at least, unless it went back in time: what this node saw used, and what
+// the store's checkpoint holds if gen is not older than the checkpoint's.
+func (p *rpool) usedFloorLocked(gen, id int64) int64 {
+	used := p.cursors[id]
+	if gen >= p.ckGen {
+		used = max(used, p.ckpt[id])
+	}
+	return used
+}
+
+// drop refuses an answer that handed out runs of a state gone back in time,
+// starting below floors (see startsBelow): none of its numbers reaches a caller,
+// and its requests meet a reseed. What the runs hold at or above the floors may
+// have been handed out before the state went back, by nodes whose answers this
+// one never saw, or never: the resolver records it as a recovery gap, which the
+// reseed's own, from the store's checkpoint, would miss if a checkpoint of this
+// very state moved the store's cursor past it first.
+func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call, letters string) {
+	var lost []offsetRun
+	for _, r := range runs {
+		if f, ok := floors[r.seg]; ok {
+			r.from = max(r.from, f)
+		}
+		if r.from <= r.to {
+			lost = append(lost, r)
+		}
+	}
+	if len(lost) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
+		spans, err := e.spans(ctx, p, lost)
+		cancel()
+		if err != nil {
+			e.opts.Logger.Error("numbers of a refused answer are not recorded as a gap", "pool", p.id, "err", err)
+		} else {
+			e.unsure.add(unsettledCall{pool: p, lost: spans, lostAs: store.GapRecovery, since: time.Now()})
+		}
+	}
+	// Redis keeps the keys of the requests that took numbers as answered with
+	// them: the store's abandoned record makes a later retry take new ones.
+	var forget []store.IdempotencyRecord
+	for i, c := range calls {
+		c.kind, c.why, c.stale, c.dropped = "RESEED", "behind", gen, true
+		if c.idem != nil && letters[i] == 'A' {
+			forget = append(forget, abandonedRecord(e.record(p, Request{Pool: p.id, Count: c.count, Idempotency: c.idem}, nil)))
+		}
+	}
+	if len(forget) > 0 {
+		e.unsure.add(unsettledCall{pool: p, forget: forget, since: time.Now()})
+	}
+}
+
+// floor is the oldest state of p an allocate call may use: no older generation
+// than the store's newest this node knows, nor an older version than it saw.
+func (p *rpool) floor() stateMark {
+	p.markMu.Lock()
+	m := p.mark
+	p.markMu.Unlock()
+	if g := p.gen.Load(); g > m.gen {
+		return stateMark{gen: g}
+	}
+	return m
+}
+
+// marks is what a node knows was handed out of one pool, as of one moment.
+type marks struct {
+	state stateMark
+	seen  map[int64]int64 // rpool.cursors
+	ckGen int64
+	ckpt  map[int64]int64
+}
+
+// marks takes a copy of what p knows was handed out. A view read after it may be
+// older than answers that came later, but never older than this.
+func (p *rpool) marks() marks {
+	m := marks{state: p.floor()}
+	p.markMu.Lock()
+	m.seen, m.ckGen, m.ckpt = maps.Clone(p.cursors), p.ckGen, maps.Clone(p.ckpt)
+	p.markMu.Unlock()
+	return m
+}
+
+// behind reports whether view is of a state older than what m knows was handed
+// out: an older version than one seen, or a segment in use with fewer numbers
+// used than this node saw, or than the store's checkpoint of its generation.
+func (m marks) behind(view redisView) bool {
+	if view.behind(m.state) {
+		return true
+	}
+	for id, s := range view.segs {
+		if !s.present || s.state != "" {
+			continue
+		}
+		floor := m.seen[id]
+		if view.gen >= m.ckGen {
+			floor = max(floor, m.ckpt[id])
+		}
+		if s.used < floor {
+			return true
+		}
+	}
+	return false
+}
+
+// Floors older than staleFloors (several checkpoint passes missed: the node was
+// paused, or the store away) are read again before a request uses them, at most
+// every floorRetry, each read waiting floorReadTimeout at most: a node back
+// from a pause must not serve a state restored meanwhile that the others'
+// checkpoints already refute. Without the store it serves on what it knows.
+const (
+	floorRetry       = time.Second
+	floorReadTimeout = 200 * time.Millisecond
+)
+
+func (e *Distributed) floorsStale(p *rpool) bool {
+	return time.Since(time.Unix(0, p.learnedAt.Load())) > 3*e.opts.CheckpointEvery
+}
+
+// refreshFloors reads p's floors from the store again; requests that find them
+// stale meanwhile wait for it.
+func (e *Distributed) refreshFloors(ctx context.Context, p *rpool) {
+	p.refreshMu.Lock()
+	defer p.refreshMu.Unlock()
+	now := time.Now().UnixNano()
+	if !e.floorsStale(p) || now-p.triedAt < int64(floorRetry) {
+		return
+	}
+	p.triedAt = now
+	rctx, cancel := context.WithTimeout(ctx, floorReadTimeout)
+	defer cancel()
+	segs, err := e.store.OpenSegments(rctx, []string{p.id})
+	if err != nil {
+		e.opts.Logger.Debug("stale floors not refreshed: serving on what the node knows", "pool", p.id, "err", err)
+		return
+	}
+	p.learn(segs[p.id]...)
+}
+
+// learn takes in segments read from the store: for turning offsets into numbers,
+// and their checkpointed cursors as floors of what their generation's states, and
+// later ones, have used.
+func (p *rpool) learn(segs ...store.Segment) {
+	p.learnedAt.Store(time.Now().UnixNano())
+	p.remember(segs...)
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	for _, s := range segs {
+		p.seen(s.Epoch)
+		p.ckGen = max(p.ckGen, s.Epoch)
+		if used := s.Next - s.Range.Lo; used > p.ckpt[s.ID] {
+			p.ckpt[s.ID] = used
+		}
+	}
+}
+
+// seenUsed is how many numbers of segment id this node saw used, at least.
+func (p *rpool) seenUsed(id int64) int64 {
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	return p.cursors[id]
+}
