@@ -166,17 +166,14 @@ func (e *Distributed) settleAll(ctx context.Context) {
 // settleOwn settles one of this node's calls, registered first so that another
 // node finishes it should this one die, and unregistered once settled.
 func (e *Distributed) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
+	// A failed registration does not hold the settling up: what needs only the
+	// store is settled all the same, and the rest is registered on a later pass.
+	var regErr error
 	if !c.registered {
-		// Without Redis, what needs only the store is settled all the same;
-		// what is not stays in memory and is registered on a later pass.
-		regErr := e.register(ctx, c)
-		if abandoned, kept, err = e.settle(ctx, c); err != nil {
-			return 0, 0, errors.Join(err, regErr)
-		}
-		return abandoned, kept, e.unregister(ctx, c)
+		regErr = e.register(ctx, c)
 	}
 	if abandoned, kept, err = e.settle(ctx, c); err != nil {
-		return 0, 0, err
+		return 0, 0, errors.Join(err, regErr)
 	}
 	return abandoned, kept, e.unregister(ctx, c)
 }

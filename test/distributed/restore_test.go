@@ -109,11 +109,7 @@ func TestNoNumberHandedOutInsideARecoveryGap(t *testing.T) {
 	n1 := harness.StartNode(t, harness.NodeConfig{Name: "node1", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: dsn1, Args: args})
 	n2 := harness.StartNode(t, harness.NodeConfig{Name: "node2", RedisURL: "redis://" + rds.Addr() + "/0", MySQLDSN: dsn2, Args: args})
 	nodes := []*harness.Node{n1, n2}
-	c := harness.NewClient(4)
-	t.Cleanup(c.Close)
-	seg := span{"24442", 1, 1_000_000}
-	mustPool(t, c, n1, "rg", seg)
-	l := harness.NewLedger(t)
+	c, _, l := newPoolRun(t, n1, "rg")
 	for range 30 {
 		mustAllocate(t, c, l, n1, "rg", 5)
 		mustAllocate(t, c, l, n2, "rg", 5)

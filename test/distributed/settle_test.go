@@ -46,6 +46,17 @@ func unaccounted(t *testing.T, c *harness.Client, nodes []*harness.Node, node *h
 	}
 }
 
+// newPoolRun creates pool, of one wide segment, through n, and returns a client
+// and a ledger for the numbers handed out.
+func newPoolRun(t *testing.T, n *harness.Node, pool string) (*harness.Client, span, *harness.Ledger) {
+	t.Helper()
+	c := harness.NewClient(4)
+	t.Cleanup(c.Close)
+	seg := span{"24442", 1, 1_000_000}
+	mustPool(t, c, n, pool, seg)
+	return c, seg, harness.NewLedger(t)
+}
+
 // proxiedDSN starts a proxy to dsn's server and returns it with a DSN through it.
 func proxiedDSN(t *testing.T, dsn string) (*harness.Proxy, string) {
 	t.Helper()
@@ -71,11 +82,7 @@ func TestLostAnswerSettledAfterItsMemoIsGone(t *testing.T) {
 	mpx, proxied := proxiedDSN(t, mysqlDSN(t))
 	n1 := startHoleNode(t, "node1", "redis://"+rpx.Addr()+"/0", proxied, holeTimeout)
 	nodes := []*harness.Node{n1}
-	c := harness.NewClient(4)
-	t.Cleanup(c.Close)
-	seg := span{"24442", 1, 1_000_000}
-	mustPool(t, c, n1, "me", seg)
-	l := harness.NewLedger(t)
+	c, seg, l := newPoolRun(t, n1, "me")
 	for range 20 {
 		mustAllocate(t, c, l, n1, "me", 5)
 	}
@@ -198,11 +205,7 @@ func TestLostAnswerSettledByAnotherNode(t *testing.T) {
 	dsn := mysqlDSN(t)
 	n1 := startHoleNode(t, "node1", "redis://"+rpx.Addr()+"/0", dsn, holeTimeout)
 	n2 := startHoleNode(t, "node2", "redis://"+rds.Addr()+"/0", dsn, holeTimeout)
-	c := harness.NewClient(4)
-	t.Cleanup(c.Close)
-	seg := span{"24442", 1, 1_000_000}
-	mustPool(t, c, n1, "ob", seg)
-	l := harness.NewLedger(t)
+	c, seg, l := newPoolRun(t, n1, "ob")
 	for range 5 {
 		mustAllocate(t, c, l, n1, "ob", 5)
 		mustAllocate(t, c, l, n2, "ob", 5)
