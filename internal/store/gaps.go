@@ -56,6 +56,10 @@ func (s *Store) addGap(ctx context.Context, tx *sqlx.Tx, g Gap) error {
 // AddGapOutside records the parts of g that no gap of its segment holds yet, and
 // returns them: a range may be known lost twice (numbers an abandoned call took,
 // then a reseed skipping past the same cursor), and a number is in one gap only.
+// An abandoned gap is the more specific account, and it carves its range out of
+// a recovery gap that holds it: the recovery gap says only that the numbers may
+// have been handed out, and TrimRecovery later drops what the replaced state did
+// take, which would otherwise uncover the abandoned call's numbers with it.
 func (s *Store) AddGapOutside(ctx context.Context, g Gap) (recorded []Gap, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		recorded, err = s.addGapOutside(ctx, tx, g)
@@ -64,18 +68,30 @@ func (s *Store) AddGapOutside(ctx context.Context, g Gap) (recorded []Gap, err e
 	return recorded, err
 }
 
+// heldGap is a recorded gap as addGapOutside reads it, its row locked.
+type heldGap struct {
+	ID     int64  `db:"id"`
+	Lo     int64  `db:"lo"`
+	Hi     int64  `db:"hi"`
+	Reason string `db:"reason"`
+	At     int64  `db:"at"`
+}
+
 func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g Gap) ([]Gap, error) {
-	var held []struct {
-		Lo int64 `db:"lo"`
-		Hi int64 `db:"hi"`
-	}
-	if err := tx.SelectContext(ctx, &held, "SELECT lo, hi FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+s.dialect.forUpdate,
+	var held []heldGap
+	if err := tx.SelectContext(ctx, &held, "SELECT id, lo, hi, reason, at FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+s.dialect.forUpdate,
 		g.SegmentID, g.Range.Lo, g.Range.Hi); err != nil {
 		return nil, err
 	}
 	var out []Gap
 	part := g
 	for _, h := range held {
+		if g.Reason == GapAbandoned && h.Reason == GapRecovery {
+			if err := s.carve(ctx, tx, g, h); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if h.Lo > part.Range.Lo {
 			piece := part
 			piece.Range.Hi = min(h.Lo-1, part.Range.Hi)
@@ -92,6 +108,24 @@ func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g Gap) ([]Gap, e
 		}
 	}
 	return out, nil
+}
+
+// carve takes g's range out of the recovery gap h, which overlaps it: what of h
+// lies below g stays in h, what lies above it becomes a recovery gap of its own.
+func (s *Store) carve(ctx context.Context, tx *sqlx.Tx, g Gap, h heldGap) error {
+	if h.Lo < g.Range.Lo {
+		if _, err := tx.ExecContext(ctx, "UPDATE gaps SET hi = ? WHERE id = ?", g.Range.Lo-1, h.ID); err != nil {
+			return err
+		}
+	} else if _, err := tx.ExecContext(ctx, "DELETE FROM gaps WHERE id = ?", h.ID); err != nil {
+		return err
+	}
+	if h.Hi <= g.Range.Hi {
+		return nil
+	}
+	above := Gap{Pool: g.Pool, SegmentID: g.SegmentID, Range: g.Range, Reason: GapRecovery, At: fromMicros(h.At)}
+	above.Range.Lo, above.Range.Hi = g.Range.Hi+1, h.Hi
+	return s.addGap(ctx, tx, above)
 }
 
 // Gaps returns the gaps of pool in the order they were recorded.

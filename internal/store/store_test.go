@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -455,6 +456,21 @@ func mustAbandonedAhead(tb testing.TB, s *store.Store, hi int64) (store.Segment,
 	return a, abandoned
 }
 
+// recordedGaps describes pool's gaps as "lo..hi reason", in the order of lo.
+func recordedGaps(tb testing.TB, s *store.Store, pool string) []string {
+	tb.Helper()
+	all, err := s.Gaps(context.Background(), pool)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	slices.SortFunc(all, func(a, b store.Gap) int { return cmp.Compare(a.Range.Lo, b.Range.Lo) })
+	got := make([]string, len(all))
+	for i, g := range all {
+		got[i] = fmt.Sprintf("%d..%d %s", g.Range.Lo, g.Range.Hi, g.Reason)
+	}
+	return got
+}
+
 // TestTrimRecovery: a recovery gap, recorded in pieces around an abandoned one,
 // narrowed from below to where the replaced state stopped; again, to no effect.
 func TestTrimRecovery(t *testing.T) {
@@ -470,15 +486,7 @@ func TestTrimRecovery(t *testing.T) {
 			if err := s.TrimRecovery(ctx, "p", trim); err != nil {
 				t.Fatal(err)
 			}
-			all, err := s.Gaps(ctx, "p")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, g := range all {
-				got = append(got, fmt.Sprintf("%d..%d %s", g.Range.Lo, g.Range.Hi, g.Reason))
-			}
-			if want := []string{"12..14 abandoned", "21..40 recovery"}; !slices.Equal(got, want) {
+			if got, want := recordedGaps(t, s, "p"), []string{"12..14 abandoned", "21..40 recovery"}; !slices.Equal(got, want) {
 				t.Errorf("gaps after the trim = %q, want %q", got, want)
 			}
 		}
@@ -703,11 +711,47 @@ func TestReseedResumesAboveEveryMark(t *testing.T) {
 		if segs[0].Next != 41 || segs[0].ReservedHi != 40 {
 			t.Errorf("segment after reseed: next %d, reserved_hi %d; want 41 and 40", segs[0].Next, segs[0].ReservedHi)
 		}
-		// Recording the same numbers again adds nothing.
-		again := abandoned
-		again.Range.Lo, again.Range.Hi = 10, 45
-		if got, err := s.AddGapOutside(ctx, again); err != nil || len(got) != 1 || got[0].Range.Lo != 41 || got[0].Range.Hi != 45 {
+		// A recovery gap of another kind is not an abandoned one: it stays
+		// as it is, and only the numbers outside every gap are recorded.
+		retired := abandoned
+		retired.Reason, retired.Range.Lo, retired.Range.Hi = store.GapRetired, 10, 45
+		if got, err := s.AddGapOutside(ctx, retired); err != nil || len(got) != 1 || got[0].Range.Lo != 41 || got[0].Range.Hi != 45 {
 			t.Errorf("AddGapOutside over recorded gaps = %+v, %v; want 41..45 only", got, err)
+		}
+	})
+}
+
+// TestAbandonedInsideRecoveryOutlivesTheTrim: a call lost on the state a reseed
+// replaced is settled after the reseed recorded its wide recovery gap and before
+// the trim. Its numbers must stay in a gap once the trim drops what the replaced
+// state took, and be recorded once only however often the abandon is retried.
+func TestAbandonedInsideRecoveryOutlivesTheTrim(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		mustPool(t, s, "p", 4)
+		a := mustSegment(t, s, "p", "0001", "0100")
+		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 40}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, gaps, err := s.Reseed(ctx, "p", 0, 0, nil); err != nil || len(gaps) != 1 {
+			t.Fatalf("Reseed gaps = %+v, %v; want 10..40", gaps, err)
+		}
+		lost := store.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: store.GapAbandoned}
+		lost.Range.Lo, lost.Range.Hi = 14, 16
+		for try := range 2 {
+			got, err := s.AddGapOutside(ctx, lost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := 1 - try; len(got) != want {
+				t.Errorf("abandon %d recorded %+v, want %d piece(s)", try+1, got, want)
+			}
+		}
+		if err := s.TrimRecovery(ctx, "p", []store.Trim{{SegmentID: a.ID, Lo: 10, Hi: 40, From: 21}}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := recordedGaps(t, s, "p"), []string{"14..16 abandoned", "21..40 recovery"}; !slices.Equal(got, want) {
+			t.Errorf("gaps after abandon and trim = %q, want %q", got, want)
 		}
 	})
 }
