@@ -8,96 +8,12 @@
 package alloc
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/numberd/numberd/internal/segment"
-	"github.com/numberd/numberd/internal/store"
 )
-
-var (
-	// ErrExhausted means the pool has fewer numbers left than asked for; none was
-	// consumed.
-	ErrExhausted = errors.New("alloc: pool exhausted")
-	// ErrIdempotencyConflict means an idempotency key was reused for another request.
-	ErrIdempotencyConflict = errors.New("alloc: idempotency key reused with a different request")
-	// ErrInvalid means the request cannot be served as given; the wrapping text says why.
-	ErrInvalid = errors.New("alloc: invalid")
-	// ErrClosed means the engine was closed.
-	ErrClosed = errors.New("alloc: engine closed")
-	// ErrUnavailable means Redis could not be reached or failed; nothing was consumed.
-	ErrUnavailable = errors.New("alloc: redis unavailable")
-	// ErrOutcomeUnknown means an allocate call's answer never came back (a timeout,
-	// a lost connection, Redis paused): it may have taken numbers, but none was
-	// handed out. The engine records what it took as an abandoned gap once Redis
-	// answers again, or keeps it for the request's idempotency key, so a retry with
-	// the same key is safe.
-	ErrOutcomeUnknown = errors.New("alloc: outcome of the allocation unknown")
-)
-
-// Allocation limits.
-const (
-	MaxCount = 1000
-	// IdempotencyTTL is how long an idempotency key answers the same numbers again.
-	IdempotencyTTL = 24 * time.Hour
-)
-
-// Request asks for Count numbers of Pool.
-type Request struct {
-	Pool  string
-	Count int
-	// Idempotency, if set, makes the request safe to repeat.
-	Idempotency *Idempotency
-}
-
-// Idempotency identifies a repeatable request: Key as the caller sent it, scoped to
-// the caller (Scope, a digest of its credential) and to the pool.
-type Idempotency struct {
-	Scope string
-	Key   string
-}
-
-// fingerprint is the request's meaning after defaults: two requests with one key must
-// have the same fingerprint to be the same request.
-func (r Request) fingerprint() string { return "count=" + strconv.Itoa(r.Count) }
-
-func (r Request) validate() error {
-	if r.Count < 1 || r.Count > MaxCount {
-		return fmt.Errorf("%w: count must be 1..%d, got %d", ErrInvalid, MaxCount, r.Count)
-	}
-	return nil
-}
-
-// Allocation is an allocation's answer: its numbers as ascending runs, each run a
-// sub-range of one segment.
-type Allocation struct {
-	Pool     string
-	Spans    []segment.Range
-	Replayed bool // answered again for an idempotency key; nothing was consumed
-}
-
-// Count is how many numbers the allocation holds.
-func (a Allocation) Count() int64 {
-	var n int64
-	for _, s := range a.Spans {
-		n += s.Size()
-	}
-	return n
-}
-
-// Numbers formats the allocation's numbers in ascending order.
-func (a Allocation) Numbers() []string {
-	out := make([]string, 0, a.Count())
-	for _, s := range a.Spans {
-		for n := s.Lo; n <= s.Hi; n++ {
-			out = append(out, s.Format(n))
-		}
-	}
-	return out
-}
 
 // encodeSpans writes spans compactly for an idempotency record: one
 // "prefix:lo-hi" per span, separated by ";".
@@ -131,54 +47,6 @@ func decodeSpans(text string, width int) ([]segment.Range, error) {
 	return spans, nil
 }
 
-// Segment states as the API shows them.
-const (
-	StateQueued    = "queued"
-	StateActive    = "active"
-	StateExhausted = "exhausted"
-	StateRetired   = "retired"
-)
-
-// SegmentStatus is a segment with its live allocation state.
-type SegmentStatus struct {
-	store.Segment
-	// State is StateQueued, StateActive, StateExhausted or StateRetired. An expired
-	// segment is exhausted: its unused numbers are a gap.
-	State string
-	// Next is the suffix of the next number to hand out; above Range.Hi when used up.
-	Next int64
-	// Used counts the numbers handed out by allocations, gaps not included.
-	Used int64
-}
-
-// PoolStatus is a pool's settings with its live allocation state.
-type PoolStatus struct {
-	store.Pool
-	Available int64 // numbers that can still be handed out
-	Issued    int64 // numbers taken by allocations
-	Active    *SegmentStatus
-	Queued    int
-	Refill    RefillStatus
-}
-
-// Refill states.
-const (
-	RefillIdle       = "idle"
-	RefillRequesting = "requesting"
-	RefillFailed     = "failed"
-)
-
-// RefillStatus is the state of a pool's download of new segments.
-type RefillStatus struct {
-	State     string
-	Ywlsh     string
-	LastError string
-	UpdatedAt time.Time
-	// EffectiveThreshold is the threshold that starts a refill now: the pool's
-	// own, or more when its pace and the download time call for an earlier start.
-	EffectiveThreshold int64
-}
-
 // addSat adds without overflow: counts of up to 10^18 per segment can exceed an int64
 // when summed over many segments.
 func addSat(a, b int64) int64 {
@@ -187,13 +55,3 @@ func addSat(a, b int64) int64 {
 	}
 	return a + b
 }
-
-// DownError is a failed readiness check: the backing stores that did not answer.
-type DownError struct {
-	Stores []string
-	Err    error
-}
-
-func (e *DownError) Error() string { return fmt.Sprintf("%s: %v", strings.Join(e.Stores, ", "), e.Err) }
-
-func (e *DownError) Unwrap() error { return e.Err }

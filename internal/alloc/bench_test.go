@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
 	testharness "github.com/numberd/numberd/test/harness" // harness here is embedded_test.go's type
 )
@@ -23,14 +24,14 @@ var kinds = []string{"plain", "keyed"}
 
 // benchAllocate allocates one number per operation from callers goroutines.
 func benchAllocate(b *testing.B, eng interface {
-	Allocate(context.Context, alloc.Request) (alloc.Allocation, error)
+	Allocate(context.Context, numberd.Request) (numberd.Allocation, error)
 }, n int, kind string) {
 	b.Helper()
 	var seq atomic.Int64
-	request := func() alloc.Request {
-		r := alloc.Request{Pool: "p", Count: 1}
+	request := func() numberd.Request {
+		r := numberd.Request{Pool: "p", Count: 1}
 		if kind == "keyed" {
-			r.Idempotency = &alloc.Idempotency{Scope: "bench", Key: strconv.FormatInt(seq.Add(1), 10)}
+			r.Idempotency = &numberd.Idempotency{Scope: "bench", Key: strconv.FormatInt(seq.Add(1), 10)}
 		}
 		return r
 	}
@@ -79,7 +80,7 @@ func BenchmarkRedisAllocate(b *testing.B) {
 		srv := testharness.StartRedis(b, "redis")
 		c := newCluster(b, srv.Addr(), 1, alloc.Options{LeaseMax: 1_000_000})
 		c.mustPool(b, "p", 20, [2]string{"24442000000000000001", "24442999999999999999"})
-		if _, err := c.nodes[0].Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1}); err != nil {
+		if _, err := c.nodes[0].Allocate(context.Background(), numberd.Request{Pool: "p", Count: 1}); err != nil {
 			b.Fatal(err)
 		}
 		calls := c.metrics[0].RedisCalls.WithLabelValues("allocate")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
@@ -105,7 +106,7 @@ type pool struct {
 	loadMu sync.Mutex
 	window atomic.Pointer[window]
 
-	cfg  store.Pool
+	cfg  numberd.Pool
 	segs []*seg // in allocation order, closed ones included
 	head int    // index of the first segment that may still be open
 
@@ -116,13 +117,13 @@ type pool struct {
 }
 
 type seg struct {
-	meta       store.Segment // as loaded; State tracks closes
+	meta       numberd.Segment // as loaded; State tracks closes
 	next       int64
 	reservedHi int64
 	recovered  int64 // numbers of this segment in recovery gaps
 }
 
-func (s *seg) open() bool { return s.meta.State == store.StateOpen && s.next <= s.meta.Range.Hi }
+func (s *seg) open() bool { return s.meta.State == numberd.SegmentOpen && s.next <= s.meta.Range.Hi }
 
 type extension struct {
 	done chan struct{}
@@ -154,11 +155,11 @@ func OpenEmbedded(ctx context.Context, st *store.Store, opts Options) (*Embedded
 	return e, nil
 }
 
-func (e *Embedded) newPool(cfg store.Pool) *pool {
+func (e *Embedded) newPool(cfg numberd.Pool) *pool {
 	return &pool{id: cfg.ID, cfg: cfg, lease: newLease(e.opts), saved: map[int64]int64{}}
 }
 
-func (e *Embedded) loadPool(ctx context.Context, cfg store.Pool) (*pool, error) {
+func (e *Embedded) loadPool(ctx context.Context, cfg numberd.Pool) (*pool, error) {
 	p := e.newPool(cfg)
 	metas, err := e.store.Segments(ctx, cfg.ID)
 	if err != nil {
@@ -170,13 +171,13 @@ func (e *Embedded) loadPool(ctx context.Context, cfg store.Pool) (*pool, error) 
 	}
 	recovered := map[int64]int64{}
 	for _, g := range gaps {
-		if g.Reason == store.GapRecovery {
+		if g.Reason == numberd.GapRecovery {
 			recovered[g.SegmentID] += g.Count()
 		}
 	}
 	for _, m := range metas {
 		s := &seg{meta: m, next: m.Next, reservedHi: m.ReservedHi, recovered: recovered[m.ID]}
-		if m.State == store.StateOpen && m.ReservedHi >= m.Next {
+		if m.State == numberd.SegmentOpen && m.ReservedHi >= m.Next {
 			if err := e.recover(ctx, p, s); err != nil {
 				return nil, err
 			}
@@ -193,7 +194,7 @@ func (e *Embedded) loadPool(ctx context.Context, cfg store.Pool) (*pool, error) 
 // is written before the cursor, and a gap recorded twice is kept once, so a crash
 // here repeats safely.
 func (e *Embedded) recover(ctx context.Context, p *pool, s *seg) error {
-	gap := store.Gap{Pool: p.id, SegmentID: s.meta.ID, Range: s.meta.Range, Reason: store.GapRecovery}
+	gap := numberd.Gap{Pool: p.id, SegmentID: s.meta.ID, Range: s.meta.Range, Reason: numberd.GapRecovery}
 	gap.Range.Lo, gap.Range.Hi = s.next, s.reservedHi
 	if err := e.store.AddGap(ctx, gap); err != nil {
 		return err
@@ -203,7 +204,7 @@ func (e *Embedded) recover(ctx context.Context, p *pool, s *seg) error {
 	}
 	e.opts.Logger.Warn("resumed above the durable high-water mark after an unclean stop",
 		"pool", p.id, "segment", s.meta.ID, "gap_start", gap.Range.Start(), "gap_end", gap.Range.End(), "gap_count", gap.Count())
-	e.opts.Metrics.GapNumbers.WithLabelValues(p.id, store.GapRecovery).Add(float64(gap.Count()))
+	e.opts.Metrics.GapNumbers.WithLabelValues(p.id, numberd.GapRecovery).Add(float64(gap.Count()))
 	s.recovered += gap.Count()
 	s.next = s.reservedHi + 1
 	return nil
@@ -227,17 +228,17 @@ func (p *pool) refreshExpiry() {
 func (e *Embedded) pool(id string) (*pool, error) {
 	p, ok := e.pools.get(id)
 	if !ok {
-		return nil, fmt.Errorf("%w: no pool %s", store.ErrPoolNotFound, id)
+		return nil, fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, id)
 	}
 	return p, nil
 }
 
 // Allocate hands out req.Count numbers of req.Pool, all or none. It returns
-// ErrInvalid for a count out of range, store.ErrPoolNotFound, ErrExhausted when the
+// ErrInvalid for a count out of range, numberd.ErrPoolNotFound, ErrExhausted when the
 // pool has fewer numbers left, ErrIdempotencyConflict for a key reused with another
-// count, and store.ErrUnavailable or a context error when the store failed or was
+// count, and numberd.ErrUnavailable or a context error when the store failed or was
 // too slow; in every error case nothing was consumed.
-func (e *Embedded) Allocate(ctx context.Context, req Request) (Allocation, error) {
+func (e *Embedded) Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error) {
 	start := e.opts.Now()
 	a, err := e.allocate(ctx, req, start)
 	observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
@@ -245,13 +246,13 @@ func (e *Embedded) Allocate(ctx context.Context, req Request) (Allocation, error
 }
 
 // observe records an allocation's outcome and duration.
-func observe(m *metrics.Metrics, poolID string, a Allocation, err error, took time.Duration) {
+func observe(m *metrics.Metrics, poolID string, a numberd.Allocation, err error, took time.Duration) {
 	m.AllocationSeconds.Observe(took.Seconds())
 	outcome := "ok"
 	switch {
-	case errors.Is(err, store.ErrPoolNotFound), errors.Is(err, ErrInvalid):
+	case errors.Is(err, numberd.ErrPoolNotFound), errors.Is(err, numberd.ErrInvalid):
 		return // not a pool's event: unknown ids must not grow the label set
-	case errors.Is(err, ErrExhausted):
+	case errors.Is(err, numberd.ErrExhausted):
 		outcome = "exhausted"
 	case err != nil:
 		outcome = "error"
@@ -286,22 +287,22 @@ func poolCountersOf(m *metrics.Metrics, pool string) *poolCounters {
 	return c.(*poolCounters)
 }
 
-func (e *Embedded) allocate(ctx context.Context, req Request, now time.Time) (Allocation, error) {
-	if err := req.validate(); err != nil {
-		return Allocation{}, err
+func (e *Embedded) allocate(ctx context.Context, req numberd.Request, now time.Time) (numberd.Allocation, error) {
+	if err := req.Validate(); err != nil {
+		return numberd.Allocation{}, err
 	}
 	p, err := e.pool(req.Pool)
 	if err != nil {
-		return Allocation{}, err
+		return numberd.Allocation{}, err
 	}
 	if req.Idempotency == nil {
 		if span, ok := e.takeFast(p, int64(req.Count), now); ok {
-			return Allocation{Pool: p.id, Spans: []segment.Range{span}}, nil
+			return numberd.Allocation{Pool: p.id, Spans: []segment.Range{span}}, nil
 		}
 		e.lockPool(p)
 		defer e.unlockPool(p)
 		spans, _, err := e.take(ctx, p, req.Count)
-		return Allocation{Pool: p.id, Spans: spans}, err
+		return numberd.Allocation{Pool: p.id, Spans: spans}, err
 	}
 
 	p.idemMu.Lock()
@@ -309,32 +310,32 @@ func (e *Embedded) allocate(ctx context.Context, req Request, now time.Time) (Al
 	key := req.Idempotency
 	rec, found, err := e.store.Idempotency(ctx, p.id, key.Scope, key.Key)
 	if err != nil {
-		return Allocation{}, err
+		return numberd.Allocation{}, err
 	}
 	if found {
-		if rec.Fingerprint != req.fingerprint() {
-			return Allocation{}, fmt.Errorf("%w: key %q was used with %s", ErrIdempotencyConflict, key.Key, rec.Fingerprint)
+		if rec.Fingerprint != req.Fingerprint() {
+			return numberd.Allocation{}, fmt.Errorf("%w: key %q was used with %s", numberd.ErrIdempotencyConflict, key.Key, rec.Fingerprint)
 		}
 		spans, err := decodeSpans(rec.Answer, p.cfg.Digits)
-		return Allocation{Pool: p.id, Spans: spans, Replayed: true}, err
+		return numberd.Allocation{Pool: p.id, Spans: spans, Replayed: true}, err
 	}
 	e.lockPool(p)
 	defer e.unlockPool(p)
 	spans, undo, err := e.take(ctx, p, req.Count)
 	if err != nil {
-		return Allocation{}, err
+		return numberd.Allocation{}, err
 	}
 	stored := e.opts.Now()
 	err = e.store.PutIdempotency(ctx, store.IdempotencyRecord{
-		Pool: p.id, Scope: key.Scope, Key: key.Key, Fingerprint: req.fingerprint(),
-		Answer: encodeSpans(spans), CreatedAt: stored, ExpiresAt: stored.Add(IdempotencyTTL),
+		Pool: p.id, Scope: key.Scope, Key: key.Key, Fingerprint: req.Fingerprint(),
+		Answer: encodeSpans(spans), CreatedAt: stored, ExpiresAt: stored.Add(numberd.IdempotencyTTL),
 	})
 	if err != nil {
 		// p.mu has been held since take: no other allocation moved these cursors.
 		undo()
-		return Allocation{}, err
+		return numberd.Allocation{}, err
 	}
-	return Allocation{Pool: p.id, Spans: spans}, nil
+	return numberd.Allocation{Pool: p.id, Spans: spans}, nil
 }
 
 // take takes count numbers off p, waiting for a reservation when the reserved ones
@@ -343,7 +344,7 @@ func (e *Embedded) allocate(ctx context.Context, req Request, now time.Time) (Al
 func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segment.Range, undo func(), err error) {
 	for {
 		if e.closed.Load() {
-			return nil, nil, ErrClosed
+			return nil, nil, numberd.ErrClosed
 		}
 		if err := e.expire(ctx, p); err != nil {
 			return nil, nil, err
@@ -351,7 +352,7 @@ func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segmen
 		plan, ok := p.plan(count)
 		if !ok {
 			e.opts.Observe(p.id, p.available())
-			return nil, nil, fmt.Errorf("%w: pool %s has %d numbers left, %d asked", ErrExhausted, p.id, p.available(), count)
+			return nil, nil, fmt.Errorf("%w: pool %s has %d numbers left, %d asked", numberd.ErrExhausted, p.id, p.available(), count)
 		}
 		if plan.reserved() {
 			undo := p.commit(plan)
@@ -474,7 +475,7 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 	if e.closed.Load() {
 		// Close has handed the reservations back, or is about to: a new one
 		// would strand a lease as a recovery gap at the next start.
-		ext := &extension{done: make(chan struct{}), err: ErrClosed}
+		ext := &extension{done: make(chan struct{}), err: numberd.ErrClosed}
 		close(ext.done)
 		return ext
 	}
@@ -548,7 +549,7 @@ func (e *Embedded) expire(ctx context.Context, p *pool) error {
 	}
 	for _, s := range p.segs[p.head:] {
 		if s.open() && !s.meta.ExpiresAt.IsZero() && !now.Before(s.meta.ExpiresAt) {
-			if err := e.close(ctx, p, s, store.StateExpired, store.GapExpired); err != nil {
+			if err := e.close(ctx, p, s, numberd.SegmentExpired, numberd.GapExpired); err != nil {
 				return err
 			}
 		}
@@ -561,9 +562,9 @@ func (e *Embedded) expire(ctx context.Context, p *pool) error {
 // close moves open segment s to state, its unused numbers to a gap. Called with
 // p.mu held.
 func (e *Embedded) close(ctx context.Context, p *pool, s *seg, state, reason string) error {
-	var gap *store.Gap
+	var gap *numberd.Gap
 	if s.next <= s.meta.Range.Hi {
-		gap = &store.Gap{Pool: p.id, SegmentID: s.meta.ID, Range: s.meta.Range, Reason: reason}
+		gap = &numberd.Gap{Pool: p.id, SegmentID: s.meta.ID, Range: s.meta.Range, Reason: reason}
 		gap.Range.Lo = s.next
 	}
 	if _, err := e.store.CloseSegment(ctx, s.meta.ID, state, s.next, gap); err != nil {

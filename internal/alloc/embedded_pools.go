@@ -5,15 +5,15 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/metrics"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // PutPool creates or updates a pool; see store.PutPool.
-func (e *Embedded) PutPool(ctx context.Context, id string, u store.PoolUpdate) (PoolStatus, bool, error) {
+func (e *Embedded) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error) {
 	cfg, created, err := e.store.PutPool(ctx, id, u)
 	if err != nil {
-		return PoolStatus{}, false, err
+		return numberd.PoolStatus{}, false, err
 	}
 	p, _ := e.pools.getOrAdd(id, func() (*pool, error) { return e.newPool(cfg), nil })
 	e.lockPool(p)
@@ -22,23 +22,23 @@ func (e *Embedded) PutPool(ctx context.Context, id string, u store.PoolUpdate) (
 	return p.status(), created, nil
 }
 
-// Pool returns the live status of pool id, or store.ErrPoolNotFound.
-func (e *Embedded) Pool(ctx context.Context, id string) (PoolStatus, error) {
+// Pool returns the live status of pool id, or numberd.ErrPoolNotFound.
+func (e *Embedded) Pool(ctx context.Context, id string) (numberd.PoolStatus, error) {
 	p, err := e.pool(id)
 	if err != nil {
-		return PoolStatus{}, err
+		return numberd.PoolStatus{}, err
 	}
 	e.lockPool(p)
 	defer e.unlockPool(p)
 	if err := e.expire(ctx, p); err != nil {
-		return PoolStatus{}, err
+		return numberd.PoolStatus{}, err
 	}
 	return p.status(), nil
 }
 
 // Pools returns the live status of every pool, ordered by id.
-func (e *Embedded) Pools(ctx context.Context) ([]PoolStatus, error) {
-	var out []PoolStatus
+func (e *Embedded) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
+	var out []numberd.PoolStatus
 	for _, id := range e.poolIDs() {
 		st, err := e.Pool(ctx, id)
 		if err != nil {
@@ -60,8 +60,8 @@ func (e *Embedded) poolIDs() []string {
 }
 
 // status summarises p. Called with p.mu held.
-func (p *pool) status() PoolStatus {
-	st := PoolStatus{Pool: p.cfg, Refill: RefillStatus{State: RefillIdle, UpdatedAt: p.cfg.UpdatedAt, EffectiveThreshold: p.cfg.RefillThreshold}}
+func (p *pool) status() numberd.PoolStatus {
+	st := numberd.PoolStatus{Pool: p.cfg, Refill: numberd.RefillStatus{State: numberd.RefillIdle, UpdatedAt: p.cfg.UpdatedAt, EffectiveThreshold: p.cfg.RefillThreshold}}
 	for _, s := range p.segs {
 		st.Issued = addSat(st.Issued, s.next-s.meta.Range.Lo-s.recovered)
 	}
@@ -80,18 +80,18 @@ func (p *pool) status() PoolStatus {
 	return st
 }
 
-func (p *pool) segmentStatus(s *seg, active bool) SegmentStatus {
-	st := SegmentStatus{Segment: s.meta, Next: s.next, Used: s.next - s.meta.Range.Lo - s.recovered}
+func (p *pool) segmentStatus(s *seg, active bool) numberd.SegmentStatus {
+	st := numberd.SegmentStatus{Segment: s.meta, Next: s.next, Used: s.next - s.meta.Range.Lo - s.recovered}
 	st.ReservedHi, st.Segment.Next = s.reservedHi, s.next
 	switch {
-	case s.meta.State == store.StateRetired:
-		st.State = StateRetired
+	case s.meta.State == numberd.SegmentRetired:
+		st.State = numberd.StatusRetired
 	case !s.open():
-		st.State = StateExhausted
+		st.State = numberd.StatusExhausted
 	case active:
-		st.State = StateActive
+		st.State = numberd.StatusActive
 	default:
-		st.State = StateQueued
+		st.State = numberd.StatusQueued
 	}
 	return st
 }
@@ -99,16 +99,16 @@ func (p *pool) segmentStatus(s *seg, active bool) SegmentStatus {
 // LoadSegment adds a segment to pool after its others. A segment identical to one
 // the pool has is returned with created false; see store.AddSegment for the errors.
 // The segment is in the store before any of its numbers can be handed out.
-func (e *Embedded) LoadSegment(ctx context.Context, poolID string, n store.NewSegment) (SegmentStatus, bool, error) {
+func (e *Embedded) LoadSegment(ctx context.Context, poolID string, n numberd.NewSegment) (numberd.SegmentStatus, bool, error) {
 	p, err := e.pool(poolID)
 	if err != nil {
-		return SegmentStatus{}, false, err
+		return numberd.SegmentStatus{}, false, err
 	}
 	p.loadMu.Lock()
 	defer p.loadMu.Unlock()
 	meta, created, err := e.store.AddSegment(ctx, poolID, n)
 	if err != nil {
-		return SegmentStatus{}, false, err
+		return numberd.SegmentStatus{}, false, err
 	}
 	e.lockPool(p)
 	defer e.unlockPool(p)
@@ -123,12 +123,12 @@ func (e *Embedded) LoadSegment(ctx context.Context, poolID string, n store.NewSe
 			return p.segmentStatus(s, s == p.activeSeg()), created, nil
 		}
 	}
-	return SegmentStatus{}, false, fmt.Errorf("%w: segment %d", store.ErrSegmentNotFound, meta.ID)
+	return numberd.SegmentStatus{}, false, fmt.Errorf("%w: segment %d", numberd.ErrSegmentNotFound, meta.ID)
 }
 
 // SegmentAdded takes in a segment the store holds already, stored by the refill
 // worker.
-func (e *Embedded) SegmentAdded(ctx context.Context, meta store.Segment) error {
+func (e *Embedded) SegmentAdded(ctx context.Context, meta numberd.Segment) error {
 	p, err := e.pool(meta.Pool)
 	if err != nil {
 		return err
@@ -166,7 +166,7 @@ func (p *pool) activeSeg() *seg {
 }
 
 // Segments returns the segments of pool in allocation order, with live state.
-func (e *Embedded) Segments(ctx context.Context, poolID string) ([]SegmentStatus, error) {
+func (e *Embedded) Segments(ctx context.Context, poolID string) ([]numberd.SegmentStatus, error) {
 	p, err := e.pool(poolID)
 	if err != nil {
 		return nil, err
@@ -177,7 +177,7 @@ func (e *Embedded) Segments(ctx context.Context, poolID string) ([]SegmentStatus
 		return nil, err
 	}
 	active := p.activeSeg()
-	out := make([]SegmentStatus, len(p.segs))
+	out := make([]numberd.SegmentStatus, len(p.segs))
 	for i, s := range p.segs {
 		out[i] = p.segmentStatus(s, s == active)
 	}
@@ -186,11 +186,11 @@ func (e *Embedded) Segments(ctx context.Context, poolID string) ([]SegmentStatus
 
 // RetireSegment stops handing out segment id of pool; its unused numbers become a
 // gap. Retiring a retired or used-up segment changes nothing. It returns
-// store.ErrPoolNotFound or store.ErrSegmentNotFound.
-func (e *Embedded) RetireSegment(ctx context.Context, poolID string, id int64) (SegmentStatus, error) {
+// numberd.ErrPoolNotFound or numberd.ErrSegmentNotFound.
+func (e *Embedded) RetireSegment(ctx context.Context, poolID string, id int64) (numberd.SegmentStatus, error) {
 	p, err := e.pool(poolID)
 	if err != nil {
-		return SegmentStatus{}, err
+		return numberd.SegmentStatus{}, err
 	}
 	e.lockPool(p)
 	defer e.unlockPool(p)
@@ -198,20 +198,20 @@ func (e *Embedded) RetireSegment(ctx context.Context, poolID string, id int64) (
 		if s.meta.ID != id {
 			continue
 		}
-		if s.meta.State == store.StateOpen {
-			if err := e.close(ctx, p, s, store.StateRetired, store.GapRetired); err != nil {
-				return SegmentStatus{}, err
+		if s.meta.State == numberd.SegmentOpen {
+			if err := e.close(ctx, p, s, numberd.SegmentRetired, numberd.GapRetired); err != nil {
+				return numberd.SegmentStatus{}, err
 			}
 			p.advanceHead()
 			p.refreshExpiry()
 		}
 		return p.segmentStatus(s, s == p.activeSeg()), nil
 	}
-	return SegmentStatus{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", store.ErrSegmentNotFound, id, poolID)
+	return numberd.SegmentStatus{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", numberd.ErrSegmentNotFound, id, poolID)
 }
 
 // Gaps returns the gaps of pool, expired segments' included; see store.Gaps.
-func (e *Embedded) Gaps(ctx context.Context, poolID string) ([]store.Gap, error) {
+func (e *Embedded) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error) {
 	p, err := e.pool(poolID)
 	if err != nil {
 		return nil, err
@@ -228,7 +228,7 @@ func (e *Embedded) Gaps(ctx context.Context, poolID string) ([]store.Gap, error)
 // Ready reports whether the store answers, with a *DownError naming it if not.
 func (e *Embedded) Ready(ctx context.Context) error {
 	if err := e.store.Ping(ctx); err != nil {
-		return &DownError{Stores: []string{e.store.Name()}, Err: err}
+		return &numberd.DownError{Stores: []string{e.store.Name()}, Err: err}
 	}
 	return nil
 }

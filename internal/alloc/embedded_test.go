@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/segment"
@@ -91,23 +92,23 @@ func (h *harness) restart(tb testing.TB) {
 
 func (h *harness) pool(tb testing.TB, id string, digits int) {
 	tb.Helper()
-	if _, _, err := h.eng.PutPool(context.Background(), id, store.PoolUpdate{Digits: &digits}); err != nil {
+	if _, _, err := h.eng.PutPool(context.Background(), id, numberd.PoolUpdate{Digits: &digits}); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-func (h *harness) segment(tb testing.TB, pool, start, end string) alloc.SegmentStatus {
+func (h *harness) segment(tb testing.TB, pool, start, end string) numberd.SegmentStatus {
 	tb.Helper()
 	return h.segmentExpiring(tb, pool, start, end, time.Time{})
 }
 
-func (h *harness) segmentExpiring(tb testing.TB, pool, start, end string, expires time.Time) alloc.SegmentStatus {
+func (h *harness) segmentExpiring(tb testing.TB, pool, start, end string, expires time.Time) numberd.SegmentStatus {
 	tb.Helper()
 	r, err := segment.ParseRange(start, end, len(start))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, created, err := h.eng.LoadSegment(context.Background(), pool, store.NewSegment{Range: r, Source: store.SourceManual, ExpiresAt: expires})
+	s, created, err := h.eng.LoadSegment(context.Background(), pool, numberd.NewSegment{Range: r, Source: numberd.SourceManual, ExpiresAt: expires})
 	if err != nil || !created {
 		tb.Fatalf("LoadSegment(%s..%s) = %v, %v", start, end, created, err)
 	}
@@ -116,7 +117,7 @@ func (h *harness) segmentExpiring(tb testing.TB, pool, start, end string, expire
 
 func (h *harness) take(tb testing.TB, pool string, count int) []string {
 	tb.Helper()
-	a, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: pool, Count: count})
+	a, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: pool, Count: count})
 	if err != nil {
 		tb.Fatalf("Allocate(%s, %d): %v", pool, count, err)
 	}
@@ -152,8 +153,8 @@ func TestConcurrentCallersDrainEverySegmentExactlyOnce(t *testing.T) {
 		wg.Go(func() {
 			count := i%5 + 1
 			for {
-				a, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: count})
-				if errors.Is(err, alloc.ErrExhausted) {
+				a, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: count})
+				if errors.Is(err, numberd.ErrExhausted) {
 					if count == 1 {
 						return
 					}
@@ -221,13 +222,13 @@ func TestAllOrNothingAcrossSegments(t *testing.T) {
 			t.Fatalf("got %v, want %v", got, want)
 		}
 	}
-	if _, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 6}); !errors.Is(err, alloc.ErrExhausted) {
+	if _, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 6}); !errors.Is(err, numberd.ErrExhausted) {
 		t.Fatalf("asking 6 of 5: err = %v, want ErrExhausted", err)
 	}
 	if got := h.take(t, "p", 5); got[0] != "0106" || got[4] != "0110" {
 		t.Errorf("after a refused request got %v, want 0106..0110: nothing may be consumed on failure", got)
 	}
-	if _, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1}); !errors.Is(err, alloc.ErrExhausted) {
+	if _, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 1}); !errors.Is(err, numberd.ErrExhausted) {
 		t.Errorf("empty pool: err = %v, want ErrExhausted", err)
 	}
 }
@@ -235,12 +236,12 @@ func TestAllOrNothingAcrossSegments(t *testing.T) {
 func TestInvalidRequests(t *testing.T) {
 	h := newHarness(t, alloc.Options{})
 	h.pool(t, "p", 4)
-	for _, count := range []int{0, -1, alloc.MaxCount + 1} {
-		if _, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: count}); !errors.Is(err, alloc.ErrInvalid) {
+	for _, count := range []int{0, -1, numberd.MaxCount + 1} {
+		if _, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: count}); !errors.Is(err, numberd.ErrInvalid) {
 			t.Errorf("count %d: err = %v, want ErrInvalid", count, err)
 		}
 	}
-	if _, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "nope", Count: 1}); !errors.Is(err, store.ErrPoolNotFound) {
+	if _, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "nope", Count: 1}); !errors.Is(err, numberd.ErrPoolNotFound) {
 		t.Errorf("unknown pool: err = %v, want ErrPoolNotFound", err)
 	}
 }
@@ -249,28 +250,28 @@ func TestIdempotentReplay(t *testing.T) {
 	h := newHarness(t, alloc.Options{})
 	h.pool(t, "p", 6)
 	h.segment(t, "p", "000001", "000100")
-	key := &alloc.Idempotency{Scope: "caller-a", Key: "invoice-17"}
-	first, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 3, Idempotency: key})
+	key := &numberd.Idempotency{Scope: "caller-a", Key: "invoice-17"}
+	first, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 3, Idempotency: key})
 	if err != nil || first.Replayed {
 		t.Fatalf("first: replayed %v, %v", first.Replayed, err)
 	}
-	again, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 3, Idempotency: key})
+	again, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 3, Idempotency: key})
 	if err != nil || !again.Replayed {
 		t.Fatalf("replay: replayed %v, %v", again.Replayed, err)
 	}
 	if a, b := first.Numbers(), again.Numbers(); len(a) != 3 || a[0] != b[0] || a[2] != b[2] {
 		t.Errorf("replay answered %v, first answer %v", b, a)
 	}
-	if _, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 4, Idempotency: key}); !errors.Is(err, alloc.ErrIdempotencyConflict) {
+	if _, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 4, Idempotency: key}); !errors.Is(err, numberd.ErrIdempotencyConflict) {
 		t.Errorf("same key, other count: err = %v, want ErrIdempotencyConflict", err)
 	}
-	other, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 3, Idempotency: &alloc.Idempotency{Scope: "caller-b", Key: "invoice-17"}})
+	other, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 3, Idempotency: &numberd.Idempotency{Scope: "caller-b", Key: "invoice-17"}})
 	if err != nil || other.Replayed || other.Numbers()[0] != "000004" {
 		t.Errorf("same key, other caller: %v replayed %v, %v; want fresh numbers from 000004", other.Numbers(), other.Replayed, err)
 	}
 	// A replay survives a restart: the record is durable.
 	h.restart(t)
-	again, err = h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 3, Idempotency: key})
+	again, err = h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 3, Idempotency: key})
 	if err != nil || !again.Replayed || again.Numbers()[0] != first.Numbers()[0] {
 		t.Errorf("replay after restart: %v replayed %v, %v", again.Numbers(), again.Replayed, err)
 	}
@@ -280,12 +281,12 @@ func TestConcurrentCallsWithOneKeyGetOneAnswer(t *testing.T) {
 	h := newHarness(t, alloc.Options{})
 	h.pool(t, "p", 6)
 	h.segment(t, "p", "000001", "000100")
-	key := &alloc.Idempotency{Scope: "c", Key: "k"}
+	key := &numberd.Idempotency{Scope: "c", Key: "k"}
 	answers := make([][]string, 12)
 	var wg sync.WaitGroup
 	for i := range answers {
 		wg.Go(func() {
-			a, err := h.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 2, Idempotency: key})
+			a, err := h.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 2, Idempotency: key})
 			if err != nil {
 				t.Error(err)
 				return
@@ -351,7 +352,7 @@ func TestCrashResumesAboveTheHighWaterMark(t *testing.T) {
 	}
 	// The gap runs from at most the first number not handed out to just below the
 	// first number handed out after the crash.
-	if len(gaps) != 1 || gaps[0].Reason != store.GapRecovery || gaps[0].Range.Lo > 91 || seg.Range.Format(gaps[0].Range.Hi+1) != after[0] {
+	if len(gaps) != 1 || gaps[0].Reason != numberd.GapRecovery || gaps[0].Range.Lo > 91 || seg.Range.Format(gaps[0].Range.Hi+1) != after[0] {
 		t.Fatalf("gaps after crash = %+v, want one recovery gap from at most 91 up to below %s", gaps, after[0])
 	}
 	st, err := h.eng.Pool(context.Background(), "p")
@@ -388,7 +389,7 @@ func TestCleanRestartSkipsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if segs[0].State != alloc.StateExhausted || segs[1].State != alloc.StateActive || segs[1].Used != 1 {
+	if segs[0].State != numberd.StatusExhausted || segs[1].State != numberd.StatusActive || segs[1].Used != 1 {
 		t.Errorf("segment states %s/%s used %d", segs[0].State, segs[1].State, segs[1].Used)
 	}
 }
@@ -412,7 +413,7 @@ func TestExpiredSegmentsBecomeGaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(gaps) != 1 || gaps[0].Reason != store.GapExpired || gaps[0].Range.Start() != "0011" || gaps[0].Range.End() != "0100" {
+	if len(gaps) != 1 || gaps[0].Reason != numberd.GapExpired || gaps[0].Range.Start() != "0011" || gaps[0].Range.End() != "0100" {
 		t.Errorf("gaps = %+v, want expired 0011..0100", gaps)
 	}
 	st, err := h.eng.Pool(context.Background(), "p")
@@ -432,7 +433,7 @@ func TestRetireSegment(t *testing.T) {
 	h.take(t, "p", 5)
 	for range 2 {
 		s, err := h.eng.RetireSegment(context.Background(), "p", first.ID)
-		if err != nil || s.State != alloc.StateRetired {
+		if err != nil || s.State != numberd.StatusRetired {
 			t.Fatalf("retire: state %q, %v", s.State, err)
 		}
 	}
@@ -443,10 +444,10 @@ func TestRetireSegment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(gaps) != 1 || gaps[0].Reason != store.GapRetired || gaps[0].Range.Start() != "0006" || gaps[0].Count() != 95 {
+	if len(gaps) != 1 || gaps[0].Reason != numberd.GapRetired || gaps[0].Range.Start() != "0006" || gaps[0].Count() != 95 {
 		t.Errorf("gaps = %+v, want one retired gap 0006..0100", gaps)
 	}
-	if _, err := h.eng.RetireSegment(context.Background(), "p", 999); !errors.Is(err, store.ErrSegmentNotFound) {
+	if _, err := h.eng.RetireSegment(context.Background(), "p", 999); !errors.Is(err, numberd.ErrSegmentNotFound) {
 		t.Errorf("unknown segment: err = %v, want ErrSegmentNotFound", err)
 	}
 	h.restart(t)
@@ -466,10 +467,10 @@ func TestStoreFailureConsumesNothing(t *testing.T) {
 	var unavailable int
 	for range 50 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := h.eng.Allocate(ctx, alloc.Request{Pool: "p", Count: 7})
+		_, err := h.eng.Allocate(ctx, numberd.Request{Pool: "p", Count: 7})
 		cancel()
 		if err != nil {
-			if !errors.Is(err, store.ErrUnavailable) {
+			if !errors.Is(err, numberd.ErrUnavailable) {
 				t.Fatalf("allocation without a store: err = %v, want ErrUnavailable", err)
 			}
 			unavailable++
@@ -479,7 +480,7 @@ func TestStoreFailureConsumesNothing(t *testing.T) {
 	if unavailable == 0 {
 		t.Fatal("allocations went on for 350 numbers with a lease of 10 and no store")
 	}
-	if err := h.eng.Ready(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+	if err := h.eng.Ready(context.Background()); !errors.Is(err, numberd.ErrUnavailable) {
 		t.Errorf("Ready = %v, want ErrUnavailable", err)
 	}
 }
@@ -508,7 +509,7 @@ func TestStatusCountsAddUp(t *testing.T) {
 	}
 	states := []string{segs[0].State, segs[1].State, segs[2].State}
 	sort.Strings(states)
-	if segs[0].State != alloc.StateActive || segs[1].State != alloc.StateQueued || segs[2].State != alloc.StateQueued {
+	if segs[0].State != numberd.StatusActive || segs[1].State != numberd.StatusQueued || segs[2].State != numberd.StatusQueued {
 		t.Errorf("states = %v", states)
 	}
 }
@@ -543,9 +544,9 @@ func TestWindowTakesRaceLockHolders(t *testing.T) {
 	for i := range 12 {
 		callers.Go(func() {
 			for k := 0; k < 250; k++ {
-				req := alloc.Request{Pool: "p", Count: i%3 + 1}
+				req := numberd.Request{Pool: "p", Count: i%3 + 1}
 				if i == 0 && k%10 == 0 {
-					req.Idempotency = &alloc.Idempotency{Scope: "s", Key: "k" + strconv.Itoa(k)}
+					req.Idempotency = &numberd.Idempotency{Scope: "s", Key: "k" + strconv.Itoa(k)}
 				}
 				a, err := h.eng.Allocate(ctx, req)
 				if err != nil {

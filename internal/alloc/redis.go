@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 	"github.com/numberd/numberd/scripts/lua"
@@ -119,7 +120,7 @@ type rpool struct {
 	spent    string  // the memo of the last call answered, for the next to delete
 
 	segMu sync.RWMutex
-	segs  map[int64]store.Segment
+	segs  map[int64]numberd.Segment
 
 	leaseMu   sync.Mutex
 	lease     lease
@@ -168,7 +169,7 @@ type call struct {
 	ctx      context.Context
 	deadline time.Time // when the request gives up: its allocate call with it
 	count    int
-	idem     *Idempotency
+	idem     *numberd.Idempotency
 	fresh    bool // take new numbers for idem even if Redis holds some
 	done     chan struct{}
 	kind     string      // this request's letter of the allocate answer, or RESEED
@@ -219,7 +220,7 @@ func redisErr(err error) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %v", numberd.ErrRedisUnavailable, err)
 }
 
 // pool returns the node's state of pool id, loading it from the store at first use.
@@ -242,14 +243,14 @@ func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
 
 // adopt returns the node's state of pool cfg, making it from cfg and the pool's
 // segments segs, read from the store, if the node has none yet.
-func (e *Distributed) adopt(cfg store.Pool, segs []store.Segment) (*rpool, error) {
+func (e *Distributed) adopt(cfg numberd.Pool, segs []numberd.Segment) (*rpool, error) {
 	return e.pools.getOrAdd(cfg.ID, func() (*rpool, error) {
 		// Close looks at the pools after setting the flag: a pool added once it
 		// is set would miss the final checkpoint.
 		if e.closed.Load() {
-			return nil, ErrClosed
+			return nil, numberd.ErrClosed
 		}
-		p := &rpool{id: cfg.ID, digits: cfg.Digits, keys: keysOf(cfg.ID), segs: map[int64]store.Segment{}, cursors: map[int64]int64{}, ckpt: map[int64]int64{}, lease: newLease(e.opts)}
+		p := &rpool{id: cfg.ID, digits: cfg.Digits, keys: keysOf(cfg.ID), segs: map[int64]numberd.Segment{}, cursors: map[int64]int64{}, ckpt: map[int64]int64{}, lease: newLease(e.opts)}
 		p.seen(cfg.Epoch)
 		p.learn(segs...)
 		return p, nil
@@ -258,16 +259,16 @@ func (e *Distributed) adopt(cfg store.Pool, segs []store.Segment) (*rpool, error
 
 // Allocate hands out req.Count numbers of req.Pool, all or none; see
 // Embedded.Allocate for the errors, plus ErrUnavailable when Redis fails.
-func (e *Distributed) Allocate(ctx context.Context, req Request) (Allocation, error) {
+func (e *Distributed) Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error) {
 	start := e.opts.Now()
 	a, err := e.allocate(ctx, req)
 	observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
 	return a, err
 }
 
-func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, err error) {
-	if err := req.validate(); err != nil {
-		return Allocation{}, err
+func (e *Distributed) allocate(ctx context.Context, req numberd.Request) (a numberd.Allocation, err error) {
+	if err := req.Validate(); err != nil {
+		return numberd.Allocation{}, err
 	}
 	deadline := time.Now().Add(e.opts.RequestTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -280,7 +281,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 		p, err = e.pool(first, req.Pool)
 		cancel()
 		if err != nil {
-			return Allocation{}, err
+			return numberd.Allocation{}, err
 		}
 	}
 	if e.floorsStale(p) {
@@ -305,7 +306,7 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 		rec, err := e.stored(slow, p, req)
 		switch {
 		case err != nil:
-			return Allocation{}, err
+			return numberd.Allocation{}, err
 		case rec.Abandoned() && rec.Key != "":
 			fresh = true
 		case rec.Key != "":
@@ -315,27 +316,27 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 	synced := false
 	for round := 0; ; round++ {
 		if round == maxRounds {
-			return Allocation{}, fmt.Errorf("%w: pool %s: its Redis state kept changing", ErrUnavailable, p.id)
+			return numberd.Allocation{}, fmt.Errorf("%w: pool %s: its Redis state kept changing", numberd.ErrRedisUnavailable, p.id)
 		}
 		c := calls.Get().(*call)
 		c.ctx, c.deadline, c.count, c.idem, c.fresh, c.kind, c.runs, c.err = slow, deadline, req.Count, req.Idempotency, fresh, "", nil, nil
 		if err := e.submit(p, c); err != nil {
-			return Allocation{}, err // c may still be queued: not reused
+			return numberd.Allocation{}, err // c may still be queued: not reused
 		}
 		kind, runs, why, stale, dropped := c.kind, c.runs, c.why, c.stale, c.dropped
 		c.ctx, c.idem, c.runs, c.dropped = nil, nil, nil, false
 		calls.Put(c)
 		switch kind {
 		case "A", "R":
-			a := Allocation{Pool: p.id, Replayed: kind == "R"}
+			a := numberd.Allocation{Pool: p.id, Replayed: kind == "R"}
 			if a.Spans, err = e.spans(ctx, p, runs); err != nil {
 				if kind == "R" {
-					return Allocation{}, err // a replay took nothing
+					return numberd.Allocation{}, err // a replay took nothing
 				}
 				// Taken, but their segment cannot be read to name them: they are
 				// not handed out, and the resolver abandons them once it can.
 				e.unsure.add(unsettledCall{pool: p, reqs: []pendingRequest{{count: req.Count, idem: req.Idempotency}}, took: [][]offsetRun{runs}, read: true, since: time.Now()})
-				return Allocation{}, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+				return numberd.Allocation{}, fmt.Errorf("%w: %v", numberd.ErrOutcomeUnknown, err)
 			}
 			if req.Idempotency == nil {
 				return a, nil
@@ -348,31 +349,31 @@ func (e *Distributed) allocate(ctx context.Context, req Request) (a Allocation, 
 			}
 			return a, err
 		case "C":
-			return Allocation{}, fmt.Errorf("%w: key %q was used with another count", ErrIdempotencyConflict, req.Idempotency.Key)
+			return numberd.Allocation{}, fmt.Errorf("%w: key %q was used with another count", numberd.ErrIdempotencyConflict, req.Idempotency.Key)
 		case "X":
 			if synced || !e.syncDue(p) {
-				return Allocation{}, fmt.Errorf("%w: pool %s has fewer than %d numbers left", ErrExhausted, p.id, req.Count)
+				return numberd.Allocation{}, fmt.Errorf("%w: pool %s has fewer than %d numbers left", numberd.ErrExhausted, p.id, req.Count)
 			}
 			synced = true
 			slowDown()
 			// The store may hold a segment Redis lacks: one loaded while Redis was away.
 			if err := e.extend(slow, p, int64(req.Count)); err != nil {
-				return Allocation{}, err
+				return numberd.Allocation{}, err
 			}
 		case "L":
 			slowDown()
 			if err := e.extend(slow, p, int64(req.Count)); err != nil {
-				return Allocation{}, err
+				return numberd.Allocation{}, err
 			}
 		case "RESEED":
 			slowDown()
 			// Redis holds the key's record of numbers that went to no one.
 			fresh = fresh || dropped
 			if err := e.reseed(slow, p, why, stale); err != nil {
-				return Allocation{}, err
+				return numberd.Allocation{}, err
 			}
 		default:
-			return Allocation{}, fmt.Errorf("%w: unexpected answer %q", ErrUnavailable, kind)
+			return numberd.Allocation{}, fmt.Errorf("%w: unexpected answer %q", numberd.ErrRedisUnavailable, kind)
 		}
 	}
 }
@@ -399,7 +400,7 @@ func (e *Distributed) syncDue(p *rpool) bool {
 // channel.
 func (e *Distributed) submit(p *rpool, c *call) error {
 	if e.closed.Load() {
-		return ErrClosed
+		return numberd.ErrClosed
 	}
 	p.batchMu.Lock()
 	if !p.inFlight {
@@ -409,7 +410,7 @@ func (e *Distributed) submit(p *rpool, c *call) error {
 		if e.closed.Load() {
 			p.batchMu.Unlock()
 			e.wg.Done()
-			return ErrClosed
+			return numberd.ErrClosed
 		}
 		p.inFlight = true
 		p.batchMu.Unlock()
@@ -426,7 +427,7 @@ func (e *Distributed) submit(p *rpool, c *call) error {
 		select {
 		case <-c.done:
 		case <-time.After(2 * redisTimeout):
-			return ErrClosed
+			return numberd.ErrClosed
 		}
 	}
 	if c.lead {
@@ -465,7 +466,7 @@ func (e *Distributed) lead(p *rpool, c *call) {
 		p.queued, p.inFlight = nil, false
 		p.batchMu.Unlock()
 		for _, q := range queued {
-			q.err = ErrClosed
+			q.err = numberd.ErrClosed
 			q.finish()
 		}
 		e.wg.Done()
@@ -494,7 +495,7 @@ func (e *Distributed) run(p *rpool, batch []*call, self *call) {
 			continue
 		}
 		if !now.Before(c.deadline) {
-			c.err = fmt.Errorf("%w: %w", ErrUnavailable, errNotSent)
+			c.err = fmt.Errorf("%w: %w", numberd.ErrRedisUnavailable, errNotSent)
 			answer(c)
 			continue
 		}
@@ -527,7 +528,7 @@ func (e *Distributed) run(p *rpool, batch []*call, self *call) {
 		// The call may run yet, or may have run and lost its answer: none of its
 		// numbers goes to these requests, and the resolver settles what it took.
 		e.unsure.add(unsettledCall{pool: p, memo: memo, reqs: requestsOf(live), since: time.Now()})
-		err = fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+		err = fmt.Errorf("%w: %v", numberd.ErrOutcomeUnknown, err)
 		for _, c := range live {
 			c.err = err
 		}
@@ -582,7 +583,7 @@ func allocateArgs(p *rpool, memo string, batch []*call) (keys []string, args []a
 		if c.idem != nil {
 			keys = append(keys, p.keys.idem+c.idem.Scope+":"+c.idem.Key)
 			ki = len(keys) - 3
-			args = append(args, Request{Count: c.count}.fingerprint())
+			args = append(args, numberd.Request{Count: c.count}.Fingerprint())
 			if c.fresh {
 				ki = -ki
 			}
@@ -625,12 +626,12 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 	}
 	n := len(calls)
 	if len(f) < 8 || f[0] != "OK" || f[5] != strconv.Itoa(n) || len(f[6]) != n {
-		return fmt.Errorf("%w: malformed allocate answer %q", ErrUnavailable, reply)
+		return fmt.Errorf("%w: malformed allocate answer %q", numberd.ErrRedisUnavailable, reply)
 	}
 	var nums [4]int64 // gen, ver, available, leased
 	for i := range nums {
 		if nums[i], err = strconv.ParseInt(f[1+i], 10, 64); err != nil {
-			return fmt.Errorf("%w: malformed allocate answer %q", ErrUnavailable, reply)
+			return fmt.Errorf("%w: malformed allocate answer %q", numberd.ErrRedisUnavailable, reply)
 		}
 	}
 	gen, ver, available, leased := nums[0], nums[1], nums[2], nums[3]
@@ -653,7 +654,7 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 			}
 		case "R":
 			if len(replays) == 0 || !strings.HasPrefix(replays[0], "R:") {
-				return fmt.Errorf("%w: allocate answer %q lacks a replay", ErrUnavailable, reply)
+				return fmt.Errorf("%w: allocate answer %q lacks a replay", numberd.ErrRedisUnavailable, reply)
 			}
 			if c.runs, err = parseRuns(replays[0][2:]); err != nil {
 				return err
@@ -667,9 +668,9 @@ func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*
 	for _, ev := range replays {
 		id, used, ok := parseEvent(ev, "E:")
 		if !ok {
-			return fmt.Errorf("%w: malformed event %q in allocate answer", ErrUnavailable, ev)
+			return fmt.Errorf("%w: malformed event %q in allocate answer", numberd.ErrRedisUnavailable, ev)
 		}
-		e.goClose(p, gen, id, used, store.StateExpired, store.GapExpired)
+		e.goClose(p, gen, id, used, numberd.SegmentExpired, numberd.GapExpired)
 	}
 	if leased < p.leaseSize()/2 {
 		e.extendAsync(p)
@@ -690,7 +691,7 @@ func parseRuns(text string) ([]offsetRun, error) {
 		lo, err2 := strconv.ParseInt(from, 10, 64)
 		hi, err3 := strconv.ParseInt(to, 10, 64)
 		if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil || lo > hi {
-			return nil, fmt.Errorf("%w: malformed runs %q", ErrUnavailable, text)
+			return nil, fmt.Errorf("%w: malformed runs %q", numberd.ErrRedisUnavailable, text)
 		}
 		out = append(out, offsetRun{seg: id, from: lo, to: hi})
 	}
@@ -701,7 +702,7 @@ func parseRuns(text string) ([]offsetRun, error) {
 func take(runs []offsetRun, count int64) (got, rest []offsetRun, err error) {
 	for count > 0 {
 		if len(runs) == 0 {
-			return nil, nil, fmt.Errorf("%w: allocate answer holds fewer numbers than it allocated", ErrUnavailable)
+			return nil, nil, fmt.Errorf("%w: allocate answer holds fewer numbers than it allocated", numberd.ErrRedisUnavailable)
 		}
 		r := runs[0]
 		n := min(count, r.to-r.from+1)
@@ -739,7 +740,7 @@ func (e *Distributed) spans(ctx context.Context, p *rpool, runs []offsetRun) ([]
 		r := seg.Range
 		r.Lo, r.Hi = seg.Range.Lo+run.from, seg.Range.Lo+run.to
 		if r.Hi > seg.Range.Hi {
-			return nil, fmt.Errorf("%w: offsets %d..%d beyond segment %d", ErrUnavailable, run.from, run.to, run.seg)
+			return nil, fmt.Errorf("%w: offsets %d..%d beyond segment %d", numberd.ErrRedisUnavailable, run.from, run.to, run.seg)
 		}
 		out = append(out, r)
 	}
@@ -748,7 +749,7 @@ func (e *Distributed) spans(ctx context.Context, p *rpool, runs []offsetRun) ([]
 
 // segment returns segment id of p from the node's cache, reading the store for one
 // it has not seen.
-func (e *Distributed) segment(ctx context.Context, p *rpool, id int64) (store.Segment, error) {
+func (e *Distributed) segment(ctx context.Context, p *rpool, id int64) (numberd.Segment, error) {
 	p.segMu.RLock()
 	seg, ok := p.segs[id]
 	p.segMu.RUnlock()
@@ -757,13 +758,13 @@ func (e *Distributed) segment(ctx context.Context, p *rpool, id int64) (store.Se
 	}
 	seg, err := e.store.Segment(ctx, p.id, id)
 	if err != nil {
-		return store.Segment{}, err
+		return numberd.Segment{}, err
 	}
 	p.remember(seg)
 	return seg, nil
 }
 
-func (p *rpool) remember(segs ...store.Segment) {
+func (p *rpool) remember(segs ...numberd.Segment) {
 	p.segMu.Lock()
 	for _, s := range segs {
 		p.segs[s.ID] = s

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 )
@@ -17,21 +18,21 @@ const redisIdemTTL = 10 * time.Minute
 
 // stored is the store's record of req's key, or a zero record (empty Key) when
 // there is none. It answers first, as it holds even when Redis lost its copy.
-func (e *Distributed) stored(ctx context.Context, p *rpool, req Request) (store.IdempotencyRecord, error) {
+func (e *Distributed) stored(ctx context.Context, p *rpool, req numberd.Request) (store.IdempotencyRecord, error) {
 	key := req.Idempotency
 	return e.lookup.do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
 }
 
 // recorded is the answer rec holds for req.
-func (e *Distributed) recorded(p *rpool, req Request, rec store.IdempotencyRecord) (Allocation, error) {
-	if rec.Fingerprint != req.fingerprint() {
-		return Allocation{}, fmt.Errorf("%w: key %q was used with %s", ErrIdempotencyConflict, req.Idempotency.Key, rec.Fingerprint)
+func (e *Distributed) recorded(p *rpool, req numberd.Request, rec store.IdempotencyRecord) (numberd.Allocation, error) {
+	if rec.Fingerprint != req.Fingerprint() {
+		return numberd.Allocation{}, fmt.Errorf("%w: key %q was used with %s", numberd.ErrIdempotencyConflict, req.Idempotency.Key, rec.Fingerprint)
 	}
 	spans, err := decodeSpans(rec.Answer, p.digits)
 	if err != nil {
-		return Allocation{}, err
+		return numberd.Allocation{}, err
 	}
-	return Allocation{Pool: p.id, Spans: spans, Replayed: true}, nil
+	return numberd.Allocation{Pool: p.id, Spans: spans, Replayed: true}, nil
 }
 
 // errTakeAfresh says a replayed answer's numbers were abandoned meanwhile: the
@@ -45,13 +46,13 @@ var errTakeAfresh = errors.New("alloc: the replayed numbers were abandoned")
 // numbers to the key or abandons them, whichever the store finds first (see
 // settle). If a replayed numbers the store holds abandoned, it returns
 // errTakeAfresh.
-func (e *Distributed) keep(ctx context.Context, p *rpool, req Request, a Allocation) (Allocation, error) {
+func (e *Distributed) keep(ctx context.Context, p *rpool, req numberd.Request, a numberd.Allocation) (numberd.Allocation, error) {
 	rec := e.record(p, req, a.Spans)
 	rec.Fresh = !a.Replayed
 	held, err := e.idem.do(ctx, rec)
 	if err != nil {
 		e.unsure.add(unsettledCall{pool: p, record: &rec, since: time.Now()})
-		return Allocation{}, fmt.Errorf("%w: the idempotency record could not be stored: %v", ErrOutcomeUnknown, err)
+		return numberd.Allocation{}, fmt.Errorf("%w: the idempotency record could not be stored: %v", numberd.ErrOutcomeUnknown, err)
 	}
 	switch {
 	case held.Answer == rec.Answer:
@@ -59,9 +60,9 @@ func (e *Distributed) keep(ctx context.Context, p *rpool, req Request, a Allocat
 	case held.Abandoned() && a.Replayed:
 		// Redis still holds the numbers of a call the resolver gave up: they
 		// are an abandoned gap, never to be handed out.
-		return Allocation{}, errTakeAfresh
+		return numberd.Allocation{}, errTakeAfresh
 	case held.Abandoned():
-		return Allocation{}, fmt.Errorf("%w: the store kept an abandoned record over new numbers of key %q", ErrUnavailable, req.Idempotency.Key)
+		return numberd.Allocation{}, fmt.Errorf("%w: the store kept an abandoned record over new numbers of key %q", numberd.ErrRedisUnavailable, req.Idempotency.Key)
 	}
 	if !a.Replayed {
 		if _, err := e.abandon(ctx, p, a.Spans); err != nil {
@@ -71,11 +72,11 @@ func (e *Distributed) keep(ctx context.Context, p *rpool, req Request, a Allocat
 	return e.recorded(p, req, held)
 }
 
-func (e *Distributed) record(p *rpool, req Request, spans []segment.Range) store.IdempotencyRecord {
+func (e *Distributed) record(p *rpool, req numberd.Request, spans []segment.Range) store.IdempotencyRecord {
 	now := e.opts.Now()
 	return store.IdempotencyRecord{
-		Pool: p.id, Scope: req.Idempotency.Scope, Key: req.Idempotency.Key, Fingerprint: req.fingerprint(),
-		Answer: encodeSpans(spans), CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
+		Pool: p.id, Scope: req.Idempotency.Scope, Key: req.Idempotency.Key, Fingerprint: req.Fingerprint(),
+		Answer: encodeSpans(spans), CreatedAt: now, ExpiresAt: now.Add(numberd.IdempotencyTTL),
 	}
 }
 
@@ -83,7 +84,7 @@ func (e *Distributed) record(p *rpool, req Request, spans []segment.Range) store
 // returns how many numbers it recorded. Recording again what is recorded adds
 // nothing, so a failed abandon is retried whole.
 func (e *Distributed) abandon(ctx context.Context, p *rpool, spans []segment.Range) (int64, error) {
-	return e.skip(ctx, p, spans, store.GapAbandoned)
+	return e.skip(ctx, p, spans, numberd.GapAbandoned)
 }
 
 // skip records spans as gaps with reason, and returns how many numbers it
@@ -95,7 +96,7 @@ func (e *Distributed) skip(ctx context.Context, p *rpool, spans []segment.Range,
 		if err != nil {
 			return n, err
 		}
-		gaps, err := e.store.AddGapOutside(ctx, store.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: reason})
+		gaps, err := e.store.AddGapOutside(ctx, numberd.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: reason})
 		if err != nil {
 			return n, err
 		}
@@ -124,5 +125,5 @@ func (e *Distributed) segmentOf(ctx context.Context, p *rpool, r segment.Range) 
 		}
 		p.remember(segs...)
 	}
-	return 0, fmt.Errorf("%w: no segment of pool %s holds %s..%s", ErrUnavailable, p.id, r.Start(), r.End())
+	return 0, fmt.Errorf("%w: no segment of pool %s holds %s..%s", numberd.ErrRedisUnavailable, p.id, r.Start(), r.End())
 }

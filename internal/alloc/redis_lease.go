@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/store"
 )
 
@@ -32,10 +33,10 @@ type redisSeg struct {
 // not used up, that its queue lacks: a damaged meta key (a queue field
 // rewritten), which allocate.lua would answer as exhausted for good, as the
 // segment is present and so never added again.
-func (view redisView) unqueued(segs []store.Segment) bool {
+func (view redisView) unqueued(segs []numberd.Segment) bool {
 	for _, s := range segs {
 		rv := view.segs[s.ID]
-		if s.State == store.StateOpen && rv.present && rv.state == "" && rv.used < s.Range.Size() && !slices.Contains(view.queue, s.ID) {
+		if s.State == numberd.SegmentOpen && rv.present && rv.state == "" && rv.used < s.Range.Size() && !slices.Contains(view.queue, s.ID) {
 			return true
 		}
 	}
@@ -53,7 +54,7 @@ func (e *Distributed) peek(ctx context.Context, p *rpool, ids []int64) (redisVie
 
 // peekAll returns Redis's view of every pool of ps and its segments in segs, in
 // one round trip; without Redis, empty views and ErrUnavailable.
-func (e *Distributed) peekAll(ctx context.Context, ps []*rpool, segs map[string][]store.Segment) ([]redisView, error) {
+func (e *Distributed) peekAll(ctx context.Context, ps []*rpool, segs map[string][]numberd.Segment) ([]redisView, error) {
 	views := make([]redisView, len(ps))
 	calls := make([]scriptCall, len(ps))
 	ids := make([][]int64, len(ps))
@@ -86,7 +87,7 @@ func peekArgs(ids []int64) []any {
 // parsePeek reads peek.lua's answer for the segments ids.
 func parsePeek(reply string, ids []int64) (redisView, error) {
 	f := strings.Fields(reply)
-	malformed := fmt.Errorf("%w: malformed peek answer %q", ErrUnavailable, reply)
+	malformed := fmt.Errorf("%w: malformed peek answer %q", numberd.ErrRedisUnavailable, reply)
 	if len(f) != 4+len(ids) || (f[0] != "OK" && f[0] != "RESEED") {
 		return redisView{}, malformed
 	}
@@ -194,7 +195,7 @@ func (e *Distributed) startExtension(p *rpool, need int64) *extension {
 	}
 	ext := &extension{done: make(chan struct{})}
 	if e.closed.Load() {
-		ext.err = ErrClosed
+		ext.err = numberd.ErrClosed
 		close(ext.done)
 		return ext
 	}
@@ -254,7 +255,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 			return nil // changed under us; the caller's retry sorts it out
 		}
 	}
-	byID := map[int64]store.Segment{}
+	byID := map[int64]numberd.Segment{}
 	var cs []store.Cursor
 	for _, s := range segs {
 		byID[s.ID] = s
@@ -312,7 +313,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 
 // load reads p's settings and segments from the store and its state from Redis,
 // taking the store's checkpoints in as floors of what went out.
-func (e *Distributed) load(ctx context.Context, p *rpool) (store.Pool, []store.Segment, redisView, error) {
+func (e *Distributed) load(ctx context.Context, p *rpool) (numberd.Pool, []numberd.Segment, redisView, error) {
 	cfg, err := e.store.Pool(ctx, p.id)
 	if err != nil {
 		return cfg, nil, redisView{}, err
@@ -333,12 +334,12 @@ func (e *Distributed) load(ctx context.Context, p *rpool) (store.Pool, []store.S
 
 // addMissing adds to Redis the open segments of the store it lacks: a segment
 // loaded while Redis was away, or whose add was lost.
-func (e *Distributed) addMissing(ctx context.Context, p *rpool, epoch int64, segs []store.Segment, view redisView) (bool, error) {
+func (e *Distributed) addMissing(ctx context.Context, p *rpool, epoch int64, segs []numberd.Segment, view redisView) (bool, error) {
 	args := []any{epoch, 0}
 	missing := 0
 	for _, s := range segs {
 		rv := view.segs[s.ID]
-		if s.State != store.StateOpen || rv.state != "" {
+		if s.State != numberd.SegmentOpen || rv.state != "" {
 			continue
 		}
 		used := max(s.ReservedHi, s.Next-1) - s.Range.Lo + 1
@@ -405,11 +406,11 @@ func (e *Distributed) reseed(ctx context.Context, p *rpool, why string, stale in
 // wide before and narrowed after, so that a node that dies in between leaves
 // numbers in a gap too many, never one too few. Of a state lost, foreign, partial
 // or behind nothing says where it stopped: its gaps stay from the best known mark.
-func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool, segs []store.Segment, view redisView, usable bool, cause string) error {
+func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, segs []numberd.Segment, view redisView, usable bool, cause string) error {
 	floors := map[int64]int64{}
 	var behindStore []int64 // segments some mark shows above the store's high-water mark
 	for _, s := range segs {
-		if s.State != store.StateOpen {
+		if s.State != numberd.SegmentOpen {
 			continue
 		}
 		used := p.seenUsed(s.ID)
@@ -435,7 +436,7 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool
 	p.learn(segs...)
 	args := []any{next, 0}
 	for _, s := range segs {
-		if s.State != store.StateOpen || s.Next > s.Range.Hi {
+		if s.State != numberd.SegmentOpen || s.Next > s.Range.Hi {
 			continue
 		}
 		args = append(args, s.ID, s.Range.Size(), s.Next-s.Range.Lo, expiryMillis(s.ExpiresAt))
@@ -455,7 +456,7 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool
 	var skipped int64
 	for _, g := range gaps {
 		skipped += g.Count()
-		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, store.GapRecovery).Add(float64(g.Count()))
+		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, numberd.GapRecovery).Add(float64(g.Count()))
 	}
 	switch {
 	case len(behindStore) > 0:
@@ -486,7 +487,7 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg store.Pool
 // the moment between the store's reseed and the trim found its numbers inside
 // the wide gap, recorded nothing, and after the trim lies in no gap: the price of
 // a gap that survives a crash, and a window of one Redis round trip.
-func (e *Distributed) narrow(ctx context.Context, p *rpool, view redisView, reply string, segs []store.Segment, gaps []store.Gap) []store.Gap {
+func (e *Distributed) narrow(ctx context.Context, p *rpool, view redisView, reply string, segs []numberd.Segment, gaps []numberd.Gap) []numberd.Gap {
 	final, ok := parseReplaced(reply, view)
 	if !ok {
 		return gaps
@@ -523,7 +524,7 @@ func (e *Distributed) narrow(ctx context.Context, p *rpool, view redisView, repl
 		e.opts.Logger.Warn("narrowing a recovery gap failed; the resolver retries", "pool", p.id, "err", err)
 		e.unsure.add(unsettledCall{pool: p, trims: ts, since: time.Now()})
 	}
-	var left []store.Gap
+	var left []numberd.Gap
 	for _, g := range gaps {
 		if t, ok := trims[g.SegmentID]; ok {
 			g.Range.Lo = max(g.Range.Lo, t.From)
@@ -590,9 +591,9 @@ func (e *Distributed) closeSegment(ctx context.Context, p *rpool, gen, id, used 
 		return false, err
 	}
 	next := seg.Range.Lo + used
-	var gap *store.Gap
+	var gap *numberd.Gap
 	if next <= seg.Range.Hi {
-		gap = &store.Gap{Pool: p.id, SegmentID: id, Range: seg.Range, Reason: reason}
+		gap = &numberd.Gap{Pool: p.id, SegmentID: id, Range: seg.Range, Reason: reason}
 		gap.Range.Lo = next
 	}
 	changed, err := e.store.CloseSegmentAt(ctx, p.id, gen, id, state, next, gap)

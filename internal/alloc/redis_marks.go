@@ -5,6 +5,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/store"
 )
 
@@ -81,7 +82,7 @@ func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int
 		if err != nil {
 			e.opts.Logger.Error("numbers of a refused answer are not recorded as a gap", "pool", p.id, "err", err)
 		} else {
-			e.unsure.add(unsettledCall{pool: p, lost: spans, lostAs: store.GapRecovery, since: time.Now()})
+			e.unsure.add(unsettledCall{pool: p, lost: spans, lostAs: numberd.GapRecovery, since: time.Now()})
 		}
 	}
 	// Redis keeps the keys of the requests that took numbers as answered with
@@ -90,7 +91,7 @@ func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int
 	for i, c := range calls {
 		c.kind, c.why, c.stale, c.dropped = "RESEED", "behind", gen, true
 		if c.idem != nil && letters[i] == 'A' {
-			forget = append(forget, abandonedRecord(e.record(p, Request{Pool: p.id, Count: c.count, Idempotency: c.idem}, nil)))
+			forget = append(forget, abandonedRecord(e.record(p, numberd.Request{Pool: p.id, Count: c.count, Idempotency: c.idem}, nil)))
 		}
 	}
 	if len(forget) > 0 {
@@ -187,7 +188,7 @@ func (e *Distributed) refreshFloors(ctx context.Context, p *rpool) {
 // learn takes in segments read from the store: for turning offsets into numbers,
 // and their checkpointed cursors as floors of what their generation's states, and
 // later ones, have used.
-func (p *rpool) learn(segs ...store.Segment) {
+func (p *rpool) learn(segs ...numberd.Segment) {
 	p.learnedAt.Store(time.Now().UnixNano())
 	p.remember(segs...)
 	p.markMu.Lock()

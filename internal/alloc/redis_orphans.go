@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 )
@@ -77,7 +78,7 @@ func (en unsettledEntry) call(p *rpool, id string) unsettledCall {
 	for _, r := range en.Reqs {
 		pr := pendingRequest{count: r.Count}
 		if r.Key != "" {
-			pr.idem = &Idempotency{Scope: r.Scope, Key: r.Key}
+			pr.idem = &numberd.Idempotency{Scope: r.Scope, Key: r.Key}
 		}
 		c.reqs = append(c.reqs, pr)
 	}

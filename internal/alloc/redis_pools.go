@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/store"
 )
@@ -15,11 +16,11 @@ import (
 // view assembles p's live state: the store's segments with the cursors and closes
 // that Redis holds. Without Redis it answers from the store alone.
 func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
-	if err := e.sweep(ctx, p); err != nil && !errors.Is(err, ErrUnavailable) {
+	if err := e.sweep(ctx, p); err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
 	cfg, segs, rv, err := e.load(ctx, p)
-	if err != nil && !errors.Is(err, ErrUnavailable) {
+	if err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
 	gaps, err := e.store.Gaps(ctx, p.id)
@@ -28,7 +29,7 @@ func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
 	}
 	recovered := map[int64]int64{}
 	for _, g := range gaps {
-		if g.Reason == store.GapRecovery {
+		if g.Reason == numberd.GapRecovery {
 			recovered[g.SegmentID] += g.Count()
 		}
 	}
@@ -37,13 +38,13 @@ func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
 
 // assemble is p's live state from the store's config and segments, Redis's view of
 // them and the numbers recovery gaps took from each segment.
-func assemble(p *rpool, cfg store.Pool, segs []store.Segment, rv redisView, recovered map[int64]int64) *pool {
+func assemble(p *rpool, cfg numberd.Pool, segs []numberd.Segment, rv redisView, recovered map[int64]int64) *pool {
 	vp := &pool{id: p.id, cfg: cfg}
 	for _, m := range segs {
 		s := &seg{meta: m, next: m.Next, reservedHi: m.ReservedHi, recovered: recovered[m.ID]}
 		if r := rv.segs[m.ID]; rv.ok && r.present {
 			s.next = max(s.next, m.Range.Lo+r.used)
-			if r.state != "" && m.State == store.StateOpen {
+			if r.state != "" && m.State == numberd.SegmentOpen {
 				s.meta.State = r.state
 			}
 		}
@@ -54,24 +55,24 @@ func assemble(p *rpool, cfg store.Pool, segs []store.Segment, rv redisView, reco
 }
 
 // PutPool creates or updates a pool; see store.PutPool.
-func (e *Distributed) PutPool(ctx context.Context, id string, u store.PoolUpdate) (PoolStatus, bool, error) {
+func (e *Distributed) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error) {
 	_, created, err := e.store.PutPool(ctx, id, u)
 	if err != nil {
-		return PoolStatus{}, false, err
+		return numberd.PoolStatus{}, false, err
 	}
 	st, err := e.Pool(ctx, id)
 	return st, created, err
 }
 
-// Pool returns the live status of pool id, or store.ErrPoolNotFound.
-func (e *Distributed) Pool(ctx context.Context, id string) (PoolStatus, error) {
+// Pool returns the live status of pool id, or numberd.ErrPoolNotFound.
+func (e *Distributed) Pool(ctx context.Context, id string) (numberd.PoolStatus, error) {
 	p, err := e.pool(ctx, id)
 	if err != nil {
-		return PoolStatus{}, err
+		return numberd.PoolStatus{}, err
 	}
 	vp, err := e.view(ctx, p)
 	if err != nil {
-		return PoolStatus{}, err
+		return numberd.PoolStatus{}, err
 	}
 	return vp.status(), nil
 }
@@ -81,7 +82,7 @@ func (e *Distributed) Pool(ctx context.Context, id string) (PoolStatus, error) {
 // the store's pools, segments and recovery gaps in one query each, and Redis's
 // sweeps and views of every pool in one pipeline each. Pool by pool, a listing of
 // 54 pools took 0.1–0.8 s on a busy machine.
-func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
+func (e *Distributed) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
 	cfgs, err := e.store.Pools(ctx)
 	if err != nil {
 		return nil, err
@@ -96,7 +97,7 @@ func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
 			return nil, err
 		}
 	}
-	if err := e.sweepAll(ctx, ps); err != nil && !errors.Is(err, ErrUnavailable) {
+	if err := e.sweepAll(ctx, ps); err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
 	// The sweep may have closed segments: read them again.
@@ -104,14 +105,14 @@ func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
 		return nil, err
 	}
 	views, err := e.peekAll(ctx, ps, segs)
-	if err != nil && !errors.Is(err, ErrUnavailable) {
+	if err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
 	recovered, err := e.store.RecoveredBySegment(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]PoolStatus, len(ps))
+	out := make([]numberd.PoolStatus, len(ps))
 	for i, p := range ps {
 		p.seen(cfgs[i].Epoch)
 		p.learn(segs[p.id]...)
@@ -121,7 +122,7 @@ func (e *Distributed) Pools(ctx context.Context) ([]PoolStatus, error) {
 }
 
 // Segments returns the segments of pool in allocation order, with live state.
-func (e *Distributed) Segments(ctx context.Context, poolID string) ([]SegmentStatus, error) {
+func (e *Distributed) Segments(ctx context.Context, poolID string) ([]numberd.SegmentStatus, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
 		return nil, err
@@ -131,37 +132,37 @@ func (e *Distributed) Segments(ctx context.Context, poolID string) ([]SegmentSta
 		return nil, err
 	}
 	active := vp.activeSeg()
-	out := make([]SegmentStatus, len(vp.segs))
+	out := make([]numberd.SegmentStatus, len(vp.segs))
 	for i, s := range vp.segs {
 		out[i] = vp.segmentStatus(s, s == active)
 	}
 	return out, nil
 }
 
-func (e *Distributed) segmentStatus(ctx context.Context, p *rpool, id int64) (SegmentStatus, error) {
+func (e *Distributed) segmentStatus(ctx context.Context, p *rpool, id int64) (numberd.SegmentStatus, error) {
 	segs, err := e.Segments(ctx, p.id)
 	if err != nil {
-		return SegmentStatus{}, err
+		return numberd.SegmentStatus{}, err
 	}
 	for _, s := range segs {
 		if s.ID == id {
 			return s, nil
 		}
 	}
-	return SegmentStatus{}, fmt.Errorf("%w: pool %s has no segment %d", store.ErrSegmentNotFound, p.id, id)
+	return numberd.SegmentStatus{}, fmt.Errorf("%w: pool %s has no segment %d", numberd.ErrSegmentNotFound, p.id, id)
 }
 
 // LoadSegment adds a segment to pool after its others; see store.AddSegment. The
 // segment is in the store before Redis learns of it, and joins Redis with no lease.
 // If Redis cannot be told now, the next extension or reseed adds it.
-func (e *Distributed) LoadSegment(ctx context.Context, poolID string, n store.NewSegment) (SegmentStatus, bool, error) {
+func (e *Distributed) LoadSegment(ctx context.Context, poolID string, n numberd.NewSegment) (numberd.SegmentStatus, bool, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
-		return SegmentStatus{}, false, err
+		return numberd.SegmentStatus{}, false, err
 	}
 	seg, created, err := e.store.AddSegment(ctx, poolID, n)
 	if err != nil {
-		return SegmentStatus{}, false, err
+		return numberd.SegmentStatus{}, false, err
 	}
 	p.remember(seg)
 	if created {
@@ -176,7 +177,7 @@ func (e *Distributed) LoadSegment(ctx context.Context, poolID string, n store.Ne
 
 // SegmentAdded takes in a segment the store holds already, stored by the refill
 // worker: Redis learns of it at once, or at the next extension.
-func (e *Distributed) SegmentAdded(ctx context.Context, seg store.Segment) error {
+func (e *Distributed) SegmentAdded(ctx context.Context, seg numberd.Segment) error {
 	p, err := e.pool(ctx, seg.Pool)
 	if err != nil {
 		return err
@@ -197,25 +198,25 @@ func (e *Distributed) announce(ctx context.Context, p *rpool) error {
 
 // RetireSegment stops handing out segment id of pool; its unused numbers become a
 // gap. Redis stops first, then the store records it; retiring again is a no-op.
-func (e *Distributed) RetireSegment(ctx context.Context, poolID string, id int64) (SegmentStatus, error) {
+func (e *Distributed) RetireSegment(ctx context.Context, poolID string, id int64) (numberd.SegmentStatus, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
-		return SegmentStatus{}, err
+		return numberd.SegmentStatus{}, err
 	}
 	for attempt := 0; ; attempt++ {
 		seg, err := e.store.Segment(ctx, poolID, id)
 		if err != nil {
-			return SegmentStatus{}, err
+			return numberd.SegmentStatus{}, err
 		}
-		if seg.State != store.StateOpen {
+		if seg.State != numberd.SegmentOpen {
 			break
 		}
 		if attempt == 3 {
-			return SegmentStatus{}, fmt.Errorf("%w: the pool's Redis state keeps changing", ErrUnavailable)
+			return numberd.SegmentStatus{}, fmt.Errorf("%w: the pool's Redis state keeps changing", numberd.ErrRedisUnavailable)
 		}
 		done, err := e.retireOnce(ctx, p, seg)
 		if err != nil {
-			return SegmentStatus{}, err
+			return numberd.SegmentStatus{}, err
 		}
 		if done {
 			break
@@ -228,15 +229,15 @@ func (e *Distributed) RetireSegment(ctx context.Context, poolID string, id int64
 // both under one generation of the pool's state. It reports false if the state
 // was reseeded meanwhile: the reseed may have put the segment back, above numbers
 // handed out since, and only a retire under the new generation counts them.
-func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg store.Segment) (bool, error) {
-	reply, err := scripts.retire.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, seg.ID, store.StateRetired).Text()
+func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg numberd.Segment) (bool, error) {
+	reply, err := scripts.retire.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, seg.ID, numberd.SegmentRetired).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("retire").Inc()
 	if err != nil {
 		return false, redisErr(err)
 	}
 	var used, gen int64
 	f := strings.Fields(reply)
-	malformed := fmt.Errorf("%w: malformed retire answer %q", ErrUnavailable, reply)
+	malformed := fmt.Errorf("%w: malformed retire answer %q", numberd.ErrRedisUnavailable, reply)
 	switch {
 	case len(f) == 1 && f[0] == "RESEED":
 		return false, e.reseed(ctx, p, "lost", -1)
@@ -260,17 +261,17 @@ func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg store.Segmen
 	if err != nil {
 		return false, malformed
 	}
-	stale, err := e.closeSegment(ctx, p, gen, seg.ID, used, store.StateRetired, store.GapRetired)
+	stale, err := e.closeSegment(ctx, p, gen, seg.ID, used, numberd.SegmentRetired, numberd.GapRetired)
 	return !stale && err == nil, err
 }
 
 // Gaps returns the gaps of pool, expired segments' included; see store.Gaps.
-func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]store.Gap, error) {
+func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
 		return nil, err
 	}
-	if err := e.sweep(ctx, p); err != nil && !errors.Is(err, ErrUnavailable) {
+	if err := e.sweep(ctx, p); err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
 	return e.store.Gaps(ctx, poolID)
@@ -315,7 +316,7 @@ func (e *Distributed) swept(ctx context.Context, p *rpool, reply string) error {
 	gen, _ := strconv.ParseInt(f[1], 10, 64)
 	for _, ev := range f[2:] {
 		if id, used, ok := parseEvent(ev, "E:"); ok {
-			if _, err := e.closeSegment(ctx, p, gen, id, used, store.StateExpired, store.GapExpired); err != nil {
+			if _, err := e.closeSegment(ctx, p, gen, id, used, numberd.SegmentExpired, numberd.GapExpired); err != nil {
 				return err
 			}
 		}
@@ -335,7 +336,7 @@ func (e *Distributed) Ready(ctx context.Context) error {
 		down, errs = append(down, e.store.Name()), append(errs, err)
 	}
 	if len(down) > 0 {
-		return &DownError{Stores: down, Err: errors.Join(errs...)}
+		return &numberd.DownError{Stores: down, Err: errors.Join(errs...)}
 	}
 	return nil
 }
@@ -410,9 +411,9 @@ func (e *Distributed) checkpoint(ctx context.Context) error {
 			switch {
 			case !r.present:
 			case r.state != "":
-				reason := store.GapRetired
-				if r.state == store.StateExpired {
-					reason = store.GapExpired
+				reason := numberd.GapRetired
+				if r.state == numberd.SegmentExpired {
+					reason = numberd.GapExpired
 				}
 				if _, err := e.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil {
 					errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))

@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/segment"
@@ -92,7 +93,7 @@ func (c *cluster) pointTo(tb testing.TB, addr string) {
 
 func (c *cluster) mustPool(tb testing.TB, id string, digits int, segs ...[2]string) []segment.Range {
 	tb.Helper()
-	if _, _, err := c.nodes[0].PutPool(context.Background(), id, store.PoolUpdate{Digits: &digits}); err != nil {
+	if _, _, err := c.nodes[0].PutPool(context.Background(), id, numberd.PoolUpdate{Digits: &digits}); err != nil {
 		tb.Fatal(err)
 	}
 	var out []segment.Range
@@ -101,7 +102,7 @@ func (c *cluster) mustPool(tb testing.TB, id string, digits int, segs ...[2]stri
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if _, _, err := c.nodes[0].LoadSegment(context.Background(), id, store.NewSegment{Range: r, Source: store.SourceManual}); err != nil {
+		if _, _, err := c.nodes[0].LoadSegment(context.Background(), id, numberd.NewSegment{Range: r, Source: numberd.SourceManual}); err != nil {
 			tb.Fatal(err)
 		}
 		out = append(out, r)
@@ -118,7 +119,7 @@ type ledger struct {
 
 func newLedger(tb testing.TB) *ledger { return &ledger{tb: tb, seen: map[string]bool{}} }
 
-func (l *ledger) add(a alloc.Allocation) {
+func (l *ledger) add(a numberd.Allocation) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	nums := a.Numbers()
@@ -162,18 +163,18 @@ func TestDistributedSurvivesFlushAndRestart(t *testing.T) {
 				default:
 				}
 				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				a, err := node.Allocate(cctx, alloc.Request{Pool: "p", Count: count})
+				a, err := node.Allocate(cctx, numberd.Request{Pool: "p", Count: count})
 				cancel()
 				switch {
 				case err == nil:
 					l.add(a)
-				case errors.Is(err, alloc.ErrExhausted):
+				case errors.Is(err, numberd.ErrExhausted):
 					if count == 1 {
 						exhausted.Add(1)
 						return
 					}
 					count = 1
-				case errors.Is(err, alloc.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+				case errors.Is(err, numberd.ErrRedisUnavailable), errors.Is(err, context.DeadlineExceeded):
 					time.Sleep(10 * time.Millisecond) // Redis is away for a moment
 				default:
 					t.Errorf("allocate: %v", err)
@@ -203,7 +204,7 @@ func TestDistributedSurvivesFlushAndRestart(t *testing.T) {
 	}
 	var gapped int64
 	for _, g := range gaps {
-		if g.Reason != store.GapRecovery {
+		if g.Reason != numberd.GapRecovery {
 			t.Errorf("unexpected %s gap %s", g.Reason, g.Range)
 		}
 		gapped += g.Count()
@@ -245,12 +246,12 @@ func TestDistributedIdempotencyAcrossNodes(t *testing.T) {
 	c := newCluster(t, srv.Addr(), 2, alloc.Options{})
 	c.mustPool(t, "p", 6, [2]string{"000001", "000100"})
 	ctx := context.Background()
-	key := &alloc.Idempotency{Scope: "s", Key: "k"}
-	answers := make([]alloc.Allocation, 12)
+	key := &numberd.Idempotency{Scope: "s", Key: "k"}
+	answers := make([]numberd.Allocation, 12)
 	var wg sync.WaitGroup
 	for i := range answers {
 		wg.Go(func() {
-			a, err := c.nodes[i%2].Allocate(ctx, alloc.Request{Pool: "p", Count: 2, Idempotency: key})
+			a, err := c.nodes[i%2].Allocate(ctx, numberd.Request{Pool: "p", Count: 2, Idempotency: key})
 			if err != nil {
 				t.Error(err)
 			}
@@ -270,10 +271,10 @@ func TestDistributedIdempotencyAcrossNodes(t *testing.T) {
 	if replays != 11 {
 		t.Errorf("%d replays of 12 calls with one key, want 11", replays)
 	}
-	if _, err := c.nodes[1].Allocate(ctx, alloc.Request{Pool: "p", Count: 3, Idempotency: key}); !errors.Is(err, alloc.ErrIdempotencyConflict) {
+	if _, err := c.nodes[1].Allocate(ctx, numberd.Request{Pool: "p", Count: 3, Idempotency: key}); !errors.Is(err, numberd.ErrIdempotencyConflict) {
 		t.Errorf("same key, other count: err = %v, want ErrIdempotencyConflict", err)
 	}
-	a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1})
+	a, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 1})
 	if err != nil || a.Numbers()[0] != "000003" {
 		t.Errorf("next number %v, %v; want 000003", a.Numbers(), err)
 	}
@@ -303,9 +304,9 @@ func TestAbandonedKeyTakesNewNumbers(t *testing.T) {
 	if err != nil || !held[0].Abandoned() {
 		t.Fatalf("abandoned record: %+v, %v", held, err)
 	}
-	key := &alloc.Idempotency{Scope: "s", Key: "k"}
+	key := &numberd.Idempotency{Scope: "s", Key: "k"}
 	for i, want := range []bool{false, true} {
-		a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 2, Idempotency: key})
+		a, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 2, Idempotency: key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +325,7 @@ func TestEmptiedQueueHeals(t *testing.T) {
 	c.mustPool(t, "p", 6, [2]string{"000001", "999999"})
 	ctx := context.Background()
 	l := newLedger(t)
-	a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 3})
+	a, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +336,7 @@ func TestEmptiedQueueHeals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 3})
+		a, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 3})
 		if err != nil {
 			t.Fatalf("allocation after the queue was emptied: %v", err)
 		}
@@ -354,7 +355,7 @@ func TestDistributedFailoverToAStaleCopy(t *testing.T) {
 	take := func(n int) {
 		t.Helper()
 		for range n {
-			a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 3})
+			a, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -382,7 +383,7 @@ func TestDistributedFailoverToAStaleCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(gaps) != 1 || gaps[0].Reason != store.GapRecovery || gaps[0].Count() > 3*lease {
+	if len(gaps) != 1 || gaps[0].Reason != numberd.GapRecovery || gaps[0].Count() > 3*lease {
 		t.Errorf("gaps after failover = %+v, want one recovery gap of at most a lease or so", gaps)
 	}
 }
@@ -392,27 +393,27 @@ func TestRedisUnavailableFailsFastAndRecovers(t *testing.T) {
 	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
 	c.mustPool(t, "p", 6, [2]string{"000001", "001000"})
 	ctx := context.Background()
-	if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1}); err != nil {
+	if _, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 1}); err != nil {
 		t.Fatal(err)
 	}
 	srv.Kill()
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err := c.nodes[0].Allocate(rctx, alloc.Request{Pool: "p", Count: 1})
+	_, err := c.nodes[0].Allocate(rctx, numberd.Request{Pool: "p", Count: 1})
 	cancel()
-	if !errors.Is(err, alloc.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, numberd.ErrRedisUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("allocate with Redis down: err = %v, want unavailable", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("allocate with Redis down took %v", took)
 	}
-	var down *alloc.DownError
+	var down *numberd.DownError
 	if err := c.nodes[0].Ready(ctx); !errors.As(err, &down) || len(down.Stores) != 1 || down.Stores[0] != "redis" {
 		t.Errorf("Ready = %v, want redis down", err)
 	}
 	srv.Start()
 	testenv.Eventually(t, 10*time.Second, "allocation after Redis returns", func() bool {
-		_, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1})
+		_, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 1})
 		return err == nil
 	})
 }
@@ -422,7 +423,7 @@ func TestDistributedExpiryByRedisClock(t *testing.T) {
 	c := newCluster(t, srv.Addr(), 2, alloc.Options{})
 	ctx := context.Background()
 	digits := 4
-	if _, _, err := c.nodes[0].PutPool(ctx, "p", store.PoolUpdate{Digits: &digits}); err != nil {
+	if _, _, err := c.nodes[0].PutPool(ctx, "p", numberd.PoolUpdate{Digits: &digits}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []struct {
@@ -430,11 +431,11 @@ func TestDistributedExpiryByRedisClock(t *testing.T) {
 		expires    time.Time
 	}{{"0001", "0100", time.Now().Add(700 * time.Millisecond)}, {"0201", "0300", time.Time{}}} {
 		r, _ := segment.ParseRange(s.start, s.end, digits)
-		if _, _, err := c.nodes[0].LoadSegment(ctx, "p", store.NewSegment{Range: r, Source: store.SourceManual, ExpiresAt: s.expires}); err != nil {
+		if _, _, err := c.nodes[0].LoadSegment(ctx, "p", numberd.NewSegment{Range: r, Source: numberd.SourceManual, ExpiresAt: s.expires}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if a, err := c.nodes[1].Allocate(ctx, alloc.Request{Pool: "p", Count: 5}); err != nil || a.Numbers()[0] != "0001" {
+	if a, err := c.nodes[1].Allocate(ctx, numberd.Request{Pool: "p", Count: 5}); err != nil || a.Numbers()[0] != "0001" {
 		t.Fatalf("before expiry: %v, %v", a.Numbers(), err)
 	}
 	time.Sleep(time.Second)
@@ -442,14 +443,14 @@ func TestDistributedExpiryByRedisClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(gaps) != 1 || gaps[0].Reason != store.GapExpired || gaps[0].Range.Start() != "0006" || gaps[0].Count() != 95 {
+	if len(gaps) != 1 || gaps[0].Reason != numberd.GapExpired || gaps[0].Range.Start() != "0006" || gaps[0].Count() != 95 {
 		t.Errorf("gaps after expiry = %+v, want expired 0006..0100", gaps)
 	}
-	if a, err := c.nodes[1].Allocate(ctx, alloc.Request{Pool: "p", Count: 1}); err != nil || a.Numbers()[0] != "0201" {
+	if a, err := c.nodes[1].Allocate(ctx, numberd.Request{Pool: "p", Count: 1}); err != nil || a.Numbers()[0] != "0201" {
 		t.Errorf("after expiry: %v, %v; want 0201", a.Numbers(), err)
 	}
 	segs, err := c.nodes[1].Segments(ctx, "p")
-	if err != nil || segs[0].State != alloc.StateExhausted || segs[1].State != alloc.StateActive {
+	if err != nil || segs[0].State != numberd.StatusExhausted || segs[1].State != numberd.StatusActive {
 		t.Errorf("segments after expiry = %+v, %v", segs, err)
 	}
 }
@@ -462,7 +463,7 @@ func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
 	c := newCluster(t, srv.Addr(), 1, alloc.Options{})
 	c.mustPool(t, "p", 6, [2]string{"000001", "000100"})
 	ctx := context.Background()
-	if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1}); err != nil {
+	if _, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 1}); err != nil {
 		t.Fatal(err) // seeds the state and reserves a lease
 	}
 	rdb := srv.Client()
@@ -484,7 +485,7 @@ func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
 	if err != nil || used != 4 {
 		t.Errorf("used = %d, %v after 1 + 3 numbers, the retry taking none", used, err)
 	}
-	a, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p", Count: 1})
+	a, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p", Count: 1})
 	if err != nil || a.Numbers()[0] != "000005" {
 		t.Errorf("next number %v, %v; want 000005", a.Numbers(), err)
 	}
@@ -508,8 +509,8 @@ func TestCloseUnderLoadAnswersEveryRequest(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				a, err := node.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1})
-				if errors.Is(err, alloc.ErrClosed) {
+				a, err := node.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 1})
+				if errors.Is(err, numberd.ErrClosed) {
 					refused.Add(1)
 					return
 				}
@@ -538,7 +539,7 @@ func TestCloseUnderLoadAnswersEveryRequest(t *testing.T) {
 		t.Errorf("%d callers were refused with ErrClosed, want all %d", refused.Load(), callers)
 	}
 	c.addNode(t, alloc.Options{})
-	a, err := c.nodes[1].Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1})
+	a, err := c.nodes[1].Allocate(context.Background(), numberd.Request{Pool: "p", Count: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,11 +574,11 @@ func TestRetireRacesReseedsAndExtensions(t *testing.T) {
 					return
 				default:
 				}
-				a, err := node.Allocate(ctx, alloc.Request{Pool: "p", Count: w%3 + 1})
+				a, err := node.Allocate(ctx, numberd.Request{Pool: "p", Count: w%3 + 1})
 				switch {
 				case err == nil:
 					l.add(a)
-				case errors.Is(err, alloc.ErrUnavailable), errors.Is(err, alloc.ErrExhausted):
+				case errors.Is(err, numberd.ErrRedisUnavailable), errors.Is(err, numberd.ErrExhausted):
 					time.Sleep(time.Millisecond)
 				default:
 					t.Errorf("allocate: %v", err)
@@ -603,9 +604,9 @@ func TestRetireRacesReseedsAndExtensions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var active *alloc.SegmentStatus
+		var active *numberd.SegmentStatus
 		for _, s := range st {
-			if s.State == alloc.StateActive && !retired[s.ID] {
+			if s.State == numberd.StatusActive && !retired[s.ID] {
 				active = &s
 				break
 			}
@@ -615,13 +616,13 @@ func TestRetireRacesReseedsAndExtensions(t *testing.T) {
 			continue
 		}
 		got, err := node.RetireSegment(ctx, "p", active.ID)
-		if errors.Is(err, alloc.ErrUnavailable) {
+		if errors.Is(err, numberd.ErrRedisUnavailable) {
 			continue
 		}
 		if err != nil {
 			t.Fatalf("retire %d: %v", active.ID, err)
 		}
-		if got.State != alloc.StateRetired {
+		if got.State != numberd.StatusRetired {
 			t.Errorf("retire %d answered state %s", active.ID, got.State)
 		}
 		retired[active.ID] = true
@@ -636,7 +637,7 @@ func TestRetireRacesReseedsAndExtensions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range st {
-		if retired[s.ID] && s.State != alloc.StateRetired {
+		if retired[s.ID] && s.State != numberd.StatusRetired {
 			t.Errorf("segment %d was retired and now is %s", s.ID, s.State)
 		}
 	}
@@ -648,7 +649,7 @@ func TestRetireRacesReseedsAndExtensions(t *testing.T) {
 	for n := range l.seen {
 		num, _ := segment.ParseNumber(n, 6)
 		for _, g := range gaps {
-			if g.Reason != store.GapRecovery && g.Range.Contains(num) {
+			if g.Reason != numberd.GapRecovery && g.Range.Contains(num) {
 				inGap++
 				if inGap <= 5 {
 					t.Errorf("number %s was handed out and lies in the %s gap %s", n, g.Reason, g.Range)
@@ -691,9 +692,9 @@ func TestPoolsShareRoundTrips(t *testing.T) {
 						t.Error(err)
 					}
 				}
-				req := alloc.Request{Pool: fmt.Sprintf("p%02d", pool), Count: 1 + k%3}
+				req := numberd.Request{Pool: fmt.Sprintf("p%02d", pool), Count: 1 + k%3}
 				if k%7 == 0 {
-					req.Idempotency = &alloc.Idempotency{Scope: "s", Key: fmt.Sprintf("%d-%d", g, k)}
+					req.Idempotency = &numberd.Idempotency{Scope: "s", Key: fmt.Sprintf("%d-%d", g, k)}
 				}
 				a, err := c.nodes[0].Allocate(context.Background(), req)
 				if err != nil {
@@ -753,7 +754,7 @@ func TestPoolsListsEveryPoolInOrderWhileAllocating(t *testing.T) {
 	ctx := context.Background()
 	for i, id := range ids {
 		for range i % 5 {
-			if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: id, Count: 2}); err != nil {
+			if _, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: id, Count: 2}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -767,7 +768,7 @@ func TestPoolsListsEveryPoolInOrderWhileAllocating(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: "p00", Count: 1}); err != nil {
+			if _, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: "p00", Count: 1}); err != nil {
 				t.Error(err)
 				return
 			}
@@ -803,7 +804,7 @@ func TestPoolsListsEveryPoolInOrderWhileAllocating(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range ids[:10] {
-		if _, err := c.nodes[0].Allocate(ctx, alloc.Request{Pool: id, Count: 1}); err != nil {
+		if _, err := c.nodes[0].Allocate(ctx, numberd.Request{Pool: id, Count: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 )
@@ -48,7 +49,7 @@ type unsettledCall struct {
 
 type pendingRequest struct {
 	count int
-	idem  *Idempotency
+	idem  *numberd.Idempotency
 }
 
 func requestsOf(batch []*call) []pendingRequest {
@@ -189,7 +190,7 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 	if c.lost != nil {
 		reason := c.lostAs
 		if reason == "" {
-			reason = store.GapAbandoned
+			reason = numberd.GapAbandoned
 		}
 		n, err := e.skip(ctx, p, c.lost, reason)
 		return n, 0, err
@@ -211,7 +212,7 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 			n, err := e.abandon(ctx, p, spans)
 			return n, 0, err
 		}
-		return 0, Allocation{Spans: spans}.Count(), nil
+		return 0, numberd.Allocation{Spans: spans}.Count(), nil
 	}
 	if !c.read {
 		if err := e.readMemo(ctx, c); err != nil {
@@ -236,7 +237,7 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 		if err != nil {
 			return 0, 0, err
 		}
-		recs = append(recs, e.record(p, Request{Pool: p.id, Count: r.count, Idempotency: r.idem}, spans))
+		recs = append(recs, e.record(p, numberd.Request{Pool: p.id, Count: r.count, Idempotency: r.idem}, spans))
 	}
 	offers := make([]store.IdempotencyRecord, len(recs))
 	for i, rec := range recs {
@@ -258,7 +259,7 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 			return 0, 0, err
 		}
 		if held[i].Answer == rec.Answer {
-			kept += Allocation{Spans: mine}.Count()
+			kept += numberd.Allocation{Spans: mine}.Count()
 		} else {
 			spans = append(spans, mine...)
 		}
@@ -286,7 +287,7 @@ func (e *Distributed) readMemo(ctx context.Context, c *unsettledCall) error {
 	}
 	f := strings.Fields(reply)
 	if len(f) < 8 || f[0] != "OK" || len(f[6]) != len(c.reqs) {
-		return fmt.Errorf("%w: malformed memo %q", ErrUnavailable, reply)
+		return fmt.Errorf("%w: malformed memo %q", numberd.ErrRedisUnavailable, reply)
 	}
 	runs, err := parseRuns(f[7])
 	if err != nil {

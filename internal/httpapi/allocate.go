@@ -14,8 +14,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/api"
-	"github.com/numberd/numberd/internal/alloc"
 )
 
 // maxIdempotencyKey is the longest Idempotency-Key accepted.
@@ -41,31 +41,31 @@ func (s *Server) AllocateNumbers(ctx context.Context, req api.AllocateNumbersReq
 
 // allocate hands out count numbers of pool to the caller id, under the
 // Idempotency-Key key if it is not nil.
-func (s *Server) allocate(ctx context.Context, id *identity, pool string, count int, key *string) (alloc.Allocation, error) {
+func (s *Server) allocate(ctx context.Context, id *identity, pool string, count int, key *string) (numberd.Allocation, error) {
 	if err := checkPoolID(pool); err != nil {
-		return alloc.Allocation{}, err
+		return numberd.Allocation{}, err
 	}
-	if count < 1 || count > alloc.MaxCount {
-		return alloc.Allocation{}, fmt.Errorf("%w: count must be 1..%d, got %d", errInvalid, alloc.MaxCount, count)
+	if count < 1 || count > numberd.MaxCount {
+		return numberd.Allocation{}, fmt.Errorf("%w: count must be 1..%d, got %d", errInvalid, numberd.MaxCount, count)
 	}
 	if key != nil {
 		if err := checkIdempotencyKey(*key); err != nil {
-			return alloc.Allocation{}, err
+			return numberd.Allocation{}, err
 		}
 	}
 	if err := id.authorize(pool, false); err != nil {
-		return alloc.Allocation{}, err
+		return numberd.Allocation{}, err
 	}
-	areq := alloc.Request{Pool: pool, Count: count}
+	areq := numberd.Request{Pool: pool, Count: count}
 	if key != nil {
-		areq.Idempotency = &alloc.Idempotency{Scope: id.scope, Key: *key}
+		areq.Idempotency = &numberd.Idempotency{Scope: id.scope, Key: *key}
 	}
 	// No deadline of its own: the engines bound every wait on the allocation path
 	// (store and Redis timeouts), and a deadline per request costs a timer.
 	a, err := s.engine.Allocate(ctx, areq)
-	if errors.Is(err, alloc.ErrExhausted) && s.refill != nil {
-		if r, rerr := s.refill.Status(ctx, pool); rerr == nil && r.State == alloc.RefillRequesting {
-			return alloc.Allocation{}, &retryLater{err: err, seconds: 1}
+	if errors.Is(err, numberd.ErrExhausted) && s.refill != nil {
+		if r, rerr := s.refill.Status(ctx, pool); rerr == nil && r.State == numberd.RefillRequesting {
+			return numberd.Allocation{}, &retryLater{err: err, seconds: 1}
 		}
 	}
 	return a, err
@@ -223,7 +223,7 @@ func checkIdempotencyKey(key string) error {
 
 // allocation writes an allocation's answer straight from its spans: it formats
 // numbers into one pooled buffer instead of building a []string.
-type allocation alloc.Allocation
+type allocation numberd.Allocation
 
 var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
 

@@ -14,9 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // allocOnly is an engine that only allocates: from a fixed range, or with the
@@ -26,20 +25,20 @@ type allocOnly struct {
 	next   segment.Range
 }
 
-func (e *allocOnly) Allocate(_ context.Context, req alloc.Request) (alloc.Allocation, error) {
+func (e *allocOnly) Allocate(_ context.Context, req numberd.Request) (numberd.Allocation, error) {
 	switch req.Pool {
 	case "empty":
-		return alloc.Allocation{}, fmt.Errorf("%w: 0 left", alloc.ErrExhausted)
+		return numberd.Allocation{}, fmt.Errorf("%w: 0 left", numberd.ErrExhausted)
 	case "gone":
-		return alloc.Allocation{}, fmt.Errorf("%w: %s", store.ErrPoolNotFound, req.Pool)
+		return numberd.Allocation{}, fmt.Errorf("%w: %s", numberd.ErrPoolNotFound, req.Pool)
 	case "down":
-		return alloc.Allocation{}, fmt.Errorf("%w: dial tcp 10.0.0.1:6379: refused", alloc.ErrUnavailable)
+		return numberd.Allocation{}, fmt.Errorf("%w: dial tcp 10.0.0.1:6379: refused", numberd.ErrRedisUnavailable)
 	case "boom":
 		panic("engine bug")
 	}
 	span := e.next
 	span.Hi = span.Lo + int64(req.Count) - 1
-	return alloc.Allocation{Pool: req.Pool, Spans: []segment.Range{span}, Replayed: req.Idempotency != nil && req.Idempotency.Key == "again"}, nil
+	return numberd.Allocation{Pool: req.Pool, Spans: []segment.Range{span}, Replayed: req.Idempotency != nil && req.Idempotency.Key == "again"}, nil
 }
 
 func newAllocOnlyServer(tb testing.TB) *Server {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/httpapi"
 	"github.com/numberd/numberd/internal/segment"
 )
@@ -19,10 +19,10 @@ func BenchmarkAllocateHandler(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng := &fakeEngine{tb: b, allocate: func(req alloc.Request) (alloc.Allocation, error) {
+	eng := &fakeEngine{tb: b, allocate: func(req numberd.Request) (numberd.Allocation, error) {
 		span := r
 		span.Hi = span.Lo + int64(req.Count) - 1
-		return alloc.Allocation{Pool: req.Pool, Spans: []segment.Range{span}}, nil
+		return numberd.Allocation{Pool: req.Pool, Spans: []segment.Range{span}}, nil
 	}}
 	for _, tc := range []struct{ name, body, token string }{
 		{"no body, open", "", ""},

@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/api"
-	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // validPoolID reports whether id matches ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$.
@@ -77,8 +76,8 @@ func (s *Server) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api
 	return api.PutPool200JSONResponse(poolJSON(st)), nil
 }
 
-func (s *Server) poolUpdate(spec api.PoolSpec) (store.PoolUpdate, error) {
-	var u store.PoolUpdate
+func (s *Server) poolUpdate(spec api.PoolSpec) (numberd.PoolUpdate, error) {
+	var u numberd.PoolUpdate
 	if d := spec.Digits; d != nil {
 		if !segment.ValidDigits(*d) {
 			return u, fmt.Errorf("%w: digits must be 1..%d, got %d", errInvalid, segment.MaxDigits, *d)
@@ -145,7 +144,7 @@ func (s *Server) ListPools(ctx context.Context, _ api.ListPoolsRequestObject) (a
 	return api.ListPools200JSONResponse(out), nil
 }
 
-func poolJSON(st alloc.PoolStatus) api.Pool {
+func poolJSON(st numberd.PoolStatus) api.Pool {
 	p := api.Pool{
 		Pool: st.ID, Digits: st.Digits, RefillThreshold: int(st.RefillThreshold),
 		Available: strconv.FormatInt(st.Available, 10), Issued: strconv.FormatInt(st.Issued, 10),
@@ -166,7 +165,7 @@ func poolJSON(st alloc.PoolStatus) api.Pool {
 }
 
 // withRefill puts the refill worker's view of the pool's refill into st.
-func (s *Server) withRefill(ctx context.Context, st *alloc.PoolStatus) error {
+func (s *Server) withRefill(ctx context.Context, st *numberd.PoolStatus) error {
 	if s.refill == nil {
 		return nil
 	}
@@ -178,7 +177,7 @@ func (s *Server) withRefill(ctx context.Context, st *alloc.PoolStatus) error {
 	return nil
 }
 
-func refillJSON(r alloc.RefillStatus) api.RefillStatus {
+func refillJSON(r numberd.RefillStatus) api.RefillStatus {
 	out := api.RefillStatus{State: api.RefillStatusState(r.State), UpdatedAt: r.UpdatedAt, EffectiveThreshold: r.EffectiveThreshold}
 	if r.Ywlsh != "" {
 		out.Ywlsh = new(r.Ywlsh)

@@ -9,10 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/api"
-	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // Errors of this package; the wrapping text is the answer's detail.
@@ -46,24 +45,23 @@ type problemKind struct {
 var problems = []problemKind{
 	{errInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
 	{segment.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
-	{store.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
-	{alloc.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
+	{numberd.ErrInvalid, 400, api.ProblemCodeInvalidArgument, "invalid argument", true, false},
 	{errUnauthorized, 401, api.ProblemCodeUnauthorized, "missing or unknown bearer token", true, false},
 	{errForbidden, 403, api.ProblemCodeForbidden, "the token may not do this", true, false},
-	{store.ErrPoolNotFound, 404, api.ProblemCodePoolNotFound, "pool not found", true, false},
-	{store.ErrSegmentNotFound, 404, api.ProblemCodeSegmentNotFound, "segment not found", true, false},
+	{numberd.ErrPoolNotFound, 404, api.ProblemCodePoolNotFound, "pool not found", true, false},
+	{numberd.ErrSegmentNotFound, 404, api.ProblemCodeSegmentNotFound, "segment not found", true, false},
 	{errNotFound, 404, api.ProblemCodeNotFound, "no such route", true, false},
 	{errMethod, 405, api.ProblemCodeMethodNotAllowed, "method not allowed", true, false},
-	{store.ErrOverlap, 409, api.ProblemCodeSegmentOverlap, "segment overlaps an existing segment", true, false},
+	{numberd.ErrOverlap, 409, api.ProblemCodeSegmentOverlap, "segment overlaps an existing segment", true, false},
 	{errTooLarge, 413, api.ProblemCodeBodyTooLarge, "request body too large", true, false},
-	{alloc.ErrIdempotencyConflict, 422, api.ProblemCodeIdempotencyConflict, "idempotency key reused with a different request", true, false},
-	{alloc.ErrExhausted, 503, api.ProblemCodePoolExhausted, "pool exhausted", true, false},
-	{store.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false, false},
-	{alloc.ErrOutcomeUnknown, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false, true},
+	{numberd.ErrIdempotencyConflict, 422, api.ProblemCodeIdempotencyConflict, "idempotency key reused with a different request", true, false},
+	{numberd.ErrExhausted, 503, api.ProblemCodePoolExhausted, "pool exhausted", true, false},
+	{numberd.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false, false},
+	{numberd.ErrOutcomeUnknown, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false, true},
 	// Redis failing under an allocation may have hidden an earlier call's answer:
 	// the careful words are true either way.
-	{alloc.ErrUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false, true},
-	{alloc.ErrClosed, 503, api.ProblemCodeUnavailable, "numberd is shutting down", false, false},
+	{numberd.ErrRedisUnavailable, 503, api.ProblemCodeUnavailable, "a backing store is unavailable", false, true},
+	{numberd.ErrClosed, 503, api.ProblemCodeUnavailable, "numberd is shutting down", false, false},
 	{context.DeadlineExceeded, 503, api.ProblemCodeUnavailable, "a backing store did not answer in time", false, false},
 	{context.Canceled, 503, api.ProblemCodeUnavailable, "the request was cancelled", false, false},
 }

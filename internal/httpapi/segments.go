@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/api"
-	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // maxRefLength bounds a segment's external reference.
@@ -33,7 +32,7 @@ func (s *Server) LoadSegment(ctx context.Context, req api.LoadSegmentRequestObje
 	if len(spec.Start) == len(spec.End) && spec.Start > spec.End {
 		return nil, fmt.Errorf("%w: start %s is above end %s", errInvalid, spec.Start, spec.End)
 	}
-	n := store.NewSegment{Source: store.SourceManual}
+	n := numberd.NewSegment{Source: numberd.SourceManual}
 	if spec.Ref != nil {
 		if len(*spec.Ref) > maxRefLength {
 			return nil, fmt.Errorf("%w: ref is longer than %d bytes", errInvalid, maxRefLength)
@@ -104,7 +103,7 @@ func (s *Server) RetireSegment(ctx context.Context, req api.RetireSegmentRequest
 	return api.RetireSegment200JSONResponse(segmentJSON(seg)), nil
 }
 
-func segmentJSON(seg alloc.SegmentStatus) api.Segment {
+func segmentJSON(seg numberd.SegmentStatus) api.Segment {
 	out := api.Segment{
 		ID: strconv.FormatInt(seg.ID, 10), Start: seg.Range.Start(), End: seg.Range.End(),
 		Size: strconv.FormatInt(seg.Range.Size(), 10), Used: strconv.FormatInt(seg.Used, 10),

@@ -19,10 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/api"
-	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/metrics"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // MaxBodyBytes is the largest request body numberd reads.
@@ -30,21 +29,21 @@ const MaxBodyBytes = 64 << 10
 
 // Engine is what the handlers need of an allocation engine.
 type Engine interface {
-	Allocate(ctx context.Context, req alloc.Request) (alloc.Allocation, error)
-	PutPool(ctx context.Context, id string, u store.PoolUpdate) (alloc.PoolStatus, bool, error)
-	Pool(ctx context.Context, id string) (alloc.PoolStatus, error)
-	Pools(ctx context.Context) ([]alloc.PoolStatus, error)
-	LoadSegment(ctx context.Context, pool string, n store.NewSegment) (alloc.SegmentStatus, bool, error)
-	Segments(ctx context.Context, pool string) ([]alloc.SegmentStatus, error)
-	RetireSegment(ctx context.Context, pool string, id int64) (alloc.SegmentStatus, error)
-	Gaps(ctx context.Context, pool string) ([]store.Gap, error)
+	Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error)
+	PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error)
+	Pool(ctx context.Context, id string) (numberd.PoolStatus, error)
+	Pools(ctx context.Context) ([]numberd.PoolStatus, error)
+	LoadSegment(ctx context.Context, pool string, n numberd.NewSegment) (numberd.SegmentStatus, bool, error)
+	Segments(ctx context.Context, pool string) ([]numberd.SegmentStatus, error)
+	RetireSegment(ctx context.Context, pool string, id int64) (numberd.SegmentStatus, error)
+	Gaps(ctx context.Context, pool string) ([]numberd.Gap, error)
 	Ready(ctx context.Context) error
 }
 
 // Refiller is what the handlers need of the refill worker.
 type Refiller interface {
-	Status(ctx context.Context, pool string) (alloc.RefillStatus, error)
-	Trigger(ctx context.Context, pool string) (alloc.RefillStatus, error)
+	Status(ctx context.Context, pool string) (numberd.RefillStatus, error)
+	Trigger(ctx context.Context, pool string) (numberd.RefillStatus, error)
 }
 
 // Config configures a Server.
@@ -208,7 +207,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.engine.Ready(ctx); err != nil {
 		failing := failingStores(err)
 		s.logger.Warn("not ready", "failing", failing, "err", err)
-		k := classify(store.ErrUnavailable)
+		k := classify(numberd.ErrUnavailable)
 		s.writeProblem(w, k, fmt.Sprintf("unreachable: %v", failing), failing)
 		return
 	}
@@ -216,7 +215,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func failingStores(err error) []string {
-	var down *alloc.DownError
+	var down *numberd.DownError
 	if errors.As(err, &down) {
 		return down.Stores
 	}

@@ -12,54 +12,55 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/httpapi"
 	"github.com/numberd/numberd/internal/segment"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // fakeEngine answers from function fields; a nil field fails the test if called.
 type fakeEngine struct {
 	tb       testing.TB
-	allocate func(alloc.Request) (alloc.Allocation, error)
-	pool     func(string) (alloc.PoolStatus, error)
+	allocate func(numberd.Request) (numberd.Allocation, error)
+	pool     func(string) (numberd.PoolStatus, error)
 	ready    func() error
 }
 
-func (f *fakeEngine) Allocate(_ context.Context, r alloc.Request) (alloc.Allocation, error) {
+func (f *fakeEngine) Allocate(_ context.Context, r numberd.Request) (numberd.Allocation, error) {
 	return f.allocate(r)
 }
 
-func (f *fakeEngine) Pool(_ context.Context, id string) (alloc.PoolStatus, error) { return f.pool(id) }
+func (f *fakeEngine) Pool(_ context.Context, id string) (numberd.PoolStatus, error) {
+	return f.pool(id)
+}
 
 func (f *fakeEngine) Ready(context.Context) error { return f.ready() }
 
-func (f *fakeEngine) PutPool(context.Context, string, store.PoolUpdate) (alloc.PoolStatus, bool, error) {
+func (f *fakeEngine) PutPool(context.Context, string, numberd.PoolUpdate) (numberd.PoolStatus, bool, error) {
 	f.tb.Fatal("PutPool called")
-	return alloc.PoolStatus{}, false, nil
+	return numberd.PoolStatus{}, false, nil
 }
 
-func (f *fakeEngine) Pools(context.Context) ([]alloc.PoolStatus, error) {
+func (f *fakeEngine) Pools(context.Context) ([]numberd.PoolStatus, error) {
 	f.tb.Fatal("Pools called")
 	return nil, nil
 }
 
-func (f *fakeEngine) LoadSegment(context.Context, string, store.NewSegment) (alloc.SegmentStatus, bool, error) {
+func (f *fakeEngine) LoadSegment(context.Context, string, numberd.NewSegment) (numberd.SegmentStatus, bool, error) {
 	f.tb.Fatal("LoadSegment called")
-	return alloc.SegmentStatus{}, false, nil
+	return numberd.SegmentStatus{}, false, nil
 }
 
-func (f *fakeEngine) Segments(context.Context, string) ([]alloc.SegmentStatus, error) {
+func (f *fakeEngine) Segments(context.Context, string) ([]numberd.SegmentStatus, error) {
 	f.tb.Fatal("Segments called")
 	return nil, nil
 }
 
-func (f *fakeEngine) RetireSegment(context.Context, string, int64) (alloc.SegmentStatus, error) {
+func (f *fakeEngine) RetireSegment(context.Context, string, int64) (numberd.SegmentStatus, error) {
 	f.tb.Fatal("RetireSegment called")
-	return alloc.SegmentStatus{}, nil
+	return numberd.SegmentStatus{}, nil
 }
 
-func (f *fakeEngine) Gaps(context.Context, string) ([]store.Gap, error) {
+func (f *fakeEngine) Gaps(context.Context, string) ([]numberd.Gap, error) {
 	f.tb.Fatal("Gaps called")
 	return nil, nil
 }
@@ -106,17 +107,17 @@ func TestEngineErrorsMapToProblems(t *testing.T) {
 		code   string
 		leak   string // must not appear in the answer
 	}{
-		{fmt.Errorf("%w: pool p has 3 numbers left", alloc.ErrExhausted), 503, "pool_exhausted", ""},
-		{fmt.Errorf("%w: mysql: dial tcp 10.0.0.9:3306: connection refused", store.ErrUnavailable), 503, "unavailable", "10.0.0.9"},
-		{fmt.Errorf("%w: redis: i/o timeout", alloc.ErrUnavailable), 503, "unavailable", "i/o timeout"},
+		{fmt.Errorf("%w: pool p has 3 numbers left", numberd.ErrExhausted), 503, "pool_exhausted", ""},
+		{fmt.Errorf("%w: mysql: dial tcp 10.0.0.9:3306: connection refused", numberd.ErrUnavailable), 503, "unavailable", "10.0.0.9"},
+		{fmt.Errorf("%w: redis: i/o timeout", numberd.ErrRedisUnavailable), 503, "unavailable", "i/o timeout"},
 		{context.DeadlineExceeded, 503, "unavailable", ""},
-		{fmt.Errorf("%w: no pool p", store.ErrPoolNotFound), 404, "pool_not_found", ""},
-		{fmt.Errorf("%w: key k", alloc.ErrIdempotencyConflict), 422, "idempotency_conflict", ""},
+		{fmt.Errorf("%w: no pool p", numberd.ErrPoolNotFound), 404, "pool_not_found", ""},
+		{fmt.Errorf("%w: key k", numberd.ErrIdempotencyConflict), 422, "idempotency_conflict", ""},
 		{fmt.Errorf("%w: bad", segment.ErrInvalid), 400, "invalid_argument", ""},
 		{errors.New("something unforeseen at /secret/path"), 500, "internal", "/secret/path"},
 	}
 	for _, tt := range tests {
-		eng := &fakeEngine{tb: t, allocate: func(alloc.Request) (alloc.Allocation, error) { return alloc.Allocation{}, tt.err }}
+		eng := &fakeEngine{tb: t, allocate: func(numberd.Request) (numberd.Allocation, error) { return numberd.Allocation{}, tt.err }}
 		srv := newServer(t, eng)
 		resp, p := post(t, srv.URL+"/v1/pools/p/numbers", "", "")
 		if resp.StatusCode != tt.status || p.Code != tt.code || p.Status != tt.status {
@@ -139,13 +140,13 @@ func TestAllocationAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got alloc.Request
-	eng := &fakeEngine{tb: t, allocate: func(req alloc.Request) (alloc.Allocation, error) {
+	var got numberd.Request
+	eng := &fakeEngine{tb: t, allocate: func(req numberd.Request) (numberd.Allocation, error) {
 		got = req
 		a, b := r, r
 		a.Lo, a.Hi = r.Lo+98, r.Hi
 		b.Prefix, b.Lo, b.Hi = "25", r.Lo, r.Lo
-		return alloc.Allocation{Pool: req.Pool, Spans: []segment.Range{a, b}, Replayed: true}, nil
+		return numberd.Allocation{Pool: req.Pool, Spans: []segment.Range{a, b}, Replayed: true}, nil
 	}}
 	srv := newServer(t, eng, httpapi.Token{Token: "cli", Role: httpapi.RoleClient, Pools: []string{"acme.vat_1"}})
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/pools/acme.vat_1/numbers", strings.NewReader(`{"count": 3}`))
@@ -176,8 +177,8 @@ func TestAllocationAnswer(t *testing.T) {
 }
 
 func TestTokens(t *testing.T) {
-	eng := &fakeEngine{tb: t, allocate: func(req alloc.Request) (alloc.Allocation, error) {
-		return alloc.Allocation{Pool: req.Pool}, nil
+	eng := &fakeEngine{tb: t, allocate: func(req numberd.Request) (numberd.Allocation, error) {
+		return numberd.Allocation{Pool: req.Pool}, nil
 	}}
 	srv := newServer(t, eng,
 		httpapi.Token{Token: "adm", Role: httpapi.RoleAdmin},
@@ -223,7 +224,7 @@ func TestReadyzNamesTheFailingStore(t *testing.T) {
 		t.Fatalf("readyz = %v, %v", resp, err)
 	}
 	resp.Body.Close()
-	ready = &alloc.DownError{Stores: []string{"redis"}, Err: down}
+	ready = &numberd.DownError{Stores: []string{"redis"}, Err: down}
 	resp, err = http.Get(srv.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -240,8 +241,8 @@ func TestReadyzNamesTheFailingStore(t *testing.T) {
 }
 
 func TestBodyLimits(t *testing.T) {
-	eng := &fakeEngine{tb: t, allocate: func(req alloc.Request) (alloc.Allocation, error) {
-		return alloc.Allocation{Pool: req.Pool}, nil
+	eng := &fakeEngine{tb: t, allocate: func(req numberd.Request) (numberd.Allocation, error) {
+		return numberd.Allocation{Pool: req.Pool}, nil
 	}}
 	srv := newServer(t, eng)
 	tests := []struct {

@@ -21,7 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
@@ -35,9 +35,9 @@ const failedPause = 30 * time.Second
 
 // Engine is what the worker needs of the allocation engine.
 type Engine interface {
-	Pool(ctx context.Context, id string) (alloc.PoolStatus, error)
+	Pool(ctx context.Context, id string) (numberd.PoolStatus, error)
 	// SegmentAdded tells the engine of a segment the worker stored.
-	SegmentAdded(ctx context.Context, seg store.Segment) error
+	SegmentAdded(ctx context.Context, seg numberd.Segment) error
 }
 
 // Config configures a Worker.
@@ -233,7 +233,7 @@ func (w *Worker) scan() {
 // measure updates the pool's burn rate and effective threshold: the fixed
 // threshold, or more when the numbers left would not last twice the time a
 // download takes at the pool's pace.
-func (w *Worker) measure(ps *poolState, st alloc.PoolStatus) {
+func (w *Worker) measure(ps *poolState, st numberd.PoolStatus) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := time.Now()
@@ -253,18 +253,18 @@ func (w *Worker) measure(ps *poolState, st alloc.PoolStatus) {
 }
 
 // Trigger starts a refill of pool now, if none is under way, and returns the
-// pool's refill status. It returns alloc.ErrInvalid for a pool without an
+// pool's refill status. It returns numberd.ErrInvalid for a pool without an
 // upstream, or with one that is not configured.
-func (w *Worker) Trigger(ctx context.Context, pool string) (alloc.RefillStatus, error) {
+func (w *Worker) Trigger(ctx context.Context, pool string) (numberd.RefillStatus, error) {
 	cfg, err := w.cfg.Store.Pool(ctx, pool)
 	if err != nil {
-		return alloc.RefillStatus{}, err
+		return numberd.RefillStatus{}, err
 	}
 	if cfg.Upstream == "" {
-		return alloc.RefillStatus{}, fmt.Errorf("%w: pool %s has no upstream to refill from; load segments by hand", alloc.ErrInvalid, pool)
+		return numberd.RefillStatus{}, fmt.Errorf("%w: pool %s has no upstream to refill from; load segments by hand", numberd.ErrInvalid, pool)
 	}
 	if w.cfg.Upstreams[cfg.Upstream] == nil {
-		return alloc.RefillStatus{}, fmt.Errorf("%w: upstream %q of pool %s is not configured", alloc.ErrInvalid, cfg.Upstream, pool)
+		return numberd.RefillStatus{}, fmt.Errorf("%w: upstream %q of pool %s is not configured", numberd.ErrInvalid, cfg.Upstream, pool)
 	}
 	st, err := w.Status(ctx, pool)
 	if err != nil {
@@ -273,18 +273,18 @@ func (w *Worker) Trigger(ctx context.Context, pool string) (alloc.RefillStatus, 
 	// A download under way answers this request too; otherwise the operator asks
 	// for a new one, which must not be lost to a refill of this node that is just
 	// ending or to another node's brief look at the pool.
-	w.kick(pool, w.state(pool), st.State != alloc.RefillRequesting)
-	st.State = alloc.RefillRequesting // the kick is queued: the download is under way
+	w.kick(pool, w.state(pool), st.State != numberd.RefillRequesting)
+	st.State = numberd.RefillRequesting // the kick is queued: the download is under way
 	return st, nil
 }
 
 // Status returns pool's refill status, from its latest download.
-func (w *Worker) Status(ctx context.Context, pool string) (alloc.RefillStatus, error) {
+func (w *Worker) Status(ctx context.Context, pool string) (numberd.RefillStatus, error) {
 	cfg, err := w.cfg.Store.Pool(ctx, pool)
 	if err != nil {
-		return alloc.RefillStatus{}, err
+		return numberd.RefillStatus{}, err
 	}
-	st := alloc.RefillStatus{State: alloc.RefillIdle, UpdatedAt: cfg.UpdatedAt, EffectiveThreshold: cfg.RefillThreshold}
+	st := numberd.RefillStatus{State: numberd.RefillIdle, UpdatedAt: cfg.UpdatedAt, EffectiveThreshold: cfg.RefillThreshold}
 	if eff := w.state(pool).effective.Load(); eff > st.EffectiveThreshold {
 		st.EffectiveThreshold = eff
 	}
@@ -295,9 +295,9 @@ func (w *Worker) Status(ctx context.Context, pool string) (alloc.RefillStatus, e
 	st.UpdatedAt = job.UpdatedAt
 	switch job.State {
 	case store.JobRequesting:
-		st.State, st.Ywlsh, st.LastError = alloc.RefillRequesting, job.Ywlsh, job.LastError
+		st.State, st.Ywlsh, st.LastError = numberd.RefillRequesting, job.Ywlsh, job.LastError
 	case store.JobFailed:
-		st.State, st.Ywlsh, st.LastError = alloc.RefillFailed, job.Ywlsh, job.LastError
+		st.State, st.Ywlsh, st.LastError = numberd.RefillFailed, job.Ywlsh, job.LastError
 	}
 	return st, nil
 }
@@ -426,7 +426,7 @@ func (w *Worker) refill(ctx context.Context, pool string, ps *poolState, manual 
 
 // download asks the upstream for job's segment until it answers, repeating the
 // same ywlsh after every failure that may have been granted, and stores it.
-func (w *Worker) download(ctx context.Context, cfg store.Pool, up Upstream, fence int64, job store.Job, ps *poolState) error {
+func (w *Worker) download(ctx context.Context, cfg numberd.Pool, up Upstream, fence int64, job store.Job, ps *poolState) error {
 	started := time.Now()
 	attempts := job.Attempts
 	for {
@@ -460,7 +460,7 @@ func (w *Worker) download(ctx context.Context, cfg store.Pool, up Upstream, fenc
 			return w.fencedErr(cfg.ID, err)
 		}
 		if err != nil {
-			if errors.Is(err, segment.ErrInvalid) || errors.Is(err, store.ErrOverlap) || errors.Is(err, store.ErrInvalid) {
+			if errors.Is(err, segment.ErrInvalid) || errors.Is(err, numberd.ErrOverlap) || errors.Is(err, numberd.ErrInvalid) {
 				// The platform answered garbage: keep what the pool has, say why.
 				msg := "upstream granted an unusable segment: " + err.Error()
 				w.cfg.Metrics.RefillDownloads.WithLabelValues(cfg.ID, "failed").Inc()
@@ -489,18 +489,18 @@ func (w *Worker) download(ctx context.Context, cfg store.Pool, up Upstream, fenc
 }
 
 // store validates a grant like a segment loaded by hand and stores it with the job.
-func (w *Worker) store(ctx context.Context, cfg store.Pool, fence int64, job store.Job, g Grant) (store.Segment, error) {
+func (w *Worker) store(ctx context.Context, cfg numberd.Pool, fence int64, job store.Job, g Grant) (numberd.Segment, error) {
 	if g.Ywlsh != "" && g.Ywlsh != job.Ywlsh {
-		return store.Segment{}, fmt.Errorf("%w: the grant names ywlsh %q, the request %q", segment.ErrInvalid, g.Ywlsh, job.Ywlsh)
+		return numberd.Segment{}, fmt.Errorf("%w: the grant names ywlsh %q, the request %q", segment.ErrInvalid, g.Ywlsh, job.Ywlsh)
 	}
 	r, err := segment.ParseRange(g.Start, g.End, cfg.Digits)
 	if err != nil {
-		return store.Segment{}, err
+		return numberd.Segment{}, err
 	}
 	if r.Size() > job.Quantity {
-		return store.Segment{}, fmt.Errorf("%w: %s holds %d numbers, more than the %d asked for", segment.ErrInvalid, r, r.Size(), job.Quantity)
+		return numberd.Segment{}, fmt.Errorf("%w: %s holds %d numbers, more than the %d asked for", segment.ErrInvalid, r, r.Size(), job.Quantity)
 	}
-	return w.cfg.Store.CompleteJob(ctx, cfg.ID, fence, job.ID, store.NewSegment{Range: r, Source: store.SourceUpstream, Ywlsh: job.Ywlsh, Ref: job.Ywlsh})
+	return w.cfg.Store.CompleteJob(ctx, cfg.ID, fence, job.ID, numberd.NewSegment{Range: r, Source: numberd.SourceUpstream, Ywlsh: job.Ywlsh, Ref: job.Ywlsh})
 }
 
 // fencedErr logs and counts a write refused for a stale fencing token.

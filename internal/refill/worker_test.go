@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/refill"
@@ -81,22 +82,22 @@ func newRig(tb testing.TB, ups map[string]refill.Upstream, workers int, lockTTL 
 func (r *rig) pool(tb testing.TB, id string, threshold, quantity int64, upstream string) {
 	tb.Helper()
 	digits := 20
-	if _, _, err := r.eng.PutPool(context.Background(), id, store.PoolUpdate{
+	if _, _, err := r.eng.PutPool(context.Background(), id, numberd.PoolUpdate{
 		Digits: &digits, RefillThreshold: &threshold, RefillQuantity: &quantity, Upstream: &upstream,
 	}); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-func (r *rig) upstreamSegments(tb testing.TB, pool string) []store.Segment {
+func (r *rig) upstreamSegments(tb testing.TB, pool string) []numberd.Segment {
 	tb.Helper()
 	segs, err := r.store.Segments(context.Background(), pool)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var out []store.Segment
+	var out []numberd.Segment
 	for _, s := range segs {
-		if s.Source == store.SourceUpstream {
+		if s.Source == numberd.SourceUpstream {
 			out = append(out, s)
 		}
 	}
@@ -126,8 +127,8 @@ func TestRefillKeepsAPoolServing(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 150 {
-				a, err := r.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1})
-				if errors.Is(err, alloc.ErrExhausted) {
+				a, err := r.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 1})
+				if errors.Is(err, numberd.ErrExhausted) {
 					exhausted.Add(1)
 					time.Sleep(5 * time.Millisecond)
 					continue
@@ -229,19 +230,19 @@ func TestUnusableGrantsAreRefused(t *testing.T) {
 			r := newRig(t, map[string]refill.Upstream{"u": up}, 1, time.Second)
 			r.pool(t, "p", 10, 100, "u")
 			rng, _ := segment.ParseRange("24442000000000000001", "24442000000000000100", 20)
-			if _, _, err := r.eng.LoadSegment(context.Background(), "p", store.NewSegment{Range: rng, Source: store.SourceManual}); err != nil {
+			if _, _, err := r.eng.LoadSegment(context.Background(), "p", numberd.NewSegment{Range: rng, Source: numberd.SourceManual}); err != nil {
 				t.Fatal(err)
 			}
 			for range 95 {
-				if _, err := r.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 1}); err != nil {
+				if _, err := r.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 1}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			var st alloc.RefillStatus
+			var st numberd.RefillStatus
 			testenv.Eventually(t, 5*time.Second, "a failed refill", func() bool {
 				var err error
 				st, err = r.workers[0].Status(context.Background(), "p")
-				return err == nil && st.State == alloc.RefillFailed
+				return err == nil && st.State == numberd.RefillFailed
 			})
 			if !strings.Contains(st.LastError, tt.why) || st.Ywlsh == "" {
 				t.Errorf("refill status = %+v, want last_error mentioning %q", st, tt.why)
@@ -249,7 +250,7 @@ func TestUnusableGrantsAreRefused(t *testing.T) {
 			if n := len(r.upstreamSegments(t, "p")); n != 0 {
 				t.Errorf("%d upstream segments stored", n)
 			}
-			a, err := r.eng.Allocate(context.Background(), alloc.Request{Pool: "p", Count: 5})
+			a, err := r.eng.Allocate(context.Background(), numberd.Request{Pool: "p", Count: 5})
 			if err != nil || a.Numbers()[0] != "24442000000000000096" {
 				t.Errorf("the pool's own numbers after a refused grant: %v, %v", a.Numbers(), err)
 			}
@@ -340,7 +341,7 @@ func TestATriggerOutlastsAnotherNodesLook(t *testing.T) {
 	}
 }
 
-func mustSegments(tb testing.TB, st *store.Store) []store.Segment {
+func mustSegments(tb testing.TB, st *store.Store) []numberd.Segment {
 	tb.Helper()
 	segs, err := st.Segments(context.Background(), "p")
 	if err != nil {
@@ -364,7 +365,7 @@ func openPool(t *testing.T, m *metrics.Metrics) (*store.Store, *alloc.Embedded) 
 	}
 	t.Cleanup(func() { _ = eng.Close(context.Background()) })
 	digits, threshold, quantity, name := 20, int64(10), int64(100), "u"
-	if _, _, err := eng.PutPool(context.Background(), "p", store.PoolUpdate{Digits: &digits, RefillThreshold: &threshold, RefillQuantity: &quantity, Upstream: &name}); err != nil {
+	if _, _, err := eng.PutPool(context.Background(), "p", numberd.PoolUpdate{Digits: &digits, RefillThreshold: &threshold, RefillQuantity: &quantity, Upstream: &name}); err != nil {
 		t.Fatal(err)
 	}
 	return st, eng

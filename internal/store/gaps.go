@@ -3,25 +3,12 @@ package store
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
 )
-
-// Gap is a run of a segment's numbers that will never be handed out.
-type Gap struct {
-	Pool      string
-	SegmentID int64
-	// Range holds the gap's numbers, a sub-range of the segment's.
-	Range  segment.Range
-	Reason string // GapRecovery, GapExpired, GapRetired or GapAbandoned
-	At     time.Time
-}
-
-// Count is the number of numbers in the gap.
-func (g Gap) Count() int64 { return g.Range.Size() }
 
 type gapRow struct {
 	Pool      string `db:"pool"`
@@ -36,13 +23,13 @@ type gapRow struct {
 
 // AddGap records a gap. A gap starting where one of the same segment already starts
 // is the same gap recorded again, by a retry or by a second node, and is ignored.
-func (s *Store) AddGap(ctx context.Context, g Gap) error {
+func (s *Store) AddGap(ctx context.Context, g numberd.Gap) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error { return s.addGap(ctx, tx, g) })
 }
 
-func (s *Store) addGap(ctx context.Context, tx *sqlx.Tx, g Gap) error {
+func (s *Store) addGap(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) error {
 	if g.Range.Lo > g.Range.Hi {
-		return fmt.Errorf("%w: empty gap %d..%d", ErrInvalid, g.Range.Lo, g.Range.Hi)
+		return fmt.Errorf("%w: empty gap %d..%d", numberd.ErrInvalid, g.Range.Lo, g.Range.Hi)
 	}
 	at := g.At
 	if at.IsZero() {
@@ -60,7 +47,7 @@ func (s *Store) addGap(ctx context.Context, tx *sqlx.Tx, g Gap) error {
 // a recovery gap that holds it: the recovery gap says only that the numbers may
 // have been handed out, and TrimRecovery later drops what the replaced state did
 // take, which would otherwise uncover the abandoned call's numbers with it.
-func (s *Store) AddGapOutside(ctx context.Context, g Gap) (recorded []Gap, err error) {
+func (s *Store) AddGapOutside(ctx context.Context, g numberd.Gap) (recorded []numberd.Gap, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		recorded, err = s.addGapOutside(ctx, tx, g)
 		return err
@@ -77,16 +64,16 @@ type heldGap struct {
 	At     int64  `db:"at"`
 }
 
-func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g Gap) ([]Gap, error) {
+func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) ([]numberd.Gap, error) {
 	var held []heldGap
 	if err := tx.SelectContext(ctx, &held, "SELECT id, lo, hi, reason, at FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+s.dialect.forUpdate,
 		g.SegmentID, g.Range.Lo, g.Range.Hi); err != nil {
 		return nil, err
 	}
-	var out []Gap
+	var out []numberd.Gap
 	part := g
 	for _, h := range held {
-		if g.Reason == GapAbandoned && h.Reason == GapRecovery {
+		if g.Reason == numberd.GapAbandoned && h.Reason == numberd.GapRecovery {
 			if err := s.carve(ctx, tx, g, h); err != nil {
 				return nil, err
 			}
@@ -112,7 +99,7 @@ func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g Gap) ([]Gap, e
 
 // carve takes g's range out of the recovery gap h, which overlaps it: what of h
 // lies below g stays in h, what lies above it becomes a recovery gap of its own.
-func (s *Store) carve(ctx context.Context, tx *sqlx.Tx, g Gap, h heldGap) error {
+func (s *Store) carve(ctx context.Context, tx *sqlx.Tx, g numberd.Gap, h heldGap) error {
 	if h.Lo < g.Range.Lo {
 		if _, err := tx.ExecContext(ctx, "UPDATE gaps SET hi = ? WHERE id = ?", g.Range.Lo-1, h.ID); err != nil {
 			return err
@@ -123,13 +110,13 @@ func (s *Store) carve(ctx context.Context, tx *sqlx.Tx, g Gap, h heldGap) error 
 	if h.Hi <= g.Range.Hi {
 		return nil
 	}
-	above := Gap{Pool: g.Pool, SegmentID: g.SegmentID, Range: g.Range, Reason: GapRecovery, At: fromMicros(h.At)}
+	above := numberd.Gap{Pool: g.Pool, SegmentID: g.SegmentID, Range: g.Range, Reason: numberd.GapRecovery, At: fromMicros(h.At)}
 	above.Range.Lo, above.Range.Hi = g.Range.Hi+1, h.Hi
 	return s.addGap(ctx, tx, above)
 }
 
 // Gaps returns the gaps of pool in the order they were recorded.
-func (s *Store) Gaps(ctx context.Context, pool string) ([]Gap, error) {
+func (s *Store) Gaps(ctx context.Context, pool string) ([]numberd.Gap, error) {
 	var rows []gapRow
 	err := s.db.SelectContext(ctx, &rows, `SELECT g.pool, g.segment_id, g.lo, g.hi, g.reason, g.at, s.prefix, p.digits
 		FROM gaps g JOIN segments s ON s.id = g.segment_id JOIN pools p ON p.id = g.pool
@@ -137,9 +124,9 @@ func (s *Store) Gaps(ctx context.Context, pool string) ([]Gap, error) {
 	if err != nil {
 		return nil, s.unavailable(err)
 	}
-	gaps := make([]Gap, len(rows))
+	gaps := make([]numberd.Gap, len(rows))
 	for i, r := range rows {
-		gaps[i] = Gap{
+		gaps[i] = numberd.Gap{
 			Pool: r.Pool, SegmentID: r.SegmentID,
 			Range:  segment.Range{Prefix: r.Prefix, Lo: r.Lo, Hi: r.Hi, Width: r.Digits},
 			Reason: r.Reason, At: fromMicros(r.At),
@@ -156,7 +143,7 @@ func (s *Store) RecoveredBySegment(ctx context.Context) (map[int64]int64, error)
 		Numbers   int64 `db:"numbers"`
 	}
 	err := s.db.SelectContext(ctx, &rows, `SELECT segment_id, SUM(hi - lo + 1) AS numbers
-		FROM gaps WHERE reason = ? GROUP BY segment_id`, GapRecovery)
+		FROM gaps WHERE reason = ? GROUP BY segment_id`, numberd.GapRecovery)
 	if err != nil {
 		return nil, s.unavailable(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/numberd/numberd"
 )
 
 // IdempotencyRecord is the answer given to one Idempotency-Key, kept to answer it again.
@@ -194,7 +196,7 @@ func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord)
 	for i, rec := range recs {
 		h, ok := byKey[rec.key()]
 		if !ok {
-			return nil, fmt.Errorf("%w: idempotency record of %q vanished while stored", ErrUnavailable, rec.Key)
+			return nil, fmt.Errorf("%w: idempotency record of %q vanished while stored", numberd.ErrUnavailable, rec.Key)
 		}
 		out[i] = h
 	}

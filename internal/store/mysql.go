@@ -12,6 +12,8 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+
+	"github.com/numberd/numberd"
 )
 
 var mysqlDialect = dialect{
@@ -50,10 +52,10 @@ func OpenMySQL(ctx context.Context, dsn string, logger *slog.Logger) (*Store, er
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		// The parser's message quotes the DSN, which may hold a password.
-		return nil, fmt.Errorf("%w: the MySQL DSN does not parse (want user:password@tcp(host:port)/database)", ErrInvalid)
+		return nil, fmt.Errorf("%w: the MySQL DSN does not parse (want user:password@tcp(host:port)/database)", numberd.ErrInvalid)
 	}
 	if cfg.DBName == "" {
-		return nil, fmt.Errorf("%w: the MySQL DSN names no database (…/numberd)", ErrInvalid)
+		return nil, fmt.Errorf("%w: the MySQL DSN names no database (…/numberd)", numberd.ErrInvalid)
 	}
 	cfg.ClientFoundRows = true
 	cfg.ParseTime = true // the migration lock table reads DATETIMEs
@@ -68,7 +70,7 @@ func OpenMySQL(ctx context.Context, dsn string, logger *slog.Logger) (*Store, er
 	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the MySQL DSN is not usable", ErrInvalid)
+		return nil, fmt.Errorf("%w: the MySQL DSN is not usable", numberd.ErrInvalid)
 	}
 	db := sqlx.NewDb(sql.OpenDB(connector), "mysql")
 	db.SetMaxOpenConns(32)

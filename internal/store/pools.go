@@ -5,36 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/numberd/numberd"
 )
-
-// DefaultRefillThreshold is a new pool's refill threshold when none is given:
-// refill when 50 numbers are left, "refill at end − 50".
-const DefaultRefillThreshold = 50
-
-// Pool is one independent number sequence and its settings.
-type Pool struct {
-	ID              string
-	Digits          int
-	RefillThreshold int64
-	Upstream        string // empty: refilled only by hand
-	RefillQuantity  int64  // 0: the upstream's own default
-	// Epoch is the seed generation of the pool's Redis state (distributed mode).
-	Epoch     int64
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-// PoolUpdate holds the settings a PutPool call gives; nil fields keep their value
-// (or take the default, on create).
-type PoolUpdate struct {
-	Digits          *int
-	RefillThreshold *int64
-	Upstream        *string // "" removes the upstream
-	RefillQuantity  *int64  // 0 removes the quantity
-}
 
 type poolRow struct {
 	ID              string         `db:"id"`
@@ -47,8 +22,8 @@ type poolRow struct {
 	UpdatedAt       int64          `db:"updated_at"`
 }
 
-func (r poolRow) pool() Pool {
-	return Pool{
+func (r poolRow) pool() numberd.Pool {
+	return numberd.Pool{
 		ID: r.ID, Digits: r.Digits, RefillThreshold: r.RefillThreshold,
 		Upstream: r.Upstream.String, RefillQuantity: r.RefillQuantity.Int64, Epoch: r.Epoch,
 		CreatedAt: fromMicros(r.CreatedAt), UpdatedAt: fromMicros(r.UpdatedAt),
@@ -60,7 +35,7 @@ const poolColumns = "id, digits, refill_threshold, upstream, refill_quantity, ep
 // PutPool creates pool id, or updates its settings if it exists, and reports whether
 // it created it. It returns ErrInvalid if Digits is missing on create or differs from
 // the pool's on update: a pool's width never changes.
-func (s *Store) PutPool(ctx context.Context, id string, u PoolUpdate) (pool Pool, created bool, err error) {
+func (s *Store) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (pool numberd.Pool, created bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		created = false
 		// A new pool is looked for without a lock and inserted: a locking read of
@@ -70,10 +45,10 @@ func (s *Store) PutPool(ctx context.Context, id string, u PoolUpdate) (pool Pool
 		err := tx.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?", id)
 		if errors.Is(err, sql.ErrNoRows) {
 			if u.Digits == nil {
-				return fmt.Errorf("%w: digits is required to create pool %s", ErrInvalid, id)
+				return fmt.Errorf("%w: digits is required to create pool %s", numberd.ErrInvalid, id)
 			}
 			now := s.now()
-			row = poolRow{ID: id, Digits: *u.Digits, RefillThreshold: DefaultRefillThreshold, CreatedAt: now, UpdatedAt: now}
+			row = poolRow{ID: id, Digits: *u.Digits, RefillThreshold: numberd.DefaultRefillThreshold, CreatedAt: now, UpdatedAt: now}
 			row.apply(u)
 			_, err = tx.NamedExecContext(ctx, "INSERT INTO pools ("+poolColumns+") VALUES (:id, :digits, :refill_threshold, :upstream, :refill_quantity, :epoch, :created_at, :updated_at)", row)
 			if err == nil {
@@ -92,7 +67,7 @@ func (s *Store) PutPool(ctx context.Context, id string, u PoolUpdate) (pool Pool
 			return err
 		}
 		if u.Digits != nil && *u.Digits != row.Digits {
-			return fmt.Errorf("%w: digits of pool %s is %d and cannot change", ErrInvalid, id, row.Digits)
+			return fmt.Errorf("%w: digits of pool %s is %d and cannot change", numberd.ErrInvalid, id, row.Digits)
 		}
 		row.apply(u)
 		row.UpdatedAt = s.now()
@@ -103,7 +78,7 @@ func (s *Store) PutPool(ctx context.Context, id string, u PoolUpdate) (pool Pool
 	return pool, created, err
 }
 
-func (r *poolRow) apply(u PoolUpdate) {
+func (r *poolRow) apply(u numberd.PoolUpdate) {
 	if u.RefillThreshold != nil {
 		r.RefillThreshold = *u.RefillThreshold
 	}
@@ -116,25 +91,25 @@ func (r *poolRow) apply(u PoolUpdate) {
 }
 
 // Pool returns pool id, or ErrPoolNotFound.
-func (s *Store) Pool(ctx context.Context, id string) (Pool, error) {
+func (s *Store) Pool(ctx context.Context, id string) (numberd.Pool, error) {
 	var row poolRow
 	err := s.db.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?", id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Pool{}, fmt.Errorf("%w: no pool %s", ErrPoolNotFound, id)
+		return numberd.Pool{}, fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, id)
 	}
 	if err != nil {
-		return Pool{}, s.unavailable(err)
+		return numberd.Pool{}, s.unavailable(err)
 	}
 	return row.pool(), nil
 }
 
 // Pools returns every pool, ordered by id.
-func (s *Store) Pools(ctx context.Context) ([]Pool, error) {
+func (s *Store) Pools(ctx context.Context) ([]numberd.Pool, error) {
 	var rows []poolRow
 	if err := s.db.SelectContext(ctx, &rows, "SELECT "+poolColumns+" FROM pools ORDER BY id"); err != nil {
 		return nil, s.unavailable(err)
 	}
-	pools := make([]Pool, len(rows))
+	pools := make([]numberd.Pool, len(rows))
 	for i, r := range rows {
 		pools[i] = r.pool()
 	}

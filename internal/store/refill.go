@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/numberd/numberd"
 )
 
 var (
@@ -77,7 +79,7 @@ func (s *Store) AcquireRefillLock(ctx context.Context, pool, owner string, ttl t
 		}
 		err := tx.GetContext(ctx, &row, "SELECT refill_owner, refill_fence, refill_lease_until, "+s.dialect.nowMicros+" AS now FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: no pool %s", ErrPoolNotFound, pool)
+			return fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 		}
 		if err != nil {
 			return err
@@ -132,7 +134,7 @@ func (s *Store) fenced(ctx context.Context, pool string, fence int64, fn func(tx
 		}
 		err := tx.GetContext(ctx, &row, "SELECT refill_fence, digits FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: no pool %s", ErrPoolNotFound, pool)
+			return fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 		}
 		if err != nil {
 			return err
@@ -221,7 +223,7 @@ func (s *Store) UpdateJob(ctx context.Context, pool string, fence, id int64, att
 // CompleteJob adds the segment a download brought and marks the job done, in one
 // transaction: a segment is stored once per ywlsh. It returns ErrFenced if fence is
 // stale, and the errors of AddSegment (ErrOverlap, ErrInvalid) leaving the job open.
-func (s *Store) CompleteJob(ctx context.Context, pool string, fence, id int64, n NewSegment) (seg Segment, err error) {
+func (s *Store) CompleteJob(ctx context.Context, pool string, fence, id int64, n numberd.NewSegment) (seg numberd.Segment, err error) {
 	err = s.fenced(ctx, pool, fence, func(tx *sqlx.Tx, digits int) error {
 		var created bool
 		seg, created, err = s.addSegment(ctx, tx, pool, digits, n)
@@ -229,7 +231,7 @@ func (s *Store) CompleteJob(ctx context.Context, pool string, fence, id int64, n
 			return err
 		}
 		if !created && seg.Ywlsh != n.Ywlsh {
-			return fmt.Errorf("%w: %s is segment %d, loaded before by other means", ErrOverlap, n.Range, seg.ID)
+			return fmt.Errorf("%w: %s is segment %d, loaded before by other means", numberd.ErrOverlap, n.Range, seg.ID)
 		}
 		_, err = tx.ExecContext(ctx, "UPDATE refill_jobs SET state = ?, segment_id = ?, updated_at = ? WHERE id = ? AND pool = ?",
 			JobDone, seg.ID, s.now(), id, pool)

@@ -7,13 +7,15 @@ import (
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/numberd/numberd"
 )
 
 // lockPool reads pool's epoch with its row locked for the transaction.
 func (s *Store) lockPool(ctx context.Context, tx *sqlx.Tx, pool string) (epoch int64, err error) {
 	err = tx.GetContext(ctx, &epoch, "SELECT epoch FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("%w: no pool %s", ErrPoolNotFound, pool)
+		return 0, fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 	}
 	return epoch, err
 }
@@ -52,7 +54,7 @@ func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Re
 // store does not remember). Reseed fails with ErrConflict if the pool is not at
 // generation epoch any more, because another node reseeded first. It returns the
 // new generation, the pool's segments afterwards and the gaps it recorded.
-func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, floors map[int64]int64) (next int64, segs []Segment, gaps []Gap, err error) {
+func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, floors map[int64]int64) (next int64, segs []numberd.Segment, gaps []numberd.Gap, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		segs, gaps = nil, nil
 		current, err := s.lockPool(ctx, tx, pool)
@@ -70,11 +72,11 @@ func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, fl
 		for _, r := range rows {
 			seg := r.segment()
 			resume := max(seg.Next, seg.ReservedHi+1, floors[seg.ID])
-			if seg.State != StateOpen || resume == seg.Next {
+			if seg.State != numberd.SegmentOpen || resume == seg.Next {
 				segs = append(segs, seg)
 				continue
 			}
-			gap := Gap{Pool: pool, SegmentID: seg.ID, Range: seg.Range, Reason: GapRecovery, At: at}
+			gap := numberd.Gap{Pool: pool, SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRecovery, At: at}
 			gap.Range.Lo, gap.Range.Hi = seg.Next, min(resume-1, seg.Range.Hi)
 			recorded, err := s.addGapOutside(ctx, tx, gap)
 			if err != nil {
@@ -84,7 +86,7 @@ func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, fl
 			seg.Next = resume
 			seg.ReservedHi = max(seg.ReservedHi, min(resume-1, seg.Range.Hi))
 			if seg.Next > seg.Range.Hi {
-				seg.State = StateExhausted
+				seg.State = numberd.SegmentExhausted
 			}
 			if _, err := tx.ExecContext(ctx, "UPDATE segments SET next = ?, reserved_hi = ?, state = ? WHERE id = ?", seg.Next, seg.ReservedHi, seg.State, seg.ID); err != nil {
 				return err
@@ -118,11 +120,11 @@ func (s *Store) TrimRecovery(ctx context.Context, pool string, trims []Trim) err
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		for _, t := range trims {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM gaps WHERE pool = ? AND segment_id = ? AND reason = ? AND lo >= ? AND hi <= ? AND hi < ?",
-				pool, t.SegmentID, GapRecovery, t.Lo, t.Hi, t.From); err != nil {
+				pool, t.SegmentID, numberd.GapRecovery, t.Lo, t.Hi, t.From); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, "UPDATE gaps SET lo = ? WHERE pool = ? AND segment_id = ? AND reason = ? AND lo >= ? AND lo < ? AND hi >= ? AND hi <= ?",
-				t.From, pool, t.SegmentID, GapRecovery, t.Lo, t.From, t.From, t.Hi); err != nil {
+				t.From, pool, t.SegmentID, numberd.GapRecovery, t.Lo, t.From, t.From, t.Hi); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/store"
 	"github.com/numberd/numberd/internal/testenv"
 )
@@ -28,7 +29,7 @@ func TestConcurrentPutPoolCreatesOnce(t *testing.T) {
 			wg.Go(func() {
 				for r := range rounds {
 					id := fmt.Sprintf("p-%d-%02d", r, w%pools)
-					_, c, err := s.PutPool(context.Background(), id, store.PoolUpdate{Digits: ptr(20), RefillThreshold: ptr(int64(7))})
+					_, c, err := s.PutPool(context.Background(), id, numberd.PoolUpdate{Digits: ptr(20), RefillThreshold: ptr(int64(7))})
 					if err != nil {
 						t.Errorf("PutPool(%s): %v", id, err)
 						continue
@@ -110,7 +111,7 @@ func TestMySQLLockWaitTimeoutIsRetried(t *testing.T) {
 		call func() error
 	}{
 		{"PutPool (a transaction)", func() error {
-			_, _, err := s.PutPool(ctx, "p", store.PoolUpdate{RefillThreshold: ptr(int64(9))})
+			_, _, err := s.PutPool(ctx, "p", numberd.PoolUpdate{RefillThreshold: ptr(int64(9))})
 			return err
 		}},
 		{"RenewRefillLock (a statement)", func() error { return s.RenewRefillLock(ctx, "p", "node-a", fence, time.Minute) }},

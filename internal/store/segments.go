@@ -6,47 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
 )
-
-// Segment is a range of numbers granted to a pool, with its durable allocation state.
-type Segment struct {
-	ID    int64
-	Pool  string
-	Range segment.Range
-	// State is StateOpen, StateExhausted, StateRetired or StateExpired.
-	State  string
-	Source string
-	Ref    string
-	Ywlsh  string
-	// ExpiresAt, when set, is the moment after which no number of the segment may
-	// be handed out.
-	ExpiresAt time.Time
-	// ReservedHi is the durable high-water mark: no suffix above it has been handed
-	// out. Range.Lo-1 while nothing is reserved.
-	ReservedHi int64
-	// Next is the checkpointed cursor: every suffix below it is issued or in a gap.
-	Next      int64
-	CreatedAt time.Time
-	// Epoch is the pool's seed generation as the read that returned the segment
-	// found it, in the same statement: Next is a floor of what any Redis state of
-	// that generation or a later one has used, but not of an older state, which a
-	// reseed replaces only after it has moved Next up to where the new one starts.
-	Epoch int64
-}
-
-// NewSegment describes a segment to add to a pool.
-type NewSegment struct {
-	Range     segment.Range
-	Source    string
-	Ref       string
-	Ywlsh     string
-	ExpiresAt time.Time
-}
 
 type segmentRow struct {
 	ID         int64          `db:"id"`
@@ -66,8 +31,8 @@ type segmentRow struct {
 	Epoch      int64          `db:"epoch"`
 }
 
-func (r segmentRow) segment() Segment {
-	return Segment{
+func (r segmentRow) segment() numberd.Segment {
+	return numberd.Segment{
 		ID: r.ID, Pool: r.Pool,
 		Range: segment.Range{Prefix: r.Prefix, Lo: r.Lo, Hi: r.Hi, Width: r.Digits},
 		State: r.State, Source: r.Source, Ref: r.Ref.String, Ywlsh: r.Ywlsh.String,
@@ -83,14 +48,14 @@ const segmentSelect = "SELECT s.id, s.pool, s.prefix, s.lo, s.hi, s.state, s.sou
 // with created false and changes nothing. It returns ErrPoolNotFound, ErrInvalid if
 // the width is not the pool's, and ErrOverlap if the range shares a number with any
 // segment the pool ever had.
-func (s *Store) AddSegment(ctx context.Context, pool string, n NewSegment) (seg Segment, created bool, err error) {
+func (s *Store) AddSegment(ctx context.Context, pool string, n numberd.NewSegment) (seg numberd.Segment, created bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		// Locking the pool row serialises segment loads of one pool, so two
 		// overlapping loads cannot both pass the overlap check.
 		var digits int
 		err := tx.GetContext(ctx, &digits, "SELECT digits FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: no pool %s", ErrPoolNotFound, pool)
+			return fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 		}
 		if err != nil {
 			return err
@@ -102,48 +67,48 @@ func (s *Store) AddSegment(ctx context.Context, pool string, n NewSegment) (seg 
 }
 
 // addSegment adds n to pool, whose row the transaction has locked.
-func (s *Store) addSegment(ctx context.Context, tx *sqlx.Tx, pool string, digits int, n NewSegment) (Segment, bool, error) {
+func (s *Store) addSegment(ctx context.Context, tx *sqlx.Tx, pool string, digits int, n numberd.NewSegment) (numberd.Segment, bool, error) {
 	if n.Range.Width != digits {
-		return Segment{}, false, fmt.Errorf("%w: pool %s has %d-digit numbers, the segment %d-digit ones", ErrInvalid, pool, digits, n.Range.Width)
+		return numberd.Segment{}, false, fmt.Errorf("%w: pool %s has %d-digit numbers, the segment %d-digit ones", numberd.ErrInvalid, pool, digits, n.Range.Width)
 	}
 	var clash []segmentRow
 	err := tx.SelectContext(ctx, &clash, segmentSelect+"WHERE s.pool = ? AND s.prefix = ? AND s.lo <= ? AND s.hi >= ? ORDER BY s.id LIMIT 1",
 		pool, n.Range.Prefix, n.Range.Hi, n.Range.Lo)
 	if err != nil {
-		return Segment{}, false, err
+		return numberd.Segment{}, false, err
 	}
 	if len(clash) > 0 {
 		old := clash[0].segment()
 		if old.Range == n.Range {
 			return old, false, nil
 		}
-		return Segment{}, false, fmt.Errorf("%w: %s overlaps segment %d (%s)", ErrOverlap, n.Range, old.ID, old.Range)
+		return numberd.Segment{}, false, fmt.Errorf("%w: %s overlaps segment %d (%s)", numberd.ErrOverlap, n.Range, old.ID, old.Range)
 	}
 	row := segmentRow{
 		Pool: pool, Prefix: n.Range.Prefix, Lo: n.Range.Lo, Hi: n.Range.Hi,
-		State: StateOpen, Source: n.Source, Ref: nullString(n.Ref), Ywlsh: nullString(n.Ywlsh),
+		State: numberd.SegmentOpen, Source: n.Source, Ref: nullString(n.Ref), Ywlsh: nullString(n.Ywlsh),
 		ExpiresAt: nullMicros(n.ExpiresAt), ReservedHi: n.Range.Lo - 1, Next: n.Range.Lo,
 		CreatedAt: s.now(), Digits: digits,
 	}
 	res, err := tx.NamedExecContext(ctx, `INSERT INTO segments (pool, prefix, lo, hi, state, source, ref, ywlsh, expires_at, reserved_hi, next, created_at)
 		VALUES (:pool, :prefix, :lo, :hi, :state, :source, :ref, :ywlsh, :expires_at, :reserved_hi, :next, :created_at)`, row)
 	if err != nil {
-		return Segment{}, false, err
+		return numberd.Segment{}, false, err
 	}
 	if row.ID, err = res.LastInsertId(); err != nil {
-		return Segment{}, false, err
+		return numberd.Segment{}, false, err
 	}
 	return row.segment(), true, nil
 }
 
 // Segments returns the segments of pool in the order they were added, which is the
 // order numbers are drawn from them. A pool without segments, or no pool, gives none.
-func (s *Store) Segments(ctx context.Context, pool string) ([]Segment, error) {
+func (s *Store) Segments(ctx context.Context, pool string) ([]numberd.Segment, error) {
 	var rows []segmentRow
 	if err := s.db.SelectContext(ctx, &rows, segmentSelect+"WHERE s.pool = ? ORDER BY s.id", pool); err != nil {
 		return nil, s.unavailable(err)
 	}
-	segs := make([]Segment, len(rows))
+	segs := make([]numberd.Segment, len(rows))
 	for i, r := range rows {
 		segs[i] = r.segment()
 	}
@@ -152,12 +117,12 @@ func (s *Store) Segments(ctx context.Context, pool string) ([]Segment, error) {
 
 // AllSegments returns the segments of every pool, each pool's in order of id: one
 // query for a listing of all pools.
-func (s *Store) AllSegments(ctx context.Context) (map[string][]Segment, error) {
+func (s *Store) AllSegments(ctx context.Context) (map[string][]numberd.Segment, error) {
 	var rows []segmentRow
 	if err := s.db.SelectContext(ctx, &rows, segmentSelect+"ORDER BY s.pool, s.id"); err != nil {
 		return nil, s.unavailable(err)
 	}
-	segs := map[string][]Segment{}
+	segs := map[string][]numberd.Segment{}
 	for _, r := range rows {
 		segs[r.Pool] = append(segs[r.Pool], r.segment())
 	}
@@ -167,11 +132,11 @@ func (s *Store) AllSegments(ctx context.Context) (map[string][]Segment, error) {
 // OpenSegments returns the open segments of pools, by pool, each pool's in order
 // of id, in one query per thousand pools: what a node refreshes every checkpoint
 // of the pools it knows, however many they are.
-func (s *Store) OpenSegments(ctx context.Context, pools []string) (map[string][]Segment, error) {
-	segs := map[string][]Segment{}
+func (s *Store) OpenSegments(ctx context.Context, pools []string) (map[string][]numberd.Segment, error) {
+	segs := map[string][]numberd.Segment{}
 	for len(pools) > 0 {
 		n := min(len(pools), 1000)
-		args := []any{StateOpen}
+		args := []any{numberd.SegmentOpen}
 		for _, p := range pools[:n] {
 			args = append(args, p)
 		}
@@ -189,14 +154,14 @@ func (s *Store) OpenSegments(ctx context.Context, pools []string) (map[string][]
 }
 
 // Segment returns segment id of pool, or ErrSegmentNotFound.
-func (s *Store) Segment(ctx context.Context, pool string, id int64) (Segment, error) {
+func (s *Store) Segment(ctx context.Context, pool string, id int64) (numberd.Segment, error) {
 	var row segmentRow
 	err := s.db.GetContext(ctx, &row, segmentSelect+"WHERE s.pool = ? AND s.id = ?", pool, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Segment{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", ErrSegmentNotFound, id, pool)
+		return numberd.Segment{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", numberd.ErrSegmentNotFound, id, pool)
 	}
 	if err != nil {
-		return Segment{}, s.unavailable(err)
+		return numberd.Segment{}, s.unavailable(err)
 	}
 	return row.segment(), nil
 }
@@ -224,7 +189,7 @@ func (s *Store) Reserve(ctx context.Context, rs []Reservation, cs []Cursor) erro
 func (s *Store) reserve(ctx context.Context, tx *sqlx.Tx, rs []Reservation) error {
 	for _, r := range rs {
 		if r.To <= r.From {
-			return fmt.Errorf("%w: reservation of segment %d would not rise (%d to %d)", ErrInvalid, r.SegmentID, r.From, r.To)
+			return fmt.Errorf("%w: reservation of segment %d would not rise (%d to %d)", numberd.ErrInvalid, r.SegmentID, r.From, r.To)
 		}
 		res, err := tx.ExecContext(ctx, "UPDATE segments SET reserved_hi = ? WHERE id = ? AND reserved_hi = ? AND hi >= ?", r.To, r.SegmentID, r.From, r.To)
 		if err != nil {
@@ -269,7 +234,7 @@ func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, relea
 	if release {
 		q := "UPDATE segments SET next = ?, reserved_hi = ? - 1, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
 		for _, c := range cs {
-			if _, err := tx.ExecContext(ctx, q, c.Next, c.Next, StateOpen, c.Next, StateExhausted, c.SegmentID); err != nil {
+			if _, err := tx.ExecContext(ctx, q, c.Next, c.Next, numberd.SegmentOpen, c.Next, numberd.SegmentExhausted, c.SegmentID); err != nil {
 				return err
 			}
 		}
@@ -298,8 +263,8 @@ func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, relea
 		q := "UPDATE segments SET next = CASE WHEN next > " + value + " THEN next ELSE " + value + " END, " +
 			"state = CASE WHEN state = ? AND " + value + " > hi THEN ? ELSE state END " +
 			"WHERE id IN (?" + strings.Repeat(", ?", n-1) + ")"
-		args := append(append(append([]any{}, pairs...), pairs...), StateOpen)
-		args = append(append(append(args, pairs...), StateExhausted), in...)
+		args := append(append(append([]any{}, pairs...), pairs...), numberd.SegmentOpen)
+		args = append(append(append(args, pairs...), numberd.SegmentExhausted), in...)
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
@@ -310,7 +275,7 @@ func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, relea
 // CloseSegment moves an open segment to state (StateExhausted, StateRetired or
 // StateExpired) with its cursor at next, and records gap, if any, in the same
 // transaction. It reports false and changes nothing if the segment was not open.
-func (s *Store) CloseSegment(ctx context.Context, id int64, state string, next int64, gap *Gap) (changed bool, err error) {
+func (s *Store) CloseSegment(ctx context.Context, id int64, state string, next int64, gap *numberd.Gap) (changed bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		changed, err = s.closeSegment(ctx, tx, id, state, next, gap)
 		return err
@@ -322,7 +287,7 @@ func (s *Store) CloseSegment(ctx context.Context, id int64, state string, next i
 // epoch reported: it fails with ErrConflict, changing nothing, if the pool has
 // been reseeded since. A reseed resumes the segment above its high-water mark, so
 // next, counted under the older generation, no longer bounds what went out.
-func (s *Store) CloseSegmentAt(ctx context.Context, pool string, epoch, id int64, state string, next int64, gap *Gap) (changed bool, err error) {
+func (s *Store) CloseSegmentAt(ctx context.Context, pool string, epoch, id int64, state string, next int64, gap *numberd.Gap) (changed bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		current, err := s.lockPool(ctx, tx, pool)
 		if err != nil {
@@ -337,8 +302,8 @@ func (s *Store) CloseSegmentAt(ctx context.Context, pool string, epoch, id int64
 	return changed, err
 }
 
-func (s *Store) closeSegment(ctx context.Context, tx *sqlx.Tx, id int64, state string, next int64, gap *Gap) (bool, error) {
-	res, err := tx.ExecContext(ctx, "UPDATE segments SET state = ?, next = ? WHERE id = ? AND state = ?", state, next, id, StateOpen)
+func (s *Store) closeSegment(ctx context.Context, tx *sqlx.Tx, id int64, state string, next int64, gap *numberd.Gap) (bool, error) {
+	res, err := tx.ExecContext(ctx, "UPDATE segments SET state = ?, next = ? WHERE id = ? AND state = ?", state, next, id, numberd.SegmentOpen)
 	if err != nil {
 		return false, err
 	}

@@ -16,51 +16,18 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/numberd/numberd"
 )
 
 var (
-	// ErrPoolNotFound means no pool has the given id.
-	ErrPoolNotFound = errors.New("store: pool not found")
-	// ErrSegmentNotFound means the pool has no segment with the given id.
-	ErrSegmentNotFound = errors.New("store: segment not found")
-	// ErrOverlap means a new segment shares numbers with a segment the pool has, or had.
-	ErrOverlap = errors.New("store: segment overlaps an existing segment")
-	// ErrInvalid means the request cannot be applied as given; the wrapping text says why.
-	ErrInvalid = errors.New("store: invalid")
 	// ErrConflict means a compare-and-set lost: the row is not in the state the caller
 	// last read, because another writer moved it.
 	ErrConflict = errors.New("store: concurrent update")
 	// ErrDuplicate means a record with the same key exists already.
 	ErrDuplicate = errors.New("store: duplicate")
-	// ErrUnavailable means the database could not be reached or failed.
-	ErrUnavailable = errors.New("store: unavailable")
 	// ErrLocked means another process holds the embedded data directory.
 	ErrLocked = errors.New("store: data directory in use")
-)
-
-// Segment states as stored. "queued" and "active" are not stored: an open segment is
-// active when it is the first open one of its pool.
-const (
-	StateOpen      = "open"
-	StateExhausted = "exhausted"
-	StateRetired   = "retired"
-	StateExpired   = "expired"
-)
-
-// Segment sources.
-const (
-	SourceManual   = "manual"
-	SourceUpstream = "upstream"
-)
-
-// Gap reasons.
-const (
-	GapRecovery = "recovery"
-	GapExpired  = "expired"
-	GapRetired  = "retired"
-	// GapAbandoned holds numbers an allocate call took whose answer never reached
-	// its caller (a timeout, a lost reply): known taken, never handed out.
-	GapAbandoned = "abandoned"
 )
 
 // Store is numberd's durable state in one database.
@@ -102,11 +69,11 @@ func (s *Store) unavailable(err error) error {
 	case isOurs(err), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, s.dialect.name, err)
+	return fmt.Errorf("%w: %s: %v", numberd.ErrUnavailable, s.dialect.name, err)
 }
 
 func isOurs(err error) bool {
-	for _, sentinel := range []error{ErrPoolNotFound, ErrSegmentNotFound, ErrOverlap, ErrInvalid, ErrConflict, ErrDuplicate, ErrUnavailable, ErrLocked, ErrHeld, ErrFenced} {
+	for _, sentinel := range []error{numberd.ErrPoolNotFound, numberd.ErrSegmentNotFound, numberd.ErrOverlap, numberd.ErrInvalid, ErrConflict, ErrDuplicate, numberd.ErrUnavailable, ErrLocked, ErrHeld, ErrFenced} {
 		if errors.Is(err, sentinel) {
 			return true
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 	"github.com/numberd/numberd/internal/testenv"
@@ -68,14 +69,14 @@ func mustRange(tb testing.TB, start, end string) segment.Range {
 
 func mustPool(tb testing.TB, s *store.Store, id string, digits int) {
 	tb.Helper()
-	if _, _, err := s.PutPool(context.Background(), id, store.PoolUpdate{Digits: &digits}); err != nil {
+	if _, _, err := s.PutPool(context.Background(), id, numberd.PoolUpdate{Digits: &digits}); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-func mustSegment(tb testing.TB, s *store.Store, pool, start, end string) store.Segment {
+func mustSegment(tb testing.TB, s *store.Store, pool, start, end string) numberd.Segment {
 	tb.Helper()
-	seg, created, err := s.AddSegment(context.Background(), pool, store.NewSegment{Range: mustRange(tb, start, end), Source: store.SourceManual})
+	seg, created, err := s.AddSegment(context.Background(), pool, numberd.NewSegment{Range: mustRange(tb, start, end), Source: numberd.SourceManual})
 	if err != nil || !created {
 		tb.Fatalf("AddSegment(%s..%s) = created %v, %v", start, end, created, err)
 	}
@@ -85,27 +86,27 @@ func mustSegment(tb testing.TB, s *store.Store, pool, start, end string) store.S
 func TestPools(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
-		if _, _, err := s.PutPool(ctx, "p", store.PoolUpdate{}); !errors.Is(err, store.ErrInvalid) {
+		if _, _, err := s.PutPool(ctx, "p", numberd.PoolUpdate{}); !errors.Is(err, numberd.ErrInvalid) {
 			t.Fatalf("create without digits: err = %v, want ErrInvalid", err)
 		}
-		p, created, err := s.PutPool(ctx, "p", store.PoolUpdate{Digits: ptr(20), Upstream: ptr("leqi")})
+		p, created, err := s.PutPool(ctx, "p", numberd.PoolUpdate{Digits: ptr(20), Upstream: ptr("leqi")})
 		if err != nil || !created {
 			t.Fatalf("create: created %v, %v", created, err)
 		}
-		if p.Digits != 20 || p.RefillThreshold != store.DefaultRefillThreshold || p.Upstream != "leqi" || p.RefillQuantity != 0 {
+		if p.Digits != 20 || p.RefillThreshold != numberd.DefaultRefillThreshold || p.Upstream != "leqi" || p.RefillQuantity != 0 {
 			t.Errorf("created pool = %+v", p)
 		}
-		p, created, err = s.PutPool(ctx, "p", store.PoolUpdate{RefillThreshold: ptr(int64(7)), RefillQuantity: ptr(int64(500))})
+		p, created, err = s.PutPool(ctx, "p", numberd.PoolUpdate{RefillThreshold: ptr(int64(7)), RefillQuantity: ptr(int64(500))})
 		if err != nil || created {
 			t.Fatalf("update: created %v, %v", created, err)
 		}
 		if p.Digits != 20 || p.RefillThreshold != 7 || p.Upstream != "leqi" || p.RefillQuantity != 500 {
 			t.Errorf("updated pool = %+v", p)
 		}
-		if _, _, err := s.PutPool(ctx, "p", store.PoolUpdate{Digits: ptr(12)}); !errors.Is(err, store.ErrInvalid) {
+		if _, _, err := s.PutPool(ctx, "p", numberd.PoolUpdate{Digits: ptr(12)}); !errors.Is(err, numberd.ErrInvalid) {
 			t.Errorf("changing digits: err = %v, want ErrInvalid", err)
 		}
-		if _, _, err := s.PutPool(ctx, "p", store.PoolUpdate{Digits: ptr(20), Upstream: ptr("")}); err != nil {
+		if _, _, err := s.PutPool(ctx, "p", numberd.PoolUpdate{Digits: ptr(20), Upstream: ptr("")}); err != nil {
 			t.Errorf("same digits again: %v", err)
 		}
 		got, err := s.Pool(ctx, "p")
@@ -115,7 +116,7 @@ func TestPools(t *testing.T) {
 		if got.Upstream != "" || got.RefillThreshold != 7 || got.Digits != 20 {
 			t.Errorf("Pool = %+v", got)
 		}
-		if _, err := s.Pool(ctx, "nope"); !errors.Is(err, store.ErrPoolNotFound) {
+		if _, err := s.Pool(ctx, "nope"); !errors.Is(err, numberd.ErrPoolNotFound) {
 			t.Errorf("Pool(nope) err = %v, want ErrPoolNotFound", err)
 		}
 		mustPool(t, s, "a", 4)
@@ -134,10 +135,10 @@ func TestAddSegmentOverlapRules(t *testing.T) {
 		ctx := context.Background()
 		mustPool(t, s, "p", 20)
 		first := mustSegment(t, s, "p", "24442000000000000100", "24442000000000000200")
-		if first.ReservedHi != first.Range.Lo-1 || first.Next != first.Range.Lo || first.State != store.StateOpen {
+		if first.ReservedHi != first.Range.Lo-1 || first.Next != first.Range.Lo || first.State != numberd.SegmentOpen {
 			t.Errorf("new segment = %+v", first)
 		}
-		again, created, err := s.AddSegment(ctx, "p", store.NewSegment{Range: first.Range, Source: store.SourceManual, Ref: "other"})
+		again, created, err := s.AddSegment(ctx, "p", numberd.NewSegment{Range: first.Range, Source: numberd.SourceManual, Ref: "other"})
 		if err != nil || created || again.ID != first.ID || again.Ref != "" {
 			t.Errorf("identical segment: id %d created %v ref %q, %v; want id %d unchanged", again.ID, created, again.Ref, err, first.ID)
 		}
@@ -149,7 +150,7 @@ func TestAddSegmentOverlapRules(t *testing.T) {
 			{"24442000000000000100", "24442000000000000199"},
 		}
 		for _, o := range overlapping {
-			if _, _, err := s.AddSegment(ctx, "p", store.NewSegment{Range: mustRange(t, o[0], o[1]), Source: store.SourceManual}); !errors.Is(err, store.ErrOverlap) {
+			if _, _, err := s.AddSegment(ctx, "p", numberd.NewSegment{Range: mustRange(t, o[0], o[1]), Source: numberd.SourceManual}); !errors.Is(err, numberd.ErrOverlap) {
 				t.Errorf("AddSegment(%s..%s) err = %v, want ErrOverlap", o[0], o[1], err)
 			}
 		}
@@ -158,27 +159,27 @@ func TestAddSegmentOverlapRules(t *testing.T) {
 		mustSegment(t, s, "p", "25442000000000000100", "25442000000000000200")
 
 		// A used-up or retired segment still blocks its numbers.
-		if _, err := s.CloseSegment(ctx, first.ID, store.StateRetired, first.Range.Lo, nil); err != nil {
+		if _, err := s.CloseSegment(ctx, first.ID, numberd.SegmentRetired, first.Range.Lo, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.AddSegment(ctx, "p", store.NewSegment{Range: mustRange(t, "24442000000000000150", "24442000000000000150"), Source: store.SourceManual}); !errors.Is(err, store.ErrOverlap) {
+		if _, _, err := s.AddSegment(ctx, "p", numberd.NewSegment{Range: mustRange(t, "24442000000000000150", "24442000000000000150"), Source: numberd.SourceManual}); !errors.Is(err, numberd.ErrOverlap) {
 			t.Errorf("overlap with a retired segment: err = %v, want ErrOverlap", err)
 		}
 		// Another pool may hold the same numbers: pools are independent sequences.
 		mustPool(t, s, "q", 20)
 		mustSegment(t, s, "q", "24442000000000000100", "24442000000000000200")
 
-		if _, _, err := s.AddSegment(ctx, "p", store.NewSegment{Range: mustRange(t, "0001", "0002"), Source: store.SourceManual}); !errors.Is(err, store.ErrInvalid) {
+		if _, _, err := s.AddSegment(ctx, "p", numberd.NewSegment{Range: mustRange(t, "0001", "0002"), Source: numberd.SourceManual}); !errors.Is(err, numberd.ErrInvalid) {
 			t.Errorf("width mismatch: err = %v, want ErrInvalid", err)
 		}
-		if _, _, err := s.AddSegment(ctx, "nope", store.NewSegment{Range: first.Range, Source: store.SourceManual}); !errors.Is(err, store.ErrPoolNotFound) {
+		if _, _, err := s.AddSegment(ctx, "nope", numberd.NewSegment{Range: first.Range, Source: numberd.SourceManual}); !errors.Is(err, numberd.ErrPoolNotFound) {
 			t.Errorf("unknown pool: err = %v, want ErrPoolNotFound", err)
 		}
 		segs, err := s.Segments(ctx, "p")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(segs) != 4 || segs[0].ID != first.ID || segs[0].State != store.StateRetired {
+		if len(segs) != 4 || segs[0].ID != first.ID || segs[0].State != numberd.SegmentRetired {
 			t.Errorf("Segments = %+v", segs)
 		}
 		for i := 1; i < len(segs); i++ {
@@ -202,9 +203,9 @@ func TestAddSegmentConcurrentOverlapsAdmitOne(t *testing.T) {
 				if i%2 == 1 {
 					start = "000001" + string(rune('0'+i/2%10)) + "0"
 				}
-				seg, ok, err := s.AddSegment(context.Background(), "p", store.NewSegment{Range: mustRange(t, start, end), Source: store.SourceManual})
+				seg, ok, err := s.AddSegment(context.Background(), "p", numberd.NewSegment{Range: mustRange(t, start, end), Source: numberd.SourceManual})
 				switch {
-				case errors.Is(err, store.ErrOverlap):
+				case errors.Is(err, numberd.ErrOverlap):
 					overlaps.Add(1)
 				case err != nil:
 					t.Error(err)
@@ -253,13 +254,13 @@ func TestReserveIsCompareAndSet(t *testing.T) {
 		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 1001}}, nil); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("reservation past the segment's end: err = %v, want ErrConflict", err)
 		}
-		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 100}}, nil); !errors.Is(err, store.ErrInvalid) {
+		if err := s.Reserve(ctx, []store.Reservation{{SegmentID: a.ID, From: 100, To: 100}}, nil); !errors.Is(err, numberd.ErrInvalid) {
 			t.Errorf("reservation that does not rise: err = %v, want ErrInvalid", err)
 		}
-		if _, err := s.Segment(ctx, "p", 999999); !errors.Is(err, store.ErrSegmentNotFound) {
+		if _, err := s.Segment(ctx, "p", 999999); !errors.Is(err, numberd.ErrSegmentNotFound) {
 			t.Errorf("Segment(999999) err = %v, want ErrSegmentNotFound", err)
 		}
-		if _, err := s.Segment(ctx, "other", a.ID); !errors.Is(err, store.ErrSegmentNotFound) {
+		if _, err := s.Segment(ctx, "other", a.ID); !errors.Is(err, numberd.ErrSegmentNotFound) {
 			t.Errorf("segment of another pool: err = %v, want ErrSegmentNotFound", err)
 		}
 	})
@@ -314,20 +315,20 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		if err := s.SaveCursors(ctx, []store.Cursor{{SegmentID: seg.ID, Next: seg.Range.Lo + 10}}); err != nil {
 			t.Fatal(err)
 		}
-		recovery := store.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: store.GapRecovery}
+		recovery := numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRecovery}
 		recovery.Range.Lo, recovery.Range.Hi = seg.Range.Lo+10, seg.Range.Lo+50
 		for range 2 { // recorded twice, kept once
 			if err := s.AddGap(ctx, recovery); err != nil {
 				t.Fatal(err)
 			}
 		}
-		retired := store.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: store.GapRetired}
+		retired := numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRetired}
 		retired.Range.Lo = seg.Range.Lo + 51
-		changed, err := s.CloseSegment(ctx, seg.ID, store.StateRetired, seg.Range.Lo+51, &retired)
+		changed, err := s.CloseSegment(ctx, seg.ID, numberd.SegmentRetired, seg.Range.Lo+51, &retired)
 		if err != nil || !changed {
 			t.Fatalf("CloseSegment = %v, %v", changed, err)
 		}
-		changed, err = s.CloseSegment(ctx, seg.ID, store.StateExpired, seg.Range.Lo+51, &retired)
+		changed, err = s.CloseSegment(ctx, seg.ID, numberd.SegmentExpired, seg.Range.Lo+51, &retired)
 		if err != nil || changed {
 			t.Fatalf("second CloseSegment = %v, %v; want false", changed, err)
 		}
@@ -338,20 +339,20 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		if len(gaps) != 2 {
 			t.Fatalf("Gaps = %+v, want 2", gaps)
 		}
-		if g := gaps[0]; g.Reason != store.GapRecovery || g.Range.Start() != "24442000000000000011" || g.Range.End() != "24442000000000000051" || g.Count() != 41 {
+		if g := gaps[0]; g.Reason != numberd.GapRecovery || g.Range.Start() != "24442000000000000011" || g.Range.End() != "24442000000000000051" || g.Count() != 41 {
 			t.Errorf("recovery gap = %s %s count %d", g.Reason, g.Range, g.Count())
 		}
-		if g := gaps[1]; g.Reason != store.GapRetired || g.Range.Start() != "24442000000000000052" || g.Range.End() != "24442000000000001000" {
+		if g := gaps[1]; g.Reason != numberd.GapRetired || g.Range.Start() != "24442000000000000052" || g.Range.End() != "24442000000000001000" {
 			t.Errorf("retired gap = %s %s", g.Reason, g.Range)
 		}
 		got, err := s.Segment(ctx, "p", seg.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.State != store.StateRetired || got.Next != seg.Range.Lo+51 || got.ReservedHi != seg.Range.Lo+50 {
+		if got.State != numberd.SegmentRetired || got.Next != seg.Range.Lo+51 || got.ReservedHi != seg.Range.Lo+50 {
 			t.Errorf("segment after close = %+v", got)
 		}
-		if err := s.AddGap(ctx, store.Gap{Pool: "p", SegmentID: seg.ID, Range: segment.Range{Lo: 5, Hi: 4}, Reason: store.GapRecovery}); !errors.Is(err, store.ErrInvalid) {
+		if err := s.AddGap(ctx, numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: segment.Range{Lo: 5, Hi: 4}, Reason: numberd.GapRecovery}); !errors.Is(err, numberd.ErrInvalid) {
 			t.Errorf("empty gap: err = %v, want ErrInvalid", err)
 		}
 	})
@@ -377,18 +378,18 @@ func TestAllSegmentsAndRecoveredBySegment(t *testing.T) {
 		if all["b"][1].Range != b2.Range {
 			t.Errorf("AllSegments: b's second range %s, want %s", all["b"][1].Range, b2.Range)
 		}
-		gap := func(seg store.Segment, lo, hi int64, reason string) {
+		gap := func(seg numberd.Segment, lo, hi int64, reason string) {
 			t.Helper()
-			g := store.Gap{Pool: seg.Pool, SegmentID: seg.ID, Range: seg.Range, Reason: reason}
+			g := numberd.Gap{Pool: seg.Pool, SegmentID: seg.ID, Range: seg.Range, Reason: reason}
 			g.Range.Lo, g.Range.Hi = seg.Range.Lo+lo, seg.Range.Lo+hi
 			if err := s.AddGap(ctx, g); err != nil {
 				t.Fatal(err)
 			}
 		}
-		gap(b1, 10, 49, store.GapRecovery)
-		gap(b1, 100, 109, store.GapRecovery)
-		gap(b1, 500, 999, store.GapRetired)
-		gap(a1, 0, 4, store.GapRecovery)
+		gap(b1, 10, 49, numberd.GapRecovery)
+		gap(b1, 100, 109, numberd.GapRecovery)
+		gap(b1, 500, 999, numberd.GapRetired)
+		gap(a1, 0, 4, numberd.GapRecovery)
 		got, err := s.RecoveredBySegment(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -419,10 +420,10 @@ func TestCursors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if segs[0].State != store.StateExhausted || segs[0].Next != 11 || segs[0].ReservedHi != 10 {
+		if segs[0].State != numberd.SegmentExhausted || segs[0].Next != 11 || segs[0].ReservedHi != 10 {
 			t.Errorf("used-up segment after SaveCursors = %+v", segs[0])
 		}
-		if segs[1].State != store.StateOpen || segs[1].Next != 13 || segs[1].ReservedHi != 15 {
+		if segs[1].State != numberd.SegmentOpen || segs[1].Next != 13 || segs[1].ReservedHi != 15 {
 			t.Errorf("open segment after SaveCursors = %+v", segs[1])
 		}
 		if err := s.ReleaseReservations(ctx, []store.Cursor{{SegmentID: b.ID, Next: 14}}); err != nil {
@@ -440,7 +441,7 @@ func TestCursors(t *testing.T) {
 
 // mustAbandonedAhead makes pool p with segment 0001..0100, reserved up to hi,
 // its cursor checkpointed at 10, and 12..14 an abandoned gap, which it returns.
-func mustAbandonedAhead(tb testing.TB, s *store.Store, hi int64) (store.Segment, store.Gap) {
+func mustAbandonedAhead(tb testing.TB, s *store.Store, hi int64) (numberd.Segment, numberd.Gap) {
 	tb.Helper()
 	ctx := context.Background()
 	mustPool(tb, s, "p", 4)
@@ -448,7 +449,7 @@ func mustAbandonedAhead(tb testing.TB, s *store.Store, hi int64) (store.Segment,
 	if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: hi}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}); err != nil {
 		tb.Fatal(err)
 	}
-	abandoned := store.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: store.GapAbandoned}
+	abandoned := numberd.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: numberd.GapAbandoned}
 	abandoned.Range.Lo, abandoned.Range.Hi = 12, 14
 	if got, err := s.AddGapOutside(ctx, abandoned); err != nil || len(got) != 1 {
 		tb.Fatalf("AddGapOutside = %+v, %v", got, err)
@@ -463,7 +464,7 @@ func recordedGaps(tb testing.TB, s *store.Store, pool string) []string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	slices.SortFunc(all, func(a, b store.Gap) int { return cmp.Compare(a.Range.Lo, b.Range.Lo) })
+	slices.SortFunc(all, func(a, b numberd.Gap) int { return cmp.Compare(a.Range.Lo, b.Range.Lo) })
 	got := make([]string, len(all))
 	for i, g := range all {
 		got[i] = fmt.Sprintf("%d..%d %s", g.Range.Lo, g.Range.Hi, g.Reason)
@@ -505,7 +506,7 @@ func TestOpenSegments(t *testing.T) {
 		a2 := mustSegment(t, s, "a", "0011", "0020")
 		b1 := mustSegment(t, s, "b", "0001", "0010")
 		mustSegment(t, s, "c", "0001", "0010")
-		if _, err := s.CloseSegment(ctx, a1.ID, store.StateRetired, a1.Range.Lo, nil); err != nil {
+		if _, err := s.CloseSegment(ctx, a1.ID, numberd.SegmentRetired, a1.Range.Lo, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, _, err := s.Reseed(ctx, "b", 0, 3, nil); err != nil {
@@ -579,10 +580,10 @@ func TestClosedStoreIsUnavailable(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = s.Close()
-			if err := s.Ping(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+			if err := s.Ping(context.Background()); !errors.Is(err, numberd.ErrUnavailable) {
 				t.Errorf("Ping on a closed store: err = %v, want ErrUnavailable", err)
 			}
-			if _, err := s.Pools(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+			if _, err := s.Pools(context.Background()); !errors.Is(err, numberd.ErrUnavailable) {
 				t.Errorf("Pools on a closed store: err = %v, want ErrUnavailable", err)
 			}
 		})
@@ -632,7 +633,7 @@ func TestMySQLNodesMigrateTogether(t *testing.T) {
 func TestOpenMySQLRejectsBadDSNWithoutEchoingIt(t *testing.T) {
 	for _, dsn := range []string{"root:s3cret@tcp(127.0.0.1:1", "root:s3cret@tcp(127.0.0.1:3306)/"} {
 		_, err := store.OpenMySQL(context.Background(), dsn, quiet)
-		if !errors.Is(err, store.ErrInvalid) {
+		if !errors.Is(err, numberd.ErrInvalid) {
 			t.Errorf("OpenMySQL(bad dsn) err = %v, want ErrInvalid", err)
 		}
 		if err != nil && strings.Contains(err.Error(), "s3cret") {
@@ -661,7 +662,7 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 		if len(gaps) != 2 || gaps[0].Range.Lo != 90 || gaps[0].Range.Hi != 100 || gaps[1].Range.Lo != 211 || gaps[1].Range.Hi != 250 {
 			t.Errorf("gaps = %+v, want 90..100 and 211..250", gaps)
 		}
-		if len(segs) != 3 || segs[0].State != store.StateExhausted || segs[1].Next != 251 || segs[2].Next != c.Range.Lo {
+		if len(segs) != 3 || segs[0].State != numberd.SegmentExhausted || segs[1].Next != 251 || segs[2].Next != c.Range.Lo {
 			t.Errorf("segments after reseed = %+v", segs)
 		}
 		if _, _, _, err := s.Reseed(ctx, "p", 0, 0, nil); !errors.Is(err, store.ErrConflict) {
@@ -714,7 +715,7 @@ func TestReseedResumesAboveEveryMark(t *testing.T) {
 		// A recovery gap of another kind is not an abandoned one: it stays
 		// as it is, and only the numbers outside every gap are recorded.
 		retired := abandoned
-		retired.Reason, retired.Range.Lo, retired.Range.Hi = store.GapRetired, 10, 45
+		retired.Reason, retired.Range.Lo, retired.Range.Hi = numberd.GapRetired, 10, 45
 		if got, err := s.AddGapOutside(ctx, retired); err != nil || len(got) != 1 || got[0].Range.Lo != 41 || got[0].Range.Hi != 45 {
 			t.Errorf("AddGapOutside over recorded gaps = %+v, %v; want 41..45 only", got, err)
 		}
@@ -736,7 +737,7 @@ func TestAbandonedInsideRecoveryOutlivesTheTrim(t *testing.T) {
 		if _, _, gaps, err := s.Reseed(ctx, "p", 0, 0, nil); err != nil || len(gaps) != 1 {
 			t.Fatalf("Reseed gaps = %+v, %v; want 10..40", gaps, err)
 		}
-		lost := store.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: store.GapAbandoned}
+		lost := numberd.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: numberd.GapAbandoned}
 		lost.Range.Lo, lost.Range.Hi = 14, 16
 		for try := range 2 {
 			got, err := s.AddGapOutside(ctx, lost)
@@ -865,35 +866,35 @@ func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
 		ctx := context.Background()
 		mustPool(t, s, "p", 4)
 		seg := mustSegment(t, s, "p", "0001", "0100")
-		gapFrom := func(lo int64) *store.Gap {
-			g := store.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: store.GapRetired}
+		gapFrom := func(lo int64) *numberd.Gap {
+			g := numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRetired}
 			g.Range.Lo = lo
 			return &g
 		}
 		if _, _, _, err := s.Reseed(ctx, "p", 0, 0, nil); err != nil {
 			t.Fatal(err)
 		}
-		changed, err := s.CloseSegmentAt(ctx, "p", 0, seg.ID, store.StateRetired, 11, gapFrom(11))
+		changed, err := s.CloseSegmentAt(ctx, "p", 0, seg.ID, numberd.SegmentRetired, 11, gapFrom(11))
 		if changed || !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("close under a stale generation = %v, %v; want ErrConflict", changed, err)
 		}
-		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != store.StateOpen {
+		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != numberd.SegmentOpen {
 			t.Fatalf("after the refused close: %+v, %v; want open", got, err)
 		}
 		if gaps, err := s.Gaps(ctx, "p"); err != nil || len(gaps) != 0 {
 			t.Fatalf("gaps after the refused close = %+v, %v; want none", gaps, err)
 		}
-		changed, err = s.CloseSegmentAt(ctx, "p", 1, seg.ID, store.StateRetired, 21, gapFrom(21))
+		changed, err = s.CloseSegmentAt(ctx, "p", 1, seg.ID, numberd.SegmentRetired, 21, gapFrom(21))
 		if !changed || err != nil {
 			t.Fatalf("close under the current generation = %v, %v", changed, err)
 		}
-		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != store.StateRetired || got.Next != 21 {
+		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != numberd.SegmentRetired || got.Next != 21 {
 			t.Errorf("after the close: %+v, %v; want retired at 21", got, err)
 		}
 		if gaps, err := s.Gaps(ctx, "p"); err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 21 || gaps[0].Range.Hi != 100 {
 			t.Errorf("gaps after the close = %+v, %v; want 21..100", gaps, err)
 		}
-		if _, err := s.CloseSegmentAt(ctx, "nope", 0, seg.ID, store.StateRetired, 21, nil); !errors.Is(err, store.ErrPoolNotFound) {
+		if _, err := s.CloseSegmentAt(ctx, "nope", 0, seg.ID, numberd.SegmentRetired, 21, nil); !errors.Is(err, numberd.ErrPoolNotFound) {
 			t.Errorf("close in an unknown pool: err = %v, want ErrPoolNotFound", err)
 		}
 	})
@@ -938,14 +939,14 @@ func TestRefillLockAndFencing(t *testing.T) {
 			t.Errorf("stale UpdateJob: err = %v, want ErrFenced", err)
 		}
 		r := mustRange(t, "0001", "0100")
-		if _, err := s.CompleteJob(ctx, "p", f1, job.ID, store.NewSegment{Range: r, Source: store.SourceUpstream, Ywlsh: "yw-1"}); !errors.Is(err, store.ErrFenced) {
+		if _, err := s.CompleteJob(ctx, "p", f1, job.ID, numberd.NewSegment{Range: r, Source: numberd.SourceUpstream, Ywlsh: "yw-1"}); !errors.Is(err, store.ErrFenced) {
 			t.Errorf("stale CompleteJob: err = %v, want ErrFenced", err)
 		}
 		if err := s.RenewRefillLock(ctx, "p", "node-a", f1, time.Hour); !errors.Is(err, store.ErrFenced) {
 			t.Errorf("stale renewal: err = %v, want ErrFenced", err)
 		}
-		seg, err := s.CompleteJob(ctx, "p", f2, job.ID, store.NewSegment{Range: r, Source: store.SourceUpstream, Ywlsh: "yw-1"})
-		if err != nil || seg.Source != store.SourceUpstream || seg.Ywlsh != "yw-1" {
+		seg, err := s.CompleteJob(ctx, "p", f2, job.ID, numberd.NewSegment{Range: r, Source: numberd.SourceUpstream, Ywlsh: "yw-1"})
+		if err != nil || seg.Source != numberd.SourceUpstream || seg.Ywlsh != "yw-1" {
 			t.Fatalf("CompleteJob = %+v, %v", seg, err)
 		}
 		latest, ok, err := s.LatestJob(ctx, "p")
@@ -960,7 +961,7 @@ func TestRefillLockAndFencing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.CompleteJob(ctx, "p", f2, job2.ID, store.NewSegment{Range: mustRange(t, "0050", "0150"), Source: store.SourceUpstream, Ywlsh: "yw-3"}); !errors.Is(err, store.ErrOverlap) {
+		if _, err := s.CompleteJob(ctx, "p", f2, job2.ID, numberd.NewSegment{Range: mustRange(t, "0050", "0150"), Source: numberd.SourceUpstream, Ywlsh: "yw-3"}); !errors.Is(err, numberd.ErrOverlap) {
 			t.Errorf("overlapping grant: err = %v, want ErrOverlap", err)
 		}
 		if err := s.ReleaseRefillLock(ctx, "p", "node-b", f2); err != nil {
