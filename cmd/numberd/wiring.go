@@ -13,7 +13,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/alloc/distributed"
+	"github.com/numberd/numberd/internal/alloc/embedded"
 	"github.com/numberd/numberd/internal/httpapi"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/refill"
@@ -28,18 +31,11 @@ type Main struct {
 	metrics *metrics.Metrics
 	store   *store.Store
 	redis   redis.UniversalClient
-	engine  engine
+	engine  numberd.Engine
 	refill  *refill.Worker
 	http    *http.Server
 	ln      net.Listener
 	errc    chan error
-}
-
-// engine is an allocation engine as Main runs it.
-type engine interface {
-	httpapi.Engine
-	refill.Engine
-	Close(ctx context.Context) error
 }
 
 // NewMain returns a Main for cfg, logging to stderr as cfg says.
@@ -63,12 +59,12 @@ func (m *Main) openStore(ctx context.Context, dsn string) (*store.Store, error) 
 }
 
 // openEngine opens the allocation engine of the configured mode on m.store.
-func (m *Main) openEngine(ctx context.Context, opts alloc.Options) (engine, error) {
-	// Each engine is returned only when it opened: a nil *Distributed or
-	// *Embedded stored in the engine interface would not compare equal to nil,
+func (m *Main) openEngine(ctx context.Context, opts alloc.Options) (numberd.Engine, error) {
+	// Each engine is returned only when it opened: a nil *distributed.Engine or
+	// *embedded.Engine stored in the engine interface would not compare equal to nil,
 	// and Close would call its Close.
 	if !m.distributed() {
-		e, err := alloc.OpenEmbedded(ctx, m.store, opts)
+		e, err := embedded.Open(ctx, m.store, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +75,7 @@ func (m *Main) openEngine(ctx context.Context, opts alloc.Options) (engine, erro
 	if m.redis, err = newRedis(m.Config.RedisURL); err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Config.nameOf("redis"), err)
 	}
-	e, err := alloc.OpenDistributed(ctx, m.redis, m.store, opts)
+	e, err := distributed.Open(ctx, m.redis, m.store, opts)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redisWhere(m.Config.RedisURL), err)
 	}

@@ -1,6 +1,9 @@
-// Package alloc holds numberd's allocation engines: the rules by which numbers leave
-// a pool, and the pool, segment and gap views that depend on the live allocation
-// state. The embedded engine (Embedded) runs in-process over an SQLite store.
+// Package alloc holds what numberd's two allocation engines share: their
+// Options, the lease that sizes reservations ahead of need, the Combiner that
+// batches waiting callers, the pool Registry, the live status view and the
+// idempotency records' span format. The engines themselves are in embedded
+// (in-process, over SQLite) and distributed (Redis and MySQL); alloctest holds
+// the contract both keep.
 //
 // Every engine keeps the invariants of docs/DESIGN.md: a number is handed out at
 // most once; no number above a segment's durable high-water mark is handed out; an
@@ -15,9 +18,9 @@ import (
 	"github.com/numberd/numberd/internal/segment"
 )
 
-// encodeSpans writes spans compactly for an idempotency record: one
+// EncodeSpans writes spans compactly for an idempotency record: one
 // "prefix:lo-hi" per span, separated by ";".
-func encodeSpans(spans []segment.Range) string {
+func EncodeSpans(spans []segment.Range) string {
 	var b strings.Builder
 	for i, s := range spans {
 		if i > 0 {
@@ -32,7 +35,7 @@ func encodeSpans(spans []segment.Range) string {
 	return b.String()
 }
 
-func decodeSpans(text string, width int) ([]segment.Range, error) {
+func DecodeSpans(text string, width int) ([]segment.Range, error) {
 	var spans []segment.Range
 	for part := range strings.SplitSeq(text, ";") {
 		prefix, bounds, ok1 := strings.Cut(part, ":")
@@ -45,13 +48,4 @@ func decodeSpans(text string, width int) ([]segment.Range, error) {
 		spans = append(spans, segment.Range{Prefix: prefix, Lo: l, Hi: h, Width: width})
 	}
 	return spans, nil
-}
-
-// addSat adds without overflow: counts of up to 10^18 per segment can exceed an int64
-// when summed over many segments.
-func addSat(a, b int64) int64 {
-	if b > 0 && a > (1<<63-1)-b {
-		return 1<<63 - 1
-	}
-	return a + b
 }

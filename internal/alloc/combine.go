@@ -8,15 +8,15 @@ import (
 // maxCombined bounds the items one combined run carries.
 const maxCombined = 256
 
-// combiner runs work for many callers in batches, without a goroutine of its
+// Combiner runs work for many callers in batches, without a goroutine of its
 // own or a timer: the caller that finds no batch in flight runs one at once with
 // whatever waits, and the callers arriving meanwhile queue for the next, which
 // the caller ending a batch hands to the first of them. A batch is thus sized by
 // the load.
-type combiner[In, Out any] struct {
-	// run does the work of ins under ctx (the leading caller's) and returns one
+type Combiner[In, Out any] struct {
+	// Run does the work of ins under ctx (the leading caller's) and returns one
 	// answer per item, or an error for all.
-	run func(ctx context.Context, ins []In) ([]Out, error)
+	Run func(ctx context.Context, ins []In) ([]Out, error)
 
 	mu     sync.Mutex
 	busy   bool
@@ -32,8 +32,8 @@ type combined[In, Out any] struct {
 	done chan struct{} // one signal: answered, or lead
 }
 
-// do has in done in a batch and returns its answer.
-func (c *combiner[In, Out]) do(ctx context.Context, in In) (Out, error) {
+// Do has in done in a batch and returns its answer.
+func (c *Combiner[In, Out]) Do(ctx context.Context, in In) (Out, error) {
 	w := &combined[In, Out]{ctx: ctx, in: in, done: make(chan struct{}, 1)}
 	c.mu.Lock()
 	if c.busy {
@@ -51,7 +51,7 @@ func (c *combiner[In, Out]) do(ctx context.Context, in In) (Out, error) {
 	return w.out, w.err
 }
 
-func (c *combiner[In, Out]) leadBatch(self *combined[In, Out]) {
+func (c *Combiner[In, Out]) leadBatch(self *combined[In, Out]) {
 	c.mu.Lock()
 	n := min(len(c.queued), maxCombined-1)
 	batch := append([]*combined[In, Out]{self}, c.queued[:n]...)
@@ -62,7 +62,7 @@ func (c *combiner[In, Out]) leadBatch(self *combined[In, Out]) {
 	for i, w := range batch {
 		ins[i] = w.in
 	}
-	outs, err := c.run(self.ctx, ins)
+	outs, err := c.Run(self.ctx, ins)
 	for i, w := range batch {
 		if err != nil {
 			w.err = err
@@ -80,7 +80,8 @@ func (c *combiner[In, Out]) leadBatch(self *combined[In, Out]) {
 		c.mu.Unlock()
 		return
 	}
-	next := shift(&c.queued)
+	next := c.queued[0]
+	c.queued = c.queued[:copy(c.queued, c.queued[1:])]
 	c.mu.Unlock()
 	next.lead = true
 	next.done <- struct{}{}

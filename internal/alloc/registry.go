@@ -6,19 +6,19 @@ import (
 	"sync/atomic"
 )
 
-// registry is a node's pools by id. get, once per allocation, reads an immutable
+// Registry is a node's pools by id. get, once per allocation, reads an immutable
 // map through an atomic pointer and takes no lock: a read lock's shared counter
 // would be written by every request on every core. Adding a pool copies the map,
 // which happens once per pool and process.
-type registry[P any] struct {
+type Registry[P any] struct {
 	mu sync.Mutex // serialises adds, and all with them
 	m  atomic.Pointer[map[string]P]
 }
 
-// init sets the pools a registry starts with.
-func (r *registry[P]) init(m map[string]P) { r.m.Store(&m) }
+// Init sets the pools a registry starts with.
+func (r *Registry[P]) Init(m map[string]P) { r.m.Store(&m) }
 
-func (r *registry[P]) get(id string) (P, bool) {
+func (r *Registry[P]) Get(id string) (P, bool) {
 	var p P
 	m := r.m.Load()
 	if m == nil {
@@ -28,12 +28,12 @@ func (r *registry[P]) get(id string) (P, bool) {
 	return p, ok
 }
 
-// getOrAdd returns pool id, adding the one mk makes when there is none; mk runs
+// GetOrAdd returns pool id, adding the one mk makes when there is none; mk runs
 // at most once at a time, and when it fails nothing is added.
-func (r *registry[P]) getOrAdd(id string, mk func() (P, error)) (P, error) {
+func (r *Registry[P]) GetOrAdd(id string, mk func() (P, error)) (P, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if p, ok := r.get(id); ok {
+	if p, ok := r.Get(id); ok {
 		return p, nil
 	}
 	p, err := mk()
@@ -49,8 +49,8 @@ func (r *registry[P]) getOrAdd(id string, mk func() (P, error)) (P, error) {
 	return p, nil
 }
 
-// all returns every pool, in no order. An add that began before all is in it.
-func (r *registry[P]) all() []P {
+// All returns every pool, in no order. An add that began before All is in it.
+func (r *Registry[P]) All() []P {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []P

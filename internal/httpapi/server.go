@@ -28,17 +28,7 @@ import (
 const MaxBodyBytes = 64 << 10
 
 // Engine is what the handlers need of an allocation engine.
-type Engine interface {
-	Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error)
-	PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error)
-	Pool(ctx context.Context, id string) (numberd.PoolStatus, error)
-	Pools(ctx context.Context) ([]numberd.PoolStatus, error)
-	LoadSegment(ctx context.Context, pool string, n numberd.NewSegment) (numberd.SegmentStatus, bool, error)
-	Segments(ctx context.Context, pool string) ([]numberd.SegmentStatus, error)
-	RetireSegment(ctx context.Context, pool string, id int64) (numberd.SegmentStatus, error)
-	Gaps(ctx context.Context, pool string) ([]numberd.Gap, error)
-	Ready(ctx context.Context) error
-}
+type Engine = numberd.Service
 
 // Refiller is what the handlers need of the refill worker.
 type Refiller interface {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/alloc/embedded"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/refill"
 	"github.com/numberd/numberd/internal/segment"
@@ -36,7 +37,7 @@ func (f upstreamFunc) Apply(ctx context.Context, pool string, quantity int64, yw
 // rig is an embedded engine and the refill workers that feed it.
 type rig struct {
 	store   *store.Store
-	eng     *alloc.Embedded
+	eng     *embedded.Engine
 	metrics *metrics.Metrics
 	workers []*refill.Worker
 }
@@ -49,7 +50,7 @@ func newRig(tb testing.TB, ups map[string]refill.Upstream, workers int, lockTTL 
 	}
 	r := &rig{store: st, metrics: metrics.New()}
 	var observers []*refill.Worker
-	r.eng, err = alloc.OpenEmbedded(context.Background(), st, alloc.Options{Logger: quiet, Metrics: r.metrics, Observe: func(pool string, available int64) {
+	r.eng, err = embedded.Open(context.Background(), st, alloc.Options{Logger: quiet, Metrics: r.metrics, Observe: func(pool string, available int64) {
 		for _, w := range observers {
 			w.Observe(pool, available)
 		}
@@ -352,14 +353,14 @@ func mustSegments(tb testing.TB, st *store.Store) []numberd.Segment {
 
 // openPool opens an embedded engine on a fresh SQLite store with pool "p", which
 // refills 100 numbers at a time from upstream "u" when fewer than 10 are left.
-func openPool(t *testing.T, m *metrics.Metrics) (*store.Store, *alloc.Embedded) {
+func openPool(t *testing.T, m *metrics.Metrics) (*store.Store, *embedded.Engine) {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), t.TempDir(), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	eng, err := alloc.OpenEmbedded(context.Background(), st, alloc.Options{Logger: quiet, Metrics: m})
+	eng, err := embedded.Open(context.Background(), st, alloc.Options{Logger: quiet, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

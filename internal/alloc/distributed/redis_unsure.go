@@ -1,4 +1,4 @@
-package alloc
+package distributed
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/numberd/numberd"
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 )
@@ -98,7 +99,7 @@ func (u *unsettled) take() (calls []unsettledCall, lost int) {
 
 // resolver settles unsettled calls as soon as Redis and the store answer again,
 // retrying every second until then, and once more at Close.
-func (e *Distributed) resolver() {
+func (e *Engine) resolver() {
 	defer e.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -130,7 +131,7 @@ func (e *Distributed) resolver() {
 
 // settleAll settles what it can of the unsettled calls, keeps the rest for the
 // next pass, and logs one line for the pass.
-func (e *Distributed) settleAll(ctx context.Context) {
+func (e *Engine) settleAll(ctx context.Context) {
 	calls, lost := e.unsure.take()
 	if lost > 0 {
 		e.opts.Logger.Error("forgot allocate calls to settle: too many while Redis or the store was away", "calls", lost)
@@ -166,7 +167,7 @@ func (e *Distributed) settleAll(ctx context.Context) {
 
 // settleOwn settles one of this node's calls, registered first so that another
 // node finishes it should this one die, and unregistered once settled.
-func (e *Distributed) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
+func (e *Engine) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	// A failed registration does not hold the settling up: what needs only the
 	// store is settled all the same, and the rest is registered on a later pass.
 	var regErr error
@@ -182,7 +183,7 @@ func (e *Distributed) settleOwn(ctx context.Context, c *unsettledCall) (abandone
 // settle settles one call: what it took goes into an abandoned gap, but for the
 // numbers of a key that a retry was answered with before: those stay the key's.
 // It returns how many numbers went each way.
-func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
+func (e *Engine) settle(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	p := c.pool
 	if c.trims != nil {
 		return 0, 0, e.store.TrimRecovery(ctx, p.id, c.trims)
@@ -200,11 +201,11 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 		return 0, 0, err
 	}
 	if c.record != nil {
-		held, err := e.idem.do(ctx, abandonedRecord(*c.record))
+		held, err := e.idem.Do(ctx, abandonedRecord(*c.record))
 		if err != nil {
 			return 0, 0, err
 		}
-		spans, err := decodeSpans(c.record.Answer, p.digits)
+		spans, err := alloc.DecodeSpans(c.record.Answer, p.digits)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -254,7 +255,7 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 		return 0, 0, err
 	}
 	for i, rec := range recs {
-		mine, err := decodeSpans(rec.Answer, p.digits)
+		mine, err := alloc.DecodeSpans(rec.Answer, p.digits)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -270,7 +271,7 @@ func (e *Distributed) settle(ctx context.Context, c *unsettledCall) (abandoned, 
 
 // readMemo reads what c's call took from its memo into c.took, or learns that
 // it never ran and now never will (resolve.lua leaves a tombstone in its place).
-func (e *Distributed) readMemo(ctx context.Context, c *unsettledCall) error {
+func (e *Engine) readMemo(ctx context.Context, c *unsettledCall) error {
 	reply, err := scripts.resolve.Run(ctx, e.rdb, []string{c.memo}, tombstoneTTL).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("resolve").Inc()
 	if err != nil {

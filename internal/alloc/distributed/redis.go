@@ -1,4 +1,9 @@
-package alloc
+// Package distributed is numberd's engine of distributed mode: every node
+// shares each pool's hot counter in Redis, changed only by the Lua scripts of
+// scripts/lua, and its segments, durable high-water marks and gaps in MySQL. It
+// detects a Redis state that went back or lost keys, reseeds it above every mark
+// anyone observed, and settles the calls whose answers were lost.
+package distributed
 
 import (
 	"context"
@@ -16,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/numberd/numberd"
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 	"github.com/numberd/numberd/scripts/lua"
@@ -65,7 +71,7 @@ var scripts = struct {
 	redis.NewScript(lua.Unlock),
 }
 
-// Distributed is the engine of distributed mode: the hot counter of every pool
+// Engine is the engine of distributed mode: the hot counter of every pool
 // lives in Redis, allocated by one Lua script per batch of concurrent requests,
 // and no number is handed out above the durable high-water mark that the shared
 // MySQL store holds. Any number of nodes may share one Redis and one store.
@@ -85,25 +91,27 @@ var scripts = struct {
 //
 // An allocate call whose answer is lost may still run; resolver settles it once
 // Redis answers again, so that every number it took is accounted for.
-type Distributed struct {
+type Engine struct {
 	rdb   RedisClient
 	store *store.Store
-	opts  Options
+	opts  alloc.Options
 	node  string // this node's token in lease locks
 
 	memoSeq atomic.Uint64 // numbers this node's allocate calls; see memoKey
 
-	pools registry[*rpool]
+	pools alloc.Registry[*rpool]
 	pipe  pipeline // the allocate calls of all pools, coalesced into round trips
 	// Durable idempotency records are looked up and written in batches: a keyed
 	// request costs the store a share of two round trips, not two of its own.
-	lookup combiner[store.IdempotencyRecord, store.IdempotencyRecord]
-	idem   combiner[store.IdempotencyRecord, store.IdempotencyRecord]
+	lookup alloc.Combiner[store.IdempotencyRecord, store.IdempotencyRecord]
+	idem   alloc.Combiner[store.IdempotencyRecord, store.IdempotencyRecord]
 	unsure unsettled // allocate calls whose outcome is unknown, until settled
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
 }
+
+var _ numberd.Engine = (*Engine)(nil)
 
 // rpool is what a node keeps of one pool: the requests waiting for an allocate
 // call, the segments it has seen (to turn offsets into numbers), and its lease
@@ -123,8 +131,8 @@ type rpool struct {
 	segs  map[int64]numberd.Segment
 
 	leaseMu   sync.Mutex
-	lease     lease
-	extension *extension // this node's lease extension in flight, if any
+	lease     alloc.Lease
+	extension *alloc.Extension // this node's lease extension in flight, if any
 
 	markMu  sync.Mutex
 	mark    stateMark       // the newest state this node saw of p
@@ -186,17 +194,17 @@ var calls = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1
 // finish hands c its answer.
 func (c *call) finish() { c.done <- struct{}{} }
 
-// OpenDistributed starts the distributed engine on rdb and st, loading the scripts
+// Open starts the distributed engine on rdb and st, loading the scripts
 // into Redis.
-func OpenDistributed(ctx context.Context, rdb RedisClient, st *store.Store, opts Options) (*Distributed, error) {
+func Open(ctx context.Context, rdb RedisClient, st *store.Store, opts alloc.Options) (*Engine, error) {
 	if opts.CheckpointEvery <= 0 {
 		// Other nodes learn from the checkpoint how far each pool went (see
 		// rpool.ckpt): a state restored from older keys is refused once they have.
 		opts.CheckpointEvery = time.Second
 	}
-	e := &Distributed{rdb: rdb, store: st, opts: opts.withDefaults(), node: randomToken(), stop: make(chan struct{})}
-	e.lookup.run = e.store.FindIdempotencies
-	e.idem.run = e.store.KeepIdempotencies
+	e := &Engine{rdb: rdb, store: st, opts: opts.WithDefaults(), node: randomToken(), stop: make(chan struct{})}
+	e.lookup.Run = e.store.FindIdempotencies
+	e.idem.Run = e.store.KeepIdempotencies
 	e.unsure.wake = make(chan struct{}, 1)
 	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.resolve, scripts.lock, scripts.unlock} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
@@ -224,8 +232,8 @@ func redisErr(err error) error {
 }
 
 // pool returns the node's state of pool id, loading it from the store at first use.
-func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
-	if p, ok := e.pools.get(id); ok {
+func (e *Engine) pool(ctx context.Context, id string) (*rpool, error) {
+	if p, ok := e.pools.Get(id); ok {
 		return p, nil
 	}
 	cfg, err := e.store.Pool(ctx, id)
@@ -243,14 +251,14 @@ func (e *Distributed) pool(ctx context.Context, id string) (*rpool, error) {
 
 // adopt returns the node's state of pool cfg, making it from cfg and the pool's
 // segments segs, read from the store, if the node has none yet.
-func (e *Distributed) adopt(cfg numberd.Pool, segs []numberd.Segment) (*rpool, error) {
-	return e.pools.getOrAdd(cfg.ID, func() (*rpool, error) {
+func (e *Engine) adopt(cfg numberd.Pool, segs []numberd.Segment) (*rpool, error) {
+	return e.pools.GetOrAdd(cfg.ID, func() (*rpool, error) {
 		// Close looks at the pools after setting the flag: a pool added once it
 		// is set would miss the final checkpoint.
 		if e.closed.Load() {
 			return nil, numberd.ErrClosed
 		}
-		p := &rpool{id: cfg.ID, digits: cfg.Digits, keys: keysOf(cfg.ID), segs: map[int64]numberd.Segment{}, cursors: map[int64]int64{}, ckpt: map[int64]int64{}, lease: newLease(e.opts)}
+		p := &rpool{id: cfg.ID, digits: cfg.Digits, keys: keysOf(cfg.ID), segs: map[int64]numberd.Segment{}, cursors: map[int64]int64{}, ckpt: map[int64]int64{}, lease: alloc.NewLease(e.opts)}
 		p.seen(cfg.Epoch)
 		p.learn(segs...)
 		return p, nil
@@ -259,14 +267,14 @@ func (e *Distributed) adopt(cfg numberd.Pool, segs []numberd.Segment) (*rpool, e
 
 // Allocate hands out req.Count numbers of req.Pool, all or none; see
 // Embedded.Allocate for the errors, plus ErrUnavailable when Redis fails.
-func (e *Distributed) Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error) {
+func (e *Engine) Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error) {
 	start := e.opts.Now()
 	a, err := e.allocate(ctx, req)
-	observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
+	alloc.Observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
 	return a, err
 }
 
-func (e *Distributed) allocate(ctx context.Context, req numberd.Request) (a numberd.Allocation, err error) {
+func (e *Engine) allocate(ctx context.Context, req numberd.Request) (a numberd.Allocation, err error) {
 	if err := req.Validate(); err != nil {
 		return numberd.Allocation{}, err
 	}
@@ -274,7 +282,7 @@ func (e *Distributed) allocate(ctx context.Context, req numberd.Request) (a numb
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	p, ok := e.pools.get(req.Pool)
+	p, ok := e.pools.Get(req.Pool)
 	if !ok {
 		// A pool this node has not served yet is read from the store: bounded too.
 		first, cancel := context.WithDeadline(ctx, deadline)
@@ -381,7 +389,7 @@ func (e *Distributed) allocate(ctx context.Context, req numberd.Request) (a numb
 // syncDue reports whether an exhausted pool may look for segments the store has
 // and Redis lacks; under a stream of requests to an empty pool it does so at most
 // every 200 ms.
-func (e *Distributed) syncDue(p *rpool) bool {
+func (e *Engine) syncDue(p *rpool) bool {
 	now := time.Now().UnixNano()
 	last := p.lastSync.Load()
 	return now-last >= int64(200*time.Millisecond) && p.lastSync.CompareAndSwap(last, now)
@@ -398,7 +406,7 @@ func (e *Distributed) syncDue(p *rpool) bool {
 // before it runs, and every call is bounded by redisTimeout, so the wait is
 // bounded either way, and watching a request's context would make it allocate a
 // channel.
-func (e *Distributed) submit(p *rpool, c *call) error {
+func (e *Engine) submit(p *rpool, c *call) error {
 	if e.closed.Load() {
 		return numberd.ErrClosed
 	}
@@ -440,7 +448,7 @@ func (e *Distributed) submit(p *rpool, c *call) error {
 // lead makes one allocate call for c and the requests queued behind it, up to
 // maxBatch, and then hands the lead to the first request queued meanwhile, or
 // ends p's run of calls if none is.
-func (e *Distributed) lead(p *rpool, c *call) {
+func (e *Engine) lead(p *rpool, c *call) {
 	p.batchMu.Lock()
 	n := min(len(p.queued), maxBatch-1)
 	batch := append(append(p.batch[:0], c), p.queued[:n]...)
@@ -480,7 +488,7 @@ func (e *Distributed) lead(p *rpool, c *call) {
 
 // run makes one allocate call for batch and hands each request but self, whose
 // goroutine makes the call, its answer.
-func (e *Distributed) run(p *rpool, batch []*call, self *call) {
+func (e *Engine) run(p *rpool, batch []*call, self *call) {
 	answer := func(c *call) {
 		if c != self {
 			c.finish()
@@ -561,7 +569,7 @@ func outcomeUnknown(err error) bool {
 
 // memoKey names a new allocate call of p: the node's token and a sequence number,
 // unique across nodes without drawing randomness per call.
-func (e *Distributed) memoKey(p *rpool) string {
+func (e *Engine) memoKey(p *rpool) string {
 	return p.keys.memo + e.node + "-" + strconv.FormatUint(e.memoSeq.Add(1), 10)
 }
 
@@ -609,7 +617,7 @@ type offsetRun struct {
 // parseAllocate hands each request its part of allocate's answer, recording what
 // the answer reports on the way. The A requests take their numbers in turn from
 // the runs the call handed out.
-func (e *Distributed) parseAllocate(p *rpool, reply string, err error, calls []*call) error {
+func (e *Engine) parseAllocate(p *rpool, reply string, err error, calls []*call) error {
 	if err != nil {
 		return redisErr(err)
 	}
@@ -730,7 +738,7 @@ func parseEvent(ev, prefix string) (id, used int64, ok bool) {
 }
 
 // spans turns runs of offsets into number ranges.
-func (e *Distributed) spans(ctx context.Context, p *rpool, runs []offsetRun) ([]segment.Range, error) {
+func (e *Engine) spans(ctx context.Context, p *rpool, runs []offsetRun) ([]segment.Range, error) {
 	out := make([]segment.Range, 0, len(runs))
 	for _, run := range runs {
 		seg, err := e.segment(ctx, p, run.seg)
@@ -749,7 +757,7 @@ func (e *Distributed) spans(ctx context.Context, p *rpool, runs []offsetRun) ([]
 
 // segment returns segment id of p from the node's cache, reading the store for one
 // it has not seen.
-func (e *Distributed) segment(ctx context.Context, p *rpool, id int64) (numberd.Segment, error) {
+func (e *Engine) segment(ctx context.Context, p *rpool, id int64) (numberd.Segment, error) {
 	p.segMu.RLock()
 	seg, ok := p.segs[id]
 	p.segMu.RUnlock()
@@ -785,12 +793,12 @@ func (p *rpool) seen(gen int64) {
 func (p *rpool) leaseSize() int64 {
 	p.leaseMu.Lock()
 	defer p.leaseMu.Unlock()
-	return p.lease.size
+	return p.lease.Size
 }
 
 // Close stops the engine. Pools' Redis state stays: another node, or this one
 // restarted, goes on from it without a gap.
-func (e *Distributed) Close(ctx context.Context) error {
+func (e *Engine) Close(ctx context.Context) error {
 	if e.closed.Swap(true) {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package alloc
+package distributed
 
 import (
 	"context"
@@ -51,7 +51,7 @@ var evalCalls = sync.Pool{New: func() any { return &evalCall{done: make(chan str
 
 // evalAllocate runs allocate.lua with keys and args in the next round trip that
 // leaves before deadline.
-func (e *Distributed) evalAllocate(keys []string, args []any, deadline time.Time) (string, error) {
+func (e *Engine) evalAllocate(keys []string, args []any, deadline time.Time) (string, error) {
 	c := evalCalls.Get().(*evalCall)
 	c.keys, c.args, c.deadline = keys, args, deadline
 	q := &e.pipe
@@ -77,7 +77,7 @@ func (e *Distributed) evalAllocate(keys []string, args []any, deadline time.Time
 
 // roundTrip sends self and the calls queued behind it, up to maxPipeline, and
 // then hands the next round trip to the first call queued meanwhile, if any.
-func (e *Distributed) roundTrip(self *evalCall) {
+func (e *Engine) roundTrip(self *evalCall) {
 	q := &e.pipe
 	q.mu.Lock()
 	n := min(len(q.queued), maxPipeline-1)
@@ -111,7 +111,7 @@ func shift[T any](q *[]T) T {
 
 // exec makes batch's calls in one round trip (see evalAll), until the first of
 // their deadlines.
-func (e *Distributed) exec(batch []*evalCall) {
+func (e *Engine) exec(batch []*evalCall) {
 	now := time.Now()
 	live := make([]*evalCall, 0, len(batch))
 	deadline := now.Add(redisTimeout)
@@ -157,7 +157,7 @@ type scriptCall struct {
 // pipelined runs script once for each of calls in one round trip and returns
 // their answers in order, counting them as Redis calls of kind; any failure fails
 // the batch with ErrUnavailable.
-func (e *Distributed) pipelined(ctx context.Context, script *redis.Script, kind string, calls []scriptCall) ([]string, error) {
+func (e *Engine) pipelined(ctx context.Context, script *redis.Script, kind string, calls []scriptCall) ([]string, error) {
 	replies, errs := e.evalAll(ctx, script, calls)
 	e.opts.Metrics.RedisCalls.WithLabelValues(kind).Add(float64(len(calls)))
 	for _, err := range errs {
@@ -171,7 +171,7 @@ func (e *Distributed) pipelined(ctx context.Context, script *redis.Script, kind 
 // evalAll runs script once for each of calls in one pipeline and returns each
 // call's answer and error. A call refused for want of the script (a restarted
 // server forgot it) goes again alone, which loads it: a refused call ran nothing.
-func (e *Distributed) evalAll(ctx context.Context, script *redis.Script, calls []scriptCall) ([]string, []error) {
+func (e *Engine) evalAll(ctx context.Context, script *redis.Script, calls []scriptCall) ([]string, []error) {
 	replies, errs := make([]string, len(calls)), make([]error, len(calls))
 	if len(calls) == 0 {
 		return replies, errs

@@ -1,4 +1,4 @@
-package alloc_test
+package distributed_test
 
 import (
 	"context"

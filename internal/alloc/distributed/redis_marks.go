@@ -1,4 +1,4 @@
-package alloc
+package distributed
 
 import (
 	"context"
@@ -65,7 +65,7 @@ func (p *rpool) usedFloorLocked(gen, id int64) int64 {
 // one never saw, or never: the resolver records it as a recovery gap, which the
 // reseed's own, from the store's checkpoint, would miss if a checkpoint of this
 // very state moved the store's cursor past it first.
-func (e *Distributed) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call, letters string) {
+func (e *Engine) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call, letters string) {
 	var lost []offsetRun
 	for _, r := range runs {
 		if f, ok := floors[r.seg]; ok {
@@ -161,13 +161,13 @@ const (
 	floorReadTimeout = 200 * time.Millisecond
 )
 
-func (e *Distributed) floorsStale(p *rpool) bool {
+func (e *Engine) floorsStale(p *rpool) bool {
 	return time.Since(time.Unix(0, p.learnedAt.Load())) > 3*e.opts.CheckpointEvery
 }
 
 // refreshFloors reads p's floors from the store again; requests that find them
 // stale meanwhile wait for it.
-func (e *Distributed) refreshFloors(ctx context.Context, p *rpool) {
+func (e *Engine) refreshFloors(ctx context.Context, p *rpool) {
 	p.refreshMu.Lock()
 	defer p.refreshMu.Unlock()
 	now := time.Now().UnixNano()

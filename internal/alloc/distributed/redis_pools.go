@@ -1,4 +1,4 @@
-package alloc
+package distributed
 
 import (
 	"context"
@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/numberd/numberd"
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/store"
 )
 
 // view assembles p's live state: the store's segments with the cursors and closes
 // that Redis holds. Without Redis it answers from the store alone.
-func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
+func (e *Engine) view(ctx context.Context, p *rpool) (*alloc.PoolView, error) {
 	if err := e.sweep(ctx, p); err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
@@ -27,35 +28,30 @@ func (e *Distributed) view(ctx context.Context, p *rpool) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	recovered := map[int64]int64{}
-	for _, g := range gaps {
-		if g.Reason == numberd.GapRecovery {
-			recovered[g.SegmentID] += g.Count()
-		}
-	}
+	recovered := alloc.Recovered(gaps)
 	return assemble(p, cfg, segs, rv, recovered), nil
 }
 
 // assemble is p's live state from the store's config and segments, Redis's view of
 // them and the numbers recovery gaps took from each segment.
-func assemble(p *rpool, cfg numberd.Pool, segs []numberd.Segment, rv redisView, recovered map[int64]int64) *pool {
-	vp := &pool{id: p.id, cfg: cfg}
+func assemble(p *rpool, cfg numberd.Pool, segs []numberd.Segment, rv redisView, recovered map[int64]int64) *alloc.PoolView {
+	vp := &alloc.PoolView{Cfg: cfg}
 	for _, m := range segs {
-		s := &seg{meta: m, next: m.Next, reservedHi: m.ReservedHi, recovered: recovered[m.ID]}
+		s := &alloc.SegmentState{Meta: m, Next: m.Next, ReservedHi: m.ReservedHi, Recovered: recovered[m.ID]}
 		if r := rv.segs[m.ID]; rv.ok && r.present {
-			s.next = max(s.next, m.Range.Lo+r.used)
+			s.Next = max(s.Next, m.Range.Lo+r.used)
 			if r.state != "" && m.State == numberd.SegmentOpen {
-				s.meta.State = r.state
+				s.Meta.State = r.state
 			}
 		}
-		vp.segs = append(vp.segs, s)
+		vp.Segs = append(vp.Segs, s)
 	}
-	vp.advanceHead()
+	vp.AdvanceHead()
 	return vp
 }
 
 // PutPool creates or updates a pool; see store.PutPool.
-func (e *Distributed) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error) {
+func (e *Engine) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error) {
 	_, created, err := e.store.PutPool(ctx, id, u)
 	if err != nil {
 		return numberd.PoolStatus{}, false, err
@@ -65,7 +61,7 @@ func (e *Distributed) PutPool(ctx context.Context, id string, u numberd.PoolUpda
 }
 
 // Pool returns the live status of pool id, or numberd.ErrPoolNotFound.
-func (e *Distributed) Pool(ctx context.Context, id string) (numberd.PoolStatus, error) {
+func (e *Engine) Pool(ctx context.Context, id string) (numberd.PoolStatus, error) {
 	p, err := e.pool(ctx, id)
 	if err != nil {
 		return numberd.PoolStatus{}, err
@@ -74,7 +70,7 @@ func (e *Distributed) Pool(ctx context.Context, id string) (numberd.PoolStatus, 
 	if err != nil {
 		return numberd.PoolStatus{}, err
 	}
-	return vp.status(), nil
+	return vp.Status(), nil
 }
 
 // Pools returns the live status of every pool, ordered by id, as Pool would
@@ -82,7 +78,7 @@ func (e *Distributed) Pool(ctx context.Context, id string) (numberd.PoolStatus, 
 // the store's pools, segments and recovery gaps in one query each, and Redis's
 // sweeps and views of every pool in one pipeline each. Pool by pool, a listing of
 // 54 pools took 0.1–0.8 s on a busy machine.
-func (e *Distributed) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
+func (e *Engine) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
 	cfgs, err := e.store.Pools(ctx)
 	if err != nil {
 		return nil, err
@@ -116,13 +112,13 @@ func (e *Distributed) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
 	for i, p := range ps {
 		p.seen(cfgs[i].Epoch)
 		p.learn(segs[p.id]...)
-		out[i] = assemble(p, cfgs[i], segs[p.id], views[i], recovered).status()
+		out[i] = assemble(p, cfgs[i], segs[p.id], views[i], recovered).Status()
 	}
 	return out, nil
 }
 
 // Segments returns the segments of pool in allocation order, with live state.
-func (e *Distributed) Segments(ctx context.Context, poolID string) ([]numberd.SegmentStatus, error) {
+func (e *Engine) Segments(ctx context.Context, poolID string) ([]numberd.SegmentStatus, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
 		return nil, err
@@ -131,15 +127,15 @@ func (e *Distributed) Segments(ctx context.Context, poolID string) ([]numberd.Se
 	if err != nil {
 		return nil, err
 	}
-	active := vp.activeSeg()
-	out := make([]numberd.SegmentStatus, len(vp.segs))
-	for i, s := range vp.segs {
-		out[i] = vp.segmentStatus(s, s == active)
+	active := vp.Active()
+	out := make([]numberd.SegmentStatus, len(vp.Segs))
+	for i, s := range vp.Segs {
+		out[i] = s.Status(s == active)
 	}
 	return out, nil
 }
 
-func (e *Distributed) segmentStatus(ctx context.Context, p *rpool, id int64) (numberd.SegmentStatus, error) {
+func (e *Engine) segmentStatus(ctx context.Context, p *rpool, id int64) (numberd.SegmentStatus, error) {
 	segs, err := e.Segments(ctx, p.id)
 	if err != nil {
 		return numberd.SegmentStatus{}, err
@@ -155,7 +151,7 @@ func (e *Distributed) segmentStatus(ctx context.Context, p *rpool, id int64) (nu
 // LoadSegment adds a segment to pool after its others; see store.AddSegment. The
 // segment is in the store before Redis learns of it, and joins Redis with no lease.
 // If Redis cannot be told now, the next extension or reseed adds it.
-func (e *Distributed) LoadSegment(ctx context.Context, poolID string, n numberd.NewSegment) (numberd.SegmentStatus, bool, error) {
+func (e *Engine) LoadSegment(ctx context.Context, poolID string, n numberd.NewSegment) (numberd.SegmentStatus, bool, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
 		return numberd.SegmentStatus{}, false, err
@@ -177,7 +173,7 @@ func (e *Distributed) LoadSegment(ctx context.Context, poolID string, n numberd.
 
 // SegmentAdded takes in a segment the store holds already, stored by the refill
 // worker: Redis learns of it at once, or at the next extension.
-func (e *Distributed) SegmentAdded(ctx context.Context, seg numberd.Segment) error {
+func (e *Engine) SegmentAdded(ctx context.Context, seg numberd.Segment) error {
 	p, err := e.pool(ctx, seg.Pool)
 	if err != nil {
 		return err
@@ -187,7 +183,7 @@ func (e *Distributed) SegmentAdded(ctx context.Context, seg numberd.Segment) err
 }
 
 // announce adds the store's open segments that p's Redis state lacks.
-func (e *Distributed) announce(ctx context.Context, p *rpool) error {
+func (e *Engine) announce(ctx context.Context, p *rpool) error {
 	cfg, segs, view, err := e.load(ctx, p)
 	if err != nil || !view.ok || view.gen != cfg.Epoch {
 		return err // no state of this generation: the reseed will include the segment
@@ -198,7 +194,7 @@ func (e *Distributed) announce(ctx context.Context, p *rpool) error {
 
 // RetireSegment stops handing out segment id of pool; its unused numbers become a
 // gap. Redis stops first, then the store records it; retiring again is a no-op.
-func (e *Distributed) RetireSegment(ctx context.Context, poolID string, id int64) (numberd.SegmentStatus, error) {
+func (e *Engine) RetireSegment(ctx context.Context, poolID string, id int64) (numberd.SegmentStatus, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
 		return numberd.SegmentStatus{}, err
@@ -229,7 +225,7 @@ func (e *Distributed) RetireSegment(ctx context.Context, poolID string, id int64
 // both under one generation of the pool's state. It reports false if the state
 // was reseeded meanwhile: the reseed may have put the segment back, above numbers
 // handed out since, and only a retire under the new generation counts them.
-func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg numberd.Segment) (bool, error) {
+func (e *Engine) retireOnce(ctx context.Context, p *rpool, seg numberd.Segment) (bool, error) {
 	reply, err := scripts.retire.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, seg.ID, numberd.SegmentRetired).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("retire").Inc()
 	if err != nil {
@@ -266,7 +262,7 @@ func (e *Distributed) retireOnce(ctx context.Context, p *rpool, seg numberd.Segm
 }
 
 // Gaps returns the gaps of pool, expired segments' included; see store.Gaps.
-func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error) {
+func (e *Engine) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error) {
 	p, err := e.pool(ctx, poolID)
 	if err != nil {
 		return nil, err
@@ -279,7 +275,7 @@ func (e *Distributed) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, e
 
 // sweep closes the segments that expired by Redis's clock: an allocate call that
 // asks for nothing, and the store records what it reports.
-func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
+func (e *Engine) sweep(ctx context.Context, p *rpool) error {
 	keys, args := allocateArgs(p, e.memoKey(p), nil)
 	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("sweep").Inc()
@@ -290,7 +286,7 @@ func (e *Distributed) sweep(ctx context.Context, p *rpool) error {
 }
 
 // sweepAll sweeps every pool of ps in one round trip.
-func (e *Distributed) sweepAll(ctx context.Context, ps []*rpool) error {
+func (e *Engine) sweepAll(ctx context.Context, ps []*rpool) error {
 	calls := make([]scriptCall, len(ps))
 	for i, p := range ps {
 		calls[i].keys, calls[i].args = allocateArgs(p, e.memoKey(p), nil)
@@ -308,7 +304,7 @@ func (e *Distributed) sweepAll(ctx context.Context, ps []*rpool) error {
 }
 
 // swept records the segments a sweep of p found expired.
-func (e *Distributed) swept(ctx context.Context, p *rpool, reply string) error {
+func (e *Engine) swept(ctx context.Context, p *rpool, reply string) error {
 	f := strings.Fields(reply)
 	if len(f) < 2 || f[0] != "OK" {
 		return nil // no state to sweep: the reseed closes what expired
@@ -326,7 +322,7 @@ func (e *Distributed) swept(ctx context.Context, p *rpool, reply string) error {
 
 // Ready reports whether Redis and the store answer, with a *DownError naming those
 // that do not.
-func (e *Distributed) Ready(ctx context.Context) error {
+func (e *Engine) Ready(ctx context.Context) error {
 	var down []string
 	var errs []error
 	if err := e.rdb.Ping(ctx).Err(); err != nil {
@@ -341,9 +337,9 @@ func (e *Distributed) Ready(ctx context.Context) error {
 	return nil
 }
 
-func (e *Distributed) known() []*rpool { return e.pools.all() }
+func (e *Engine) known() []*rpool { return e.pools.All() }
 
-func (e *Distributed) gauges() []metrics.PoolGauge {
+func (e *Engine) gauges() []metrics.PoolGauge {
 	var out []metrics.PoolGauge
 	for _, p := range e.known() {
 		out = append(out, metrics.PoolGauge{Pool: p.id, Available: p.available.Load(), Issued: -1})
@@ -367,7 +363,7 @@ func (e *Distributed) gauges() []metrics.PoolGauge {
 // newer version of the state. Its version, generation, identity and lease all
 // look right, and no durable mark is yet above it; only a write to the store per
 // allocation would close that, which is what Redis is there to spare.
-func (e *Distributed) checkpoint(ctx context.Context) error {
+func (e *Engine) checkpoint(ctx context.Context) error {
 	known := e.known()
 	if len(known) == 0 {
 		return nil
@@ -432,7 +428,7 @@ func (e *Distributed) checkpoint(ctx context.Context) error {
 // janitor checkpoints, and purges expired idempotency records every ten
 // minutes, until Close. Every node purges: a DELETE of what expired is the same
 // from any of them.
-func (e *Distributed) janitor() {
+func (e *Engine) janitor() {
 	defer e.wg.Done()
 	tick := time.NewTicker(e.opts.CheckpointEvery)
 	defer tick.Stop()

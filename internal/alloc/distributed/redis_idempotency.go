@@ -1,4 +1,4 @@
-package alloc
+package distributed
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/numberd/numberd"
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 )
@@ -18,17 +19,17 @@ const redisIdemTTL = 10 * time.Minute
 
 // stored is the store's record of req's key, or a zero record (empty Key) when
 // there is none. It answers first, as it holds even when Redis lost its copy.
-func (e *Distributed) stored(ctx context.Context, p *rpool, req numberd.Request) (store.IdempotencyRecord, error) {
+func (e *Engine) stored(ctx context.Context, p *rpool, req numberd.Request) (store.IdempotencyRecord, error) {
 	key := req.Idempotency
-	return e.lookup.do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
+	return e.lookup.Do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
 }
 
 // recorded is the answer rec holds for req.
-func (e *Distributed) recorded(p *rpool, req numberd.Request, rec store.IdempotencyRecord) (numberd.Allocation, error) {
+func (e *Engine) recorded(p *rpool, req numberd.Request, rec store.IdempotencyRecord) (numberd.Allocation, error) {
 	if rec.Fingerprint != req.Fingerprint() {
 		return numberd.Allocation{}, fmt.Errorf("%w: key %q was used with %s", numberd.ErrIdempotencyConflict, req.Idempotency.Key, rec.Fingerprint)
 	}
-	spans, err := decodeSpans(rec.Answer, p.digits)
+	spans, err := alloc.DecodeSpans(rec.Answer, p.digits)
 	if err != nil {
 		return numberd.Allocation{}, err
 	}
@@ -46,10 +47,10 @@ var errTakeAfresh = errors.New("alloc: the replayed numbers were abandoned")
 // numbers to the key or abandons them, whichever the store finds first (see
 // settle). If a replayed numbers the store holds abandoned, it returns
 // errTakeAfresh.
-func (e *Distributed) keep(ctx context.Context, p *rpool, req numberd.Request, a numberd.Allocation) (numberd.Allocation, error) {
+func (e *Engine) keep(ctx context.Context, p *rpool, req numberd.Request, a numberd.Allocation) (numberd.Allocation, error) {
 	rec := e.record(p, req, a.Spans)
 	rec.Fresh = !a.Replayed
-	held, err := e.idem.do(ctx, rec)
+	held, err := e.idem.Do(ctx, rec)
 	if err != nil {
 		e.unsure.add(unsettledCall{pool: p, record: &rec, since: time.Now()})
 		return numberd.Allocation{}, fmt.Errorf("%w: the idempotency record could not be stored: %v", numberd.ErrOutcomeUnknown, err)
@@ -72,24 +73,24 @@ func (e *Distributed) keep(ctx context.Context, p *rpool, req numberd.Request, a
 	return e.recorded(p, req, held)
 }
 
-func (e *Distributed) record(p *rpool, req numberd.Request, spans []segment.Range) store.IdempotencyRecord {
+func (e *Engine) record(p *rpool, req numberd.Request, spans []segment.Range) store.IdempotencyRecord {
 	now := e.opts.Now()
 	return store.IdempotencyRecord{
 		Pool: p.id, Scope: req.Idempotency.Scope, Key: req.Idempotency.Key, Fingerprint: req.Fingerprint(),
-		Answer: encodeSpans(spans), CreatedAt: now, ExpiresAt: now.Add(numberd.IdempotencyTTL),
+		Answer: alloc.EncodeSpans(spans), CreatedAt: now, ExpiresAt: now.Add(numberd.IdempotencyTTL),
 	}
 }
 
 // abandon records spans, taken but never handed out, as abandoned gaps, and
 // returns how many numbers it recorded. Recording again what is recorded adds
 // nothing, so a failed abandon is retried whole.
-func (e *Distributed) abandon(ctx context.Context, p *rpool, spans []segment.Range) (int64, error) {
+func (e *Engine) abandon(ctx context.Context, p *rpool, spans []segment.Range) (int64, error) {
 	return e.skip(ctx, p, spans, numberd.GapAbandoned)
 }
 
 // skip records spans as gaps with reason, and returns how many numbers it
 // recorded.
-func (e *Distributed) skip(ctx context.Context, p *rpool, spans []segment.Range, reason string) (int64, error) {
+func (e *Engine) skip(ctx context.Context, p *rpool, spans []segment.Range, reason string) (int64, error) {
 	var n int64
 	for _, r := range spans {
 		seg, err := e.segmentOf(ctx, p, r)
@@ -109,7 +110,7 @@ func (e *Distributed) skip(ctx context.Context, p *rpool, spans []segment.Range,
 }
 
 // segmentOf finds the segment of p that holds r.
-func (e *Distributed) segmentOf(ctx context.Context, p *rpool, r segment.Range) (int64, error) {
+func (e *Engine) segmentOf(ctx context.Context, p *rpool, r segment.Range) (int64, error) {
 	for pass := 0; pass < 2; pass++ {
 		p.segMu.RLock()
 		for id, s := range p.segs {

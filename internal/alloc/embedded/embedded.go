@@ -1,98 +1,36 @@
-package alloc
+// Package embedded is numberd's engine of embedded mode: one process, its pools'
+// live state in memory, and an SQLite store it alone writes, ahead of need.
+package embedded
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/numberd/numberd"
-	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
 )
 
-// Options tune an engine. The zero value of each field takes its default.
-type Options struct {
-	Logger  *slog.Logger
-	Metrics *metrics.Metrics
-	// Now is the engine's clock: it decides segment expiry and idempotency record
-	// lifetimes. In embedded mode the one node's clock is the store's.
-	Now func() time.Time
-	// LeaseMin and LeaseMax bound how many numbers a pool reserves ahead of need
-	// (defaults 100 and 5000, what the tax platform grants in one download at
-	// most): a crash, or a lost Redis, strands at most one lease per pool.
-	LeaseMin, LeaseMax int64
-	// LeaseHorizon is how long a lease should last at the pool's pace (default 2s).
-	LeaseHorizon time.Duration
-	// CheckpointEvery is how often cursors are written to the store, which narrows
-	// the recovery gap of a crash (default 10s; 1s in distributed mode, where the
-	// checkpoint is also how nodes learn how far the others went).
-	CheckpointEvery time.Duration
-	// StoreTimeout bounds one background store operation (default 3s), which a
-	// request may be waiting for: a store that hangs answers 503 before the
-	// request's own deadline.
-	StoreTimeout time.Duration
-	// RequestTimeout bounds an allocation request from its start to its answer
-	// (default 5s), whatever it waits for: Redis, a lease extension, a reseed.
-	RequestTimeout time.Duration
-	// Observe, if set, hears after each allocation how many numbers its pool has
-	// left: the refill worker's signal. It must be quick.
-	Observe func(pool string, available int64)
-}
-
-func (o Options) withDefaults() Options {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Metrics == nil {
-		o.Metrics = metrics.New()
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.LeaseMin <= 0 {
-		o.LeaseMin = 100
-	}
-	if o.LeaseMax < o.LeaseMin {
-		o.LeaseMax = max(5_000, o.LeaseMin)
-	}
-	if o.LeaseHorizon <= 0 {
-		o.LeaseHorizon = 2 * time.Second
-	}
-	if o.CheckpointEvery <= 0 {
-		o.CheckpointEvery = 10 * time.Second
-	}
-	if o.StoreTimeout <= 0 {
-		o.StoreTimeout = 3 * time.Second
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 5 * time.Second
-	}
-	if o.Observe == nil {
-		o.Observe = func(string, int64) {}
-	}
-	return o
-}
-
-// Embedded is the in-process engine of embedded mode. It is the only writer of its
+// Engine is the in-process engine of embedded mode. It is the only writer of its
 // store (OpenSQLite locks the data directory), so it keeps every pool's live state
 // in memory and writes to the store only to reserve numbers ahead of need, to record
 // gaps and closed segments, and to checkpoint.
-type Embedded struct {
+type Engine struct {
 	store *store.Store
-	opts  Options
+	opts  alloc.Options
 
-	pools  registry[*pool]
+	pools  alloc.Registry[*pool]
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup // background reservations and the janitor
 }
+
+var _ numberd.Engine = (*Engine)(nil)
 
 // pool is one pool's live state. mu guards every field but cfg's immutable Digits
 // and window, and is taken and given back by lockPool and unlockPool, never alone
@@ -106,36 +44,20 @@ type pool struct {
 	loadMu sync.Mutex
 	window atomic.Pointer[window]
 
-	cfg  numberd.Pool
-	segs []*seg // in allocation order, closed ones included
-	head int    // index of the first segment that may still be open
+	alloc.PoolView
 
-	nextExpiry time.Time  // earliest expires_at of an open segment, zero if none
-	extension  *extension // the reservation in flight, if any
-	lease      lease
+	nextExpiry time.Time        // earliest expires_at of an open segment, zero if none
+	extension  *alloc.Extension // the reservation in flight, if any
+	lease      alloc.Lease
 	saved      map[int64]int64 // cursors as last written to the store
 }
 
-type seg struct {
-	meta       numberd.Segment // as loaded; State tracks closes
-	next       int64
-	reservedHi int64
-	recovered  int64 // numbers of this segment in recovery gaps
-}
-
-func (s *seg) open() bool { return s.meta.State == numberd.SegmentOpen && s.next <= s.meta.Range.Hi }
-
-type extension struct {
-	done chan struct{}
-	err  error
-}
-
-// OpenEmbedded loads every pool's state from st and resumes allocation. A segment
+// Open loads every pool's state from st and resumes allocation. A segment
 // whose high-water mark is above its checkpointed cursor was reserved by a process
 // that did not stop cleanly: its numbers up to the mark may have been handed out, so
 // allocation resumes above the mark and the range is recorded as a recovery gap.
-func OpenEmbedded(ctx context.Context, st *store.Store, opts Options) (*Embedded, error) {
-	e := &Embedded{store: st, opts: opts.withDefaults(), stop: make(chan struct{})}
+func Open(ctx context.Context, st *store.Store, opts alloc.Options) (*Engine, error) {
+	e := &Engine{store: st, opts: opts.WithDefaults(), stop: make(chan struct{})}
 	cfgs, err := st.Pools(ctx)
 	if err != nil {
 		return nil, err
@@ -148,18 +70,18 @@ func OpenEmbedded(ctx context.Context, st *store.Store, opts Options) (*Embedded
 		}
 		pools[cfg.ID] = p
 	}
-	e.pools.init(pools)
+	e.pools.Init(pools)
 	e.opts.Metrics.WatchPools(e.gauges)
 	e.wg.Add(1)
 	go e.janitor()
 	return e, nil
 }
 
-func (e *Embedded) newPool(cfg numberd.Pool) *pool {
-	return &pool{id: cfg.ID, cfg: cfg, lease: newLease(e.opts), saved: map[int64]int64{}}
+func (e *Engine) newPool(cfg numberd.Pool) *pool {
+	return &pool{id: cfg.ID, PoolView: alloc.PoolView{Cfg: cfg}, lease: alloc.NewLease(e.opts), saved: map[int64]int64{}}
 }
 
-func (e *Embedded) loadPool(ctx context.Context, cfg numberd.Pool) (*pool, error) {
+func (e *Engine) loadPool(ctx context.Context, cfg numberd.Pool) (*pool, error) {
 	p := e.newPool(cfg)
 	metas, err := e.store.Segments(ctx, cfg.ID)
 	if err != nil {
@@ -169,23 +91,18 @@ func (e *Embedded) loadPool(ctx context.Context, cfg numberd.Pool) (*pool, error
 	if err != nil {
 		return nil, err
 	}
-	recovered := map[int64]int64{}
-	for _, g := range gaps {
-		if g.Reason == numberd.GapRecovery {
-			recovered[g.SegmentID] += g.Count()
-		}
-	}
+	recovered := alloc.Recovered(gaps)
 	for _, m := range metas {
-		s := &seg{meta: m, next: m.Next, reservedHi: m.ReservedHi, recovered: recovered[m.ID]}
+		s := &alloc.SegmentState{Meta: m, Next: m.Next, ReservedHi: m.ReservedHi, Recovered: recovered[m.ID]}
 		if m.State == numberd.SegmentOpen && m.ReservedHi >= m.Next {
 			if err := e.recover(ctx, p, s); err != nil {
 				return nil, err
 			}
 		}
-		p.segs = append(p.segs, s)
-		p.saved[m.ID] = s.next
+		p.Segs = append(p.Segs, s)
+		p.saved[m.ID] = s.Next
 	}
-	p.advanceHead()
+	p.AdvanceHead()
 	p.refreshExpiry()
 	return p, nil
 }
@@ -193,40 +110,34 @@ func (e *Embedded) loadPool(ctx context.Context, cfg numberd.Pool) (*pool, error
 // recover moves s's cursor above its high-water mark after an unclean stop. The gap
 // is written before the cursor, and a gap recorded twice is kept once, so a crash
 // here repeats safely.
-func (e *Embedded) recover(ctx context.Context, p *pool, s *seg) error {
-	gap := numberd.Gap{Pool: p.id, SegmentID: s.meta.ID, Range: s.meta.Range, Reason: numberd.GapRecovery}
-	gap.Range.Lo, gap.Range.Hi = s.next, s.reservedHi
+func (e *Engine) recover(ctx context.Context, p *pool, s *alloc.SegmentState) error {
+	gap := numberd.Gap{Pool: p.id, SegmentID: s.Meta.ID, Range: s.Meta.Range, Reason: numberd.GapRecovery}
+	gap.Range.Lo, gap.Range.Hi = s.Next, s.ReservedHi
 	if err := e.store.AddGap(ctx, gap); err != nil {
 		return err
 	}
-	if err := e.store.SaveCursors(ctx, []store.Cursor{{SegmentID: s.meta.ID, Next: s.reservedHi + 1}}); err != nil {
+	if err := e.store.SaveCursors(ctx, []store.Cursor{{SegmentID: s.Meta.ID, Next: s.ReservedHi + 1}}); err != nil {
 		return err
 	}
 	e.opts.Logger.Warn("resumed above the durable high-water mark after an unclean stop",
-		"pool", p.id, "segment", s.meta.ID, "gap_start", gap.Range.Start(), "gap_end", gap.Range.End(), "gap_count", gap.Count())
+		"pool", p.id, "segment", s.Meta.ID, "gap_start", gap.Range.Start(), "gap_end", gap.Range.End(), "gap_count", gap.Count())
 	e.opts.Metrics.GapNumbers.WithLabelValues(p.id, numberd.GapRecovery).Add(float64(gap.Count()))
-	s.recovered += gap.Count()
-	s.next = s.reservedHi + 1
+	s.Recovered += gap.Count()
+	s.Next = s.ReservedHi + 1
 	return nil
-}
-
-func (p *pool) advanceHead() {
-	for p.head < len(p.segs) && !p.segs[p.head].open() {
-		p.head++
-	}
 }
 
 func (p *pool) refreshExpiry() {
 	p.nextExpiry = time.Time{}
-	for _, s := range p.segs[p.head:] {
-		if exp := s.meta.ExpiresAt; s.open() && !exp.IsZero() && (p.nextExpiry.IsZero() || exp.Before(p.nextExpiry)) {
+	for _, s := range p.Segs[p.Head:] {
+		if exp := s.Meta.ExpiresAt; s.Open() && !exp.IsZero() && (p.nextExpiry.IsZero() || exp.Before(p.nextExpiry)) {
 			p.nextExpiry = exp
 		}
 	}
 }
 
-func (e *Embedded) pool(id string) (*pool, error) {
-	p, ok := e.pools.get(id)
+func (e *Engine) pool(id string) (*pool, error) {
+	p, ok := e.pools.Get(id)
 	if !ok {
 		return nil, fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, id)
 	}
@@ -238,56 +149,14 @@ func (e *Embedded) pool(id string) (*pool, error) {
 // pool has fewer numbers left, ErrIdempotencyConflict for a key reused with another
 // count, and numberd.ErrUnavailable or a context error when the store failed or was
 // too slow; in every error case nothing was consumed.
-func (e *Embedded) Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error) {
+func (e *Engine) Allocate(ctx context.Context, req numberd.Request) (numberd.Allocation, error) {
 	start := e.opts.Now()
 	a, err := e.allocate(ctx, req, start)
-	observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
+	alloc.Observe(e.opts.Metrics, req.Pool, a, err, e.opts.Now().Sub(start))
 	return a, err
 }
 
-// observe records an allocation's outcome and duration.
-func observe(m *metrics.Metrics, poolID string, a numberd.Allocation, err error, took time.Duration) {
-	m.AllocationSeconds.Observe(took.Seconds())
-	outcome := "ok"
-	switch {
-	case errors.Is(err, numberd.ErrPoolNotFound), errors.Is(err, numberd.ErrInvalid):
-		return // not a pool's event: unknown ids must not grow the label set
-	case errors.Is(err, numberd.ErrExhausted):
-		outcome = "exhausted"
-	case err != nil:
-		outcome = "error"
-	case a.Replayed:
-		outcome = "replayed"
-	default:
-		c := poolCountersOf(m, poolID)
-		c.numbers.Add(float64(a.Count()))
-		c.ok.Inc()
-		return
-	}
-	m.Allocations.WithLabelValues(poolID, outcome).Inc()
-}
-
-// poolCounters are a pool's counters of successful allocations, looked up once:
-// label lookups on every allocation showed in the profile.
-type poolCounters struct {
-	ok, numbers prometheus.Counter
-}
-
-var counterCache sync.Map // struct{*metrics.Metrics; string} → *poolCounters
-
-func poolCountersOf(m *metrics.Metrics, pool string) *poolCounters {
-	key := struct {
-		m    *metrics.Metrics
-		pool string
-	}{m, pool}
-	if c, ok := counterCache.Load(key); ok {
-		return c.(*poolCounters)
-	}
-	c, _ := counterCache.LoadOrStore(key, &poolCounters{ok: m.Allocations.WithLabelValues(pool, "ok"), numbers: m.Numbers.WithLabelValues(pool)})
-	return c.(*poolCounters)
-}
-
-func (e *Embedded) allocate(ctx context.Context, req numberd.Request, now time.Time) (numberd.Allocation, error) {
+func (e *Engine) allocate(ctx context.Context, req numberd.Request, now time.Time) (numberd.Allocation, error) {
 	if err := req.Validate(); err != nil {
 		return numberd.Allocation{}, err
 	}
@@ -316,7 +185,7 @@ func (e *Embedded) allocate(ctx context.Context, req numberd.Request, now time.T
 		if rec.Fingerprint != req.Fingerprint() {
 			return numberd.Allocation{}, fmt.Errorf("%w: key %q was used with %s", numberd.ErrIdempotencyConflict, key.Key, rec.Fingerprint)
 		}
-		spans, err := decodeSpans(rec.Answer, p.cfg.Digits)
+		spans, err := alloc.DecodeSpans(rec.Answer, p.Cfg.Digits)
 		return numberd.Allocation{Pool: p.id, Spans: spans, Replayed: true}, err
 	}
 	e.lockPool(p)
@@ -328,7 +197,7 @@ func (e *Embedded) allocate(ctx context.Context, req numberd.Request, now time.T
 	stored := e.opts.Now()
 	err = e.store.PutIdempotency(ctx, store.IdempotencyRecord{
 		Pool: p.id, Scope: key.Scope, Key: key.Key, Fingerprint: req.Fingerprint(),
-		Answer: encodeSpans(spans), CreatedAt: stored, ExpiresAt: stored.Add(numberd.IdempotencyTTL),
+		Answer: alloc.EncodeSpans(spans), CreatedAt: stored, ExpiresAt: stored.Add(numberd.IdempotencyTTL),
 	})
 	if err != nil {
 		// p.mu has been held since take: no other allocation moved these cursors.
@@ -341,7 +210,7 @@ func (e *Embedded) allocate(ctx context.Context, req numberd.Request, now time.T
 // take takes count numbers off p, waiting for a reservation when the reserved ones
 // do not cover them. It is called and returns with p.mu held; undo gives the numbers
 // back while p.mu is still held.
-func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segment.Range, undo func(), err error) {
+func (e *Engine) take(ctx context.Context, p *pool, count int) (spans []segment.Range, undo func(), err error) {
 	for {
 		if e.closed.Load() {
 			return nil, nil, numberd.ErrClosed
@@ -360,25 +229,25 @@ func (e *Embedded) take(ctx context.Context, p *pool, count int) (spans []segmen
 			e.opts.Observe(p.id, p.available())
 			return plan.spans(), undo, nil
 		}
-		ext := e.reserve(p, int64(count)+p.lease.size)
+		ext := e.reserve(p, int64(count)+p.lease.Size)
 		e.unlockPool(p)
 		select {
-		case <-ext.done:
+		case <-ext.Done:
 		case <-ctx.Done():
 		}
 		e.lockPool(p)
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		if ext.err != nil {
-			return nil, nil, ext.err
+		if ext.Err != nil {
+			return nil, nil, ext.Err
 		}
 	}
 }
 
 // piece is part of a planned allocation: suffixes lo..hi of one segment.
 type piece struct {
-	s      *seg
+	s      *alloc.SegmentState
 	lo, hi int64
 }
 
@@ -386,7 +255,7 @@ type plan []piece
 
 func (pl plan) reserved() bool {
 	for _, pc := range pl {
-		if pc.hi > pc.s.reservedHi {
+		if pc.hi > pc.s.ReservedHi {
 			return false
 		}
 	}
@@ -396,7 +265,7 @@ func (pl plan) reserved() bool {
 func (pl plan) spans() []segment.Range {
 	spans := make([]segment.Range, len(pl))
 	for i, pc := range pl {
-		spans[i] = pc.s.meta.Range
+		spans[i] = pc.s.Meta.Range
 		spans[i].Lo, spans[i].Hi = pc.lo, pc.hi
 	}
 	return spans
@@ -407,12 +276,12 @@ func (pl plan) spans() []segment.Range {
 func (p *pool) plan(count int) (plan, bool) {
 	var pl plan
 	need := int64(count)
-	for _, s := range p.segs[p.head:] {
-		if !s.open() {
+	for _, s := range p.Segs[p.Head:] {
+		if !s.Open() {
 			continue
 		}
-		n := min(need, s.meta.Range.Hi-s.next+1)
-		pl = append(pl, piece{s: s, lo: s.next, hi: s.next + n - 1})
+		n := min(need, s.Meta.Range.Hi-s.Next+1)
+		pl = append(pl, piece{s: s, lo: s.Next, hi: s.Next + n - 1})
 		if need -= n; need == 0 {
 			return pl, true
 		}
@@ -422,23 +291,23 @@ func (p *pool) plan(count int) (plan, bool) {
 
 func (p *pool) commit(pl plan) (undo func()) {
 	for _, pc := range pl {
-		pc.s.next = pc.hi + 1
+		pc.s.Next = pc.hi + 1
 	}
-	head := p.head
-	p.advanceHead()
+	head := p.Head
+	p.AdvanceHead()
 	return func() {
 		for _, pc := range pl {
-			pc.s.next = pc.lo
+			pc.s.Next = pc.lo
 		}
-		p.head = head
+		p.Head = head
 	}
 }
 
 func (p *pool) available() int64 {
 	var n int64
-	for _, s := range p.segs[p.head:] {
-		if s.open() {
-			n = addSat(n, s.meta.Range.Hi-s.next+1)
+	for _, s := range p.Segs[p.Head:] {
+		if s.Open() {
+			n = alloc.AddSat(n, s.Meta.Range.Hi-s.Next+1)
 		}
 	}
 	return n
@@ -447,9 +316,9 @@ func (p *pool) available() int64 {
 // reservedAhead counts the reserved, unissued numbers of p, up to limit.
 func (p *pool) reservedAhead(limit int64) int64 {
 	var n int64
-	for _, s := range p.segs[p.head:] {
-		if s.open() && s.reservedHi >= s.next {
-			if n += s.reservedHi - s.next + 1; n >= limit {
+	for _, s := range p.Segs[p.Head:] {
+		if s.Open() && s.ReservedHi >= s.Next {
+			if n += s.ReservedHi - s.Next + 1; n >= limit {
 				break
 			}
 		}
@@ -459,55 +328,55 @@ func (p *pool) reservedAhead(limit int64) int64 {
 
 // reserveIfLow starts a reservation when fewer than half a lease of p's numbers
 // are reserved ahead. Called with p.mu held.
-func (e *Embedded) reserveIfLow(p *pool) {
-	if p.reservedAhead(p.lease.size) < p.lease.size/2 {
-		e.reserve(p, p.lease.size)
+func (e *Engine) reserveIfLow(p *pool) {
+	if p.reservedAhead(p.lease.Size) < p.lease.Size/2 {
+		e.reserve(p, p.lease.Size)
 	}
 }
 
 // reserve makes sure a reservation covering the next need numbers of p is under way
 // and returns it. At most one runs per pool; it writes to the store without p.mu, so
 // allocation of already reserved numbers goes on meanwhile. Called with p.mu held.
-func (e *Embedded) reserve(p *pool, need int64) *extension {
+func (e *Engine) reserve(p *pool, need int64) *alloc.Extension {
 	if p.extension != nil {
 		return p.extension
 	}
 	if e.closed.Load() {
 		// Close has handed the reservations back, or is about to: a new one
 		// would strand a lease as a recovery gap at the next start.
-		ext := &extension{done: make(chan struct{}), err: numberd.ErrClosed}
-		close(ext.done)
+		ext := &alloc.Extension{Done: make(chan struct{}), Err: numberd.ErrClosed}
+		close(ext.Done)
 		return ext
 	}
-	p.lease.resize(e.opts)
-	need = max(need, p.lease.size)
+	p.lease.Resize(e.opts)
+	need = max(need, p.lease.Size)
 	type raise struct {
-		s  *seg
+		s  *alloc.SegmentState
 		to int64
 	}
 	var raises []raise
 	var rs []store.Reservation
 	var cs []store.Cursor
-	for _, s := range p.segs[p.head:] {
+	for _, s := range p.Segs[p.Head:] {
 		if need <= 0 {
 			break
 		}
-		if !s.open() {
+		if !s.Open() {
 			continue
 		}
-		if s.next > p.saved[s.meta.ID] {
-			cs = append(cs, store.Cursor{SegmentID: s.meta.ID, Next: s.next})
+		if s.Next > p.saved[s.Meta.ID] {
+			cs = append(cs, store.Cursor{SegmentID: s.Meta.ID, Next: s.Next})
 		}
-		to := s.next + min(need, s.meta.Range.Hi-s.next+1) - 1
-		if to > s.reservedHi {
+		to := s.Next + min(need, s.Meta.Range.Hi-s.Next+1) - 1
+		if to > s.ReservedHi {
 			raises = append(raises, raise{s, to})
-			rs = append(rs, store.Reservation{SegmentID: s.meta.ID, From: s.reservedHi, To: to})
+			rs = append(rs, store.Reservation{SegmentID: s.Meta.ID, From: s.ReservedHi, To: to})
 		}
-		need -= to - s.next + 1
+		need -= to - s.Next + 1
 	}
-	ext := &extension{done: make(chan struct{})}
+	ext := &alloc.Extension{Done: make(chan struct{})}
 	if len(rs) == 0 {
-		close(ext.done)
+		close(ext.Done)
 		return ext
 	}
 	p.extension = ext
@@ -520,15 +389,15 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 		e.lockPool(p)
 		if err == nil {
 			for _, r := range raises {
-				r.s.reservedHi = max(r.s.reservedHi, r.to)
+				r.s.ReservedHi = max(r.s.ReservedHi, r.to)
 			}
 			for _, c := range cs {
 				p.saved[c.SegmentID] = max(p.saved[c.SegmentID], c.Next)
 			}
 		}
-		ext.err = err
+		ext.Err = err
 		p.extension = nil
-		close(ext.done)
+		close(ext.Done)
 		e.unlockPool(p)
 		if err != nil {
 			e.opts.Metrics.Reservations.WithLabelValues("error").Inc()
@@ -542,38 +411,38 @@ func (e *Embedded) reserve(p *pool, need int64) *extension {
 
 // expire closes the open segments of p whose expires_at has passed; their unused
 // numbers become a gap. Called with p.mu held.
-func (e *Embedded) expire(ctx context.Context, p *pool) error {
+func (e *Engine) expire(ctx context.Context, p *pool) error {
 	now := e.opts.Now()
 	if p.nextExpiry.IsZero() || now.Before(p.nextExpiry) {
 		return nil
 	}
-	for _, s := range p.segs[p.head:] {
-		if s.open() && !s.meta.ExpiresAt.IsZero() && !now.Before(s.meta.ExpiresAt) {
+	for _, s := range p.Segs[p.Head:] {
+		if s.Open() && !s.Meta.ExpiresAt.IsZero() && !now.Before(s.Meta.ExpiresAt) {
 			if err := e.close(ctx, p, s, numberd.SegmentExpired, numberd.GapExpired); err != nil {
 				return err
 			}
 		}
 	}
-	p.advanceHead()
+	p.AdvanceHead()
 	p.refreshExpiry()
 	return nil
 }
 
 // close moves open segment s to state, its unused numbers to a gap. Called with
 // p.mu held.
-func (e *Embedded) close(ctx context.Context, p *pool, s *seg, state, reason string) error {
+func (e *Engine) close(ctx context.Context, p *pool, s *alloc.SegmentState, state, reason string) error {
 	var gap *numberd.Gap
-	if s.next <= s.meta.Range.Hi {
-		gap = &numberd.Gap{Pool: p.id, SegmentID: s.meta.ID, Range: s.meta.Range, Reason: reason}
-		gap.Range.Lo = s.next
+	if s.Next <= s.Meta.Range.Hi {
+		gap = &numberd.Gap{Pool: p.id, SegmentID: s.Meta.ID, Range: s.Meta.Range, Reason: reason}
+		gap.Range.Lo = s.Next
 	}
-	if _, err := e.store.CloseSegment(ctx, s.meta.ID, state, s.next, gap); err != nil {
+	if _, err := e.store.CloseSegment(ctx, s.Meta.ID, state, s.Next, gap); err != nil {
 		return err
 	}
-	s.meta.State = state
+	s.Meta.State = state
 	if gap != nil {
 		e.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(gap.Count()))
-		e.opts.Logger.Info("segment closed", "pool", p.id, "segment", s.meta.ID, "state", state, "gap_count", gap.Count())
+		e.opts.Logger.Info("segment closed", "pool", p.id, "segment", s.Meta.ID, "state", state, "gap_count", gap.Count())
 	}
 	return nil
 }
@@ -581,7 +450,7 @@ func (e *Embedded) close(ctx context.Context, p *pool, s *seg, state, reason str
 // Close stops the engine: allocation ends, background work finishes, and the
 // cursors are written with the unissued reservations handed back, so a restart
 // resumes exactly where this process stopped.
-func (e *Embedded) Close(ctx context.Context) error {
+func (e *Engine) Close(ctx context.Context) error {
 	if e.closed.Swap(true) {
 		return nil
 	}
@@ -589,7 +458,7 @@ func (e *Embedded) Close(ctx context.Context) error {
 	// Reservations start under their pool's lock after a look at the flag: once
 	// every pool has been locked, those that looked too early are counted in wg
 	// and the rest will see the flag.
-	for _, p := range e.pools.all() {
+	for _, p := range e.pools.All() {
 		e.lockPool(p)
 		e.unlockPool(p)
 	}
@@ -599,14 +468,14 @@ func (e *Embedded) Close(ctx context.Context) error {
 
 // checkpoint writes the cursors that moved since the last checkpoint; with release
 // it also lowers the high-water marks to them.
-func (e *Embedded) checkpoint(ctx context.Context, release bool) error {
+func (e *Engine) checkpoint(ctx context.Context, release bool) error {
 	var errs []error
-	for _, p := range e.pools.all() {
+	for _, p := range e.pools.All() {
 		e.lockPool(p)
 		var cs []store.Cursor
-		for _, s := range p.segs {
-			if p.saved[s.meta.ID] != s.next || (release && s.reservedHi >= s.next) {
-				cs = append(cs, store.Cursor{SegmentID: s.meta.ID, Next: s.next})
+		for _, s := range p.Segs {
+			if p.saved[s.Meta.ID] != s.Next || (release && s.ReservedHi >= s.Next) {
+				cs = append(cs, store.Cursor{SegmentID: s.Meta.ID, Next: s.Next})
 			}
 		}
 		e.unlockPool(p)
@@ -633,7 +502,7 @@ func (e *Embedded) checkpoint(ctx context.Context, release bool) error {
 }
 
 // janitor checkpoints cursors and purges expired idempotency records until Close.
-func (e *Embedded) janitor() {
+func (e *Engine) janitor() {
 	defer e.wg.Done()
 	tick := time.NewTicker(e.opts.CheckpointEvery)
 	defer tick.Stop()

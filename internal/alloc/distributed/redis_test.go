@@ -1,4 +1,4 @@
-package alloc_test
+package distributed_test
 
 import (
 	"context"
@@ -20,6 +20,8 @@ import (
 
 	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
+	"github.com/numberd/numberd/internal/alloc/alloctest"
+	"github.com/numberd/numberd/internal/alloc/distributed"
 	"github.com/numberd/numberd/internal/metrics"
 	"github.com/numberd/numberd/internal/segment"
 	"github.com/numberd/numberd/internal/store"
@@ -33,7 +35,7 @@ import (
 type cluster struct {
 	dsn     string
 	target  atomic.Value // host:port the nodes' Redis connections go to
-	nodes   []*alloc.Distributed
+	nodes   []*distributed.Engine
 	stores  []*store.Store
 	rdbs    []*redis.Client
 	metrics []*metrics.Metrics
@@ -58,7 +60,7 @@ func newCluster(tb testing.TB, redisAddr string, nodes int, opts alloc.Options) 
 
 func (c *cluster) addNode(tb testing.TB, opts alloc.Options) {
 	tb.Helper()
-	st, err := store.OpenMySQL(context.Background(), c.dsn, quiet)
+	st, err := store.OpenMySQL(context.Background(), c.dsn, alloctest.Quiet)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -69,14 +71,28 @@ func (c *cluster) addNode(tb testing.TB, opts alloc.Options) {
 			return d.DialContext(ctx, network, c.target.Load().(string))
 		},
 	})
-	opts.Logger = quiet
+	opts.Logger = alloctest.Quiet
 	opts.Metrics = metrics.New()
-	eng, err := alloc.OpenDistributed(context.Background(), rdb, st, opts)
+	eng, err := distributed.Open(context.Background(), rdb, st, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	c.nodes, c.stores, c.rdbs = append(c.nodes, eng), append(c.stores, st), append(c.rdbs, rdb)
 	c.metrics = append(c.metrics, opts.Metrics)
+}
+
+// restart closes node i and opens it again on the same Redis and database.
+func (c *cluster) restart(tb testing.TB, i int, opts alloc.Options) {
+	tb.Helper()
+	if err := c.nodes[i].Close(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	_ = c.rdbs[i].Close()
+	_ = c.stores[i].Close()
+	c.addNode(tb, opts)
+	last := len(c.nodes) - 1
+	c.nodes[i], c.stores[i], c.rdbs[i], c.metrics[i] = c.nodes[last], c.stores[last], c.rdbs[last], c.metrics[last]
+	c.nodes, c.stores, c.rdbs, c.metrics = c.nodes[:last], c.stores[:last], c.rdbs[:last], c.metrics[:last]
 }
 
 // pointTo sends the nodes' Redis connections to addr: new ones dial it, and the
@@ -138,6 +154,18 @@ func (l *ledger) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.seen)
+}
+
+// TestContract runs the engine contract against one distributed node.
+func TestContract(t *testing.T) {
+	alloctest.Run(t, func(tb testing.TB, opts alloc.Options) (alloctest.Engine, func() alloctest.Engine) {
+		srv := testharness.StartRedis(tb, "redis")
+		c := newCluster(tb, srv.Addr(), 1, opts)
+		return c.nodes[0], func() alloctest.Engine {
+			c.restart(tb, 0, opts)
+			return c.nodes[0]
+		}
+	})
 }
 
 func TestDistributedSurvivesFlushAndRestart(t *testing.T) {

@@ -1,4 +1,4 @@
-package alloc
+package distributed
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/numberd/numberd"
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/store"
 )
 
@@ -43,7 +44,7 @@ func (view redisView) unqueued(segs []numberd.Segment) bool {
 	return false
 }
 
-func (e *Distributed) peek(ctx context.Context, p *rpool, ids []int64) (redisView, error) {
+func (e *Engine) peek(ctx context.Context, p *rpool, ids []int64) (redisView, error) {
 	reply, err := scripts.peek.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, peekArgs(ids)...).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("peek").Inc()
 	if err != nil {
@@ -54,7 +55,7 @@ func (e *Distributed) peek(ctx context.Context, p *rpool, ids []int64) (redisVie
 
 // peekAll returns Redis's view of every pool of ps and its segments in segs, in
 // one round trip; without Redis, empty views and ErrUnavailable.
-func (e *Distributed) peekAll(ctx context.Context, ps []*rpool, segs map[string][]numberd.Segment) ([]redisView, error) {
+func (e *Engine) peekAll(ctx context.Context, ps []*rpool, segs map[string][]numberd.Segment) ([]redisView, error) {
 	views := make([]redisView, len(ps))
 	calls := make([]scriptCall, len(ps))
 	ids := make([][]int64, len(ps))
@@ -149,7 +150,7 @@ func (view redisView) behind(floor stateMark) bool {
 // and reseeding happen under it, so nodes take turns; a holder that stops loses it
 // after lockTTL, and what it does late is refused by the checks in Redis and the
 // store, not by the lock.
-func (e *Distributed) lock(ctx context.Context, p *rpool) (unlock func(), err error) {
+func (e *Engine) lock(ctx context.Context, p *rpool) (unlock func(), err error) {
 	token := e.node + "-" + randomToken()
 	for {
 		got, err := scripts.lock.Run(ctx, e.rdb, []string{p.keys.lock}, token, lockTTL.Milliseconds()).Int()
@@ -173,34 +174,34 @@ func (e *Distributed) lock(ctx context.Context, p *rpool) (unlock func(), err er
 }
 
 // extendAsync starts extending p's lease ahead of need, unless this node already is.
-func (e *Distributed) extendAsync(p *rpool) { e.startExtension(p, 0) }
+func (e *Engine) extendAsync(p *rpool) { e.startExtension(p, 0) }
 
 // extend makes sure p has at least need reserved numbers ahead, waiting for the
 // extension under way or a new one.
-func (e *Distributed) extend(ctx context.Context, p *rpool, need int64) error {
+func (e *Engine) extend(ctx context.Context, p *rpool, need int64) error {
 	ext := e.startExtension(p, need)
 	select {
-	case <-ext.done:
-		return ext.err
+	case <-ext.Done:
+		return ext.Err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (e *Distributed) startExtension(p *rpool, need int64) *extension {
+func (e *Engine) startExtension(p *rpool, need int64) *alloc.Extension {
 	p.leaseMu.Lock()
 	defer p.leaseMu.Unlock()
 	if p.extension != nil {
 		return p.extension
 	}
-	ext := &extension{done: make(chan struct{})}
+	ext := &alloc.Extension{Done: make(chan struct{})}
 	if e.closed.Load() {
-		ext.err = numberd.ErrClosed
-		close(ext.done)
+		ext.Err = numberd.ErrClosed
+		close(ext.Done)
 		return ext
 	}
-	p.lease.resize(e.opts)
-	want := max(need, p.lease.size)
+	p.lease.Resize(e.opts)
+	want := max(need, p.lease.Size)
 	p.extension = ext
 	e.wg.Add(1)
 	go func() {
@@ -215,8 +216,8 @@ func (e *Distributed) startExtension(p *rpool, need int64) *extension {
 		p.leaseMu.Lock()
 		p.extension = nil
 		p.leaseMu.Unlock()
-		ext.err = err
-		close(ext.done)
+		ext.Err = err
+		close(ext.Done)
 	}()
 	return ext
 }
@@ -224,7 +225,7 @@ func (e *Distributed) startExtension(p *rpool, need int64) *extension {
 // doExtend reserves numbers in the store and raises the Redis lease over them, so
 // that want numbers lie reserved ahead of the pool's cursor. It first checks that
 // Redis and the store agree; where they do not, it reseeds.
-func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error {
+func (e *Engine) doExtend(ctx context.Context, p *rpool, want int64) error {
 	unlock, err := e.lock(ctx, p)
 	if err != nil {
 		return err
@@ -313,7 +314,7 @@ func (e *Distributed) doExtend(ctx context.Context, p *rpool, want int64) error 
 
 // load reads p's settings and segments from the store and its state from Redis,
 // taking the store's checkpoints in as floors of what went out.
-func (e *Distributed) load(ctx context.Context, p *rpool) (numberd.Pool, []numberd.Segment, redisView, error) {
+func (e *Engine) load(ctx context.Context, p *rpool) (numberd.Pool, []numberd.Segment, redisView, error) {
 	cfg, err := e.store.Pool(ctx, p.id)
 	if err != nil {
 		return cfg, nil, redisView{}, err
@@ -334,7 +335,7 @@ func (e *Distributed) load(ctx context.Context, p *rpool) (numberd.Pool, []numbe
 
 // addMissing adds to Redis the open segments of the store it lacks: a segment
 // loaded while Redis was away, or whose add was lost.
-func (e *Distributed) addMissing(ctx context.Context, p *rpool, epoch int64, segs []numberd.Segment, view redisView) (bool, error) {
+func (e *Engine) addMissing(ctx context.Context, p *rpool, epoch int64, segs []numberd.Segment, view redisView) (bool, error) {
 	args := []any{epoch, 0}
 	missing := 0
 	for _, s := range segs {
@@ -373,7 +374,7 @@ func expiryMillis(t time.Time) int64 {
 // reseed reseeds p's Redis state from the store because an allocate call found
 // it unusable (why, as allocate.lua says; stale: the state's generation, or -1),
 // unless another node reseeded it while this one waited for the lock.
-func (e *Distributed) reseed(ctx context.Context, p *rpool, why string, stale int64) error {
+func (e *Engine) reseed(ctx context.Context, p *rpool, why string, stale int64) error {
 	unlock, err := e.lock(ctx, p)
 	if err != nil {
 		return err
@@ -406,7 +407,7 @@ func (e *Distributed) reseed(ctx context.Context, p *rpool, why string, stale in
 // wide before and narrowed after, so that a node that dies in between leaves
 // numbers in a gap too many, never one too few. Of a state lost, foreign, partial
 // or behind nothing says where it stopped: its gaps stay from the best known mark.
-func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, segs []numberd.Segment, view redisView, usable bool, cause string) error {
+func (e *Engine) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, segs []numberd.Segment, view redisView, usable bool, cause string) error {
 	floors := map[int64]int64{}
 	var behindStore []int64 // segments some mark shows above the store's high-water mark
 	for _, s := range segs {
@@ -487,7 +488,7 @@ func (e *Distributed) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Po
 // the moment between the store's reseed and the trim found its numbers inside
 // the wide gap, recorded nothing, and after the trim lies in no gap: the price of
 // a gap that survives a crash, and a window of one Redis round trip.
-func (e *Distributed) narrow(ctx context.Context, p *rpool, view redisView, reply string, segs []numberd.Segment, gaps []numberd.Gap) []numberd.Gap {
+func (e *Engine) narrow(ctx context.Context, p *rpool, view redisView, reply string, segs []numberd.Segment, gaps []numberd.Gap) []numberd.Gap {
 	final, ok := parseReplaced(reply, view)
 	if !ok {
 		return gaps
@@ -569,7 +570,7 @@ func parseReplaced(reply string, view redisView) (map[int64]int64, bool) {
 // goClose records in the background that Redis's state of generation gen closed
 // segment id with used numbers handed out: its state in the store, its unused
 // numbers a gap.
-func (e *Distributed) goClose(p *rpool, gen, id, used int64, state, reason string) {
+func (e *Engine) goClose(p *rpool, gen, id, used int64, state, reason string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -585,7 +586,7 @@ func (e *Distributed) goClose(p *rpool, gen, id, used int64, state, reason strin
 // segment id with used numbers handed out. It records nothing and reports stale if
 // the pool was reseeded since: the segment, still open, went into the new
 // generation, which reports its close again.
-func (e *Distributed) closeSegment(ctx context.Context, p *rpool, gen, id, used int64, state, reason string) (stale bool, err error) {
+func (e *Engine) closeSegment(ctx context.Context, p *rpool, gen, id, used int64, state, reason string) (stale bool, err error) {
 	seg, err := e.segment(ctx, p, id)
 	if err != nil {
 		return false, err

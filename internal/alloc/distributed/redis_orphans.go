@@ -1,4 +1,4 @@
-package alloc
+package distributed
 
 import (
 	"context"
@@ -53,7 +53,7 @@ type pendingEntry struct {
 	Key   string `json:"key,omitempty"`
 }
 
-func (e *Distributed) entryOf(c *unsettledCall) unsettledEntry {
+func (e *Engine) entryOf(c *unsettledCall) unsettledEntry {
 	out := unsettledEntry{Node: e.node, At: c.since.UnixMilli(), Memo: c.memo, Read: c.read, Record: c.record, Lost: c.lost, LostAs: c.lostAs, Forget: c.forget, Trims: c.trims}
 	for _, r := range c.reqs {
 		pe := pendingEntry{Count: r.count}
@@ -95,7 +95,7 @@ func (en unsettledEntry) call(p *rpool, id string) unsettledCall {
 
 // register writes c to its pool's hash of unsettled work, so that it outlives
 // this node.
-func (e *Distributed) register(ctx context.Context, c *unsettledCall) error {
+func (e *Engine) register(ctx context.Context, c *unsettledCall) error {
 	if c.id == "" {
 		c.id = c.memo
 		if c.id == "" {
@@ -127,7 +127,7 @@ func (e *Distributed) register(ctx context.Context, c *unsettledCall) error {
 }
 
 // unregister removes a settled call's entry.
-func (e *Distributed) unregister(ctx context.Context, c *unsettledCall) error {
+func (e *Engine) unregister(ctx context.Context, c *unsettledCall) error {
 	switch {
 	case !c.registered:
 		return nil
@@ -139,7 +139,7 @@ func (e *Distributed) unregister(ctx context.Context, c *unsettledCall) error {
 
 // sweepStoredOrphans settles the entries other nodes left in the store, older
 // than orphanAge by the store's clock, up to orphanPoolsPerRoundTrip a pass.
-func (e *Distributed) sweepStoredOrphans(ctx context.Context, t *sweepTally) {
+func (e *Engine) sweepStoredOrphans(ctx context.Context, t *sweepTally) {
 	old, err := e.store.OldUnsettled(ctx, orphanAge, orphanPoolsPerRoundTrip)
 	if err != nil {
 		e.opts.Logger.Debug("sweeping unsettled work waits for the store", "err", err)
@@ -181,7 +181,7 @@ func (t *sweepTally) count(abandoned int64, err error) {
 }
 
 // settleOrphan settles another node's entry and removes it.
-func (e *Distributed) settleOrphan(ctx context.Context, c *unsettledCall) (int64, error) {
+func (e *Engine) settleOrphan(ctx context.Context, c *unsettledCall) (int64, error) {
 	n, _, err := e.settle(ctx, c)
 	if err == nil {
 		err = e.unregister(ctx, c)
@@ -192,10 +192,10 @@ func (e *Distributed) settleOrphan(ctx context.Context, c *unsettledCall) (int64
 // sweepOrphans settles the entries of other nodes older than orphanAge in the
 // hashes of the pools this node knows, a round trip per orphanPoolsPerRoundTrip
 // pools, and logs one line if it settled any.
-func (e *Distributed) sweepOrphans(ctx context.Context) {
+func (e *Engine) sweepOrphans(ctx context.Context) {
 	var t sweepTally
 	e.sweepStoredOrphans(ctx, &t)
-	pools := e.pools.all()
+	pools := e.pools.All()
 	for from := 0; from < len(pools); from += orphanPoolsPerRoundTrip {
 		batch := pools[from:min(from+orphanPoolsPerRoundTrip, len(pools))]
 		cmds := make([]*redis.MapStringStringCmd, len(batch))

@@ -1,10 +1,11 @@
-package alloc
+package embedded
 
 import (
 	"math"
 	"sync/atomic"
 	"time"
 
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/numberd/numberd/internal/segment"
 )
 
@@ -22,7 +23,7 @@ import (
 // holder reads, or not at all.
 type window struct {
 	cursor atomic.Int64 // the next number to hand out, or sealed
-	s      *seg
+	s      *alloc.SegmentState
 	rng    segment.Range // s.meta.Range, for the answers
 	limit  int64         // the last number the window hands out: reserved, in s
 	kickAt int64         // a caller moving the cursor past it starts a reservation
@@ -33,47 +34,47 @@ type window struct {
 const sealed = math.MaxInt64
 
 // lockPool locks p and takes its window back.
-func (e *Embedded) lockPool(p *pool) {
+func (e *Engine) lockPool(p *pool) {
 	p.mu.Lock()
 	if w := p.window.Swap(nil); w != nil {
-		w.s.next = w.cursor.Swap(sealed)
-		p.advanceHead()
+		w.s.Next = w.cursor.Swap(sealed)
+		p.AdvanceHead()
 	}
 }
 
 // unlockPool publishes a window of p, when p has reserved numbers to hand out
 // and the engine is open, and unlocks p.
-func (e *Embedded) unlockPool(p *pool) {
+func (e *Engine) unlockPool(p *pool) {
 	e.publish(p)
 	p.mu.Unlock()
 }
 
-func (e *Embedded) publish(p *pool) {
-	s := p.activeSeg()
-	if e.closed.Load() || s == nil || s.reservedHi < s.next {
+func (e *Engine) publish(p *pool) {
+	s := p.Active()
+	if e.closed.Load() || s == nil || s.ReservedHi < s.Next {
 		return
 	}
-	w := &window{s: s, rng: s.meta.Range, limit: min(s.reservedHi, s.meta.Range.Hi), kickAt: sealed, expiry: math.MaxInt64}
+	w := &window{s: s, rng: s.Meta.Range, limit: min(s.ReservedHi, s.Meta.Range.Hi), kickAt: sealed, expiry: math.MaxInt64}
 	if !p.nextExpiry.IsZero() {
 		w.expiry = p.nextExpiry.UnixNano()
 	}
 	available := p.available()
-	w.rest = available - (s.meta.Range.Hi - s.next + 1)
+	w.rest = available - (s.Meta.Range.Hi - s.Next + 1)
 	if reserved := p.reservedAhead(math.MaxInt64); p.extension == nil && reserved < available {
 		// take reserves when fewer than half a lease are left reserved: the
 		// cursor at which that happens, or the next number if it has. A pool
 		// reserved to its end has nothing to reserve: no kick, or every take
 		// of its last numbers would lock the pool.
-		restReserved := reserved - (w.limit - s.next + 1)
-		w.kickAt = max(s.next, w.limit+1+restReserved-p.lease.size/2)
+		restReserved := reserved - (w.limit - s.Next + 1)
+		w.kickAt = max(s.Next, w.limit+1+restReserved-p.lease.Size/2)
 	}
-	w.cursor.Store(s.next)
+	w.cursor.Store(s.Next)
 	p.window.Store(w)
 }
 
 // takeFast takes count numbers off p's window, if it is published, still
 // current at now and holds them; it reports false otherwise.
-func (e *Embedded) takeFast(p *pool, count int64, now time.Time) (segment.Range, bool) {
+func (e *Engine) takeFast(p *pool, count int64, now time.Time) (segment.Range, bool) {
 	w := p.window.Load()
 	if w == nil || now.UnixNano() >= w.expiry || e.closed.Load() {
 		return segment.Range{}, false
@@ -91,7 +92,7 @@ func (e *Embedded) takeFast(p *pool, count int64, now time.Time) (segment.Range,
 			e.reserveIfLow(p)
 			e.unlockPool(p)
 		}
-		e.opts.Observe(p.id, addSat(w.rng.Hi-(c+count)+1, w.rest))
+		e.opts.Observe(p.id, alloc.AddSat(w.rng.Hi-(c+count)+1, w.rest))
 		r := w.rng
 		r.Lo, r.Hi = c, c+count-1
 		return r, true
