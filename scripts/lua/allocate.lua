@@ -32,7 +32,13 @@
 -- ARGV[8]   each request's key index i, comma-separated (0: none), or - when no
 --           request has a key; -i: key i's record, if Redis holds one, is of
 --           numbers since abandoned, and the request takes new ones
--- ARGV[8+i] the fingerprint of the request with key index i
+-- ARGV[9]   the Redis time (ms) read before the caller last read the store's
+--           checkpoints, which its floors come from (0: none read yet)
+-- ARGV[10]  how old, in Redis time, those floors may be (ms; 0: any age): a
+--           caller paused, or cut off from the store, brings older ones, and a
+--           state restored meanwhile could pass for current; it is answered
+--           STALE and reads them again
+-- ARGV[10+i] the fingerprint of the request with key index i
 --
 -- The requests come as two strings rather than three arguments each: per-request
 -- arguments and their conversion to numbers were most of a call's cost, and the
@@ -46,6 +52,8 @@
 --                    (an older generation), behind (older than ARGV[4]), partial
 --                    (a key or field missing or malformed); gen is the state's,
 --                    or - when unknown
+--   STALE            the caller's floors are too old (ARGV[9], ARGV[10]):
+--                    nothing was handed out
 --   VOID             this call was given up by its caller before it ran (see
 --                    resolve.lua): nothing was handed out
 --   OK <gen> <ver> <available> <leased> <n> <letters> <runs> [R:<spans>...] [E:<id>:<used>...]
@@ -57,9 +65,20 @@
 --     so no request's numbers are formatted here.
 --     An R:<spans> token follows for each R, in order; spans are runs' form.
 --     E:<id>:<used> reports each segment this call found expired.
+--     U:<id>:<used> follows, when a request was replayed, for each open segment:
+--     the caller checks the state against its floors, as a replay's own numbers
+--     lie below them by nature.
+--
+-- A key's record in Redis, fingerprint and spans, is of the generation it was
+-- written in: a reseed (a state that went back, or was lost) leaves records of
+-- numbers that may have gone to no one, and a newer generation ignores them.
+
+if #ARGV < 10 then
+  return redis.error_reply('allocate.lua: fewer than 10 arguments')
+end
 
 -- Spent memos go first: whatever this call answers, they are of no more use.
-for i = 4 + (#ARGV - 8), #KEYS do
+for i = 4 + (#ARGV - 10), #KEYS do
   redis.call('UNLINK', KEYS[i])
 end
 
@@ -94,6 +113,10 @@ local function fmt(x) return string.format('%d', x) end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local maxAge = tonumber(ARGV[10])
+if maxAge > 0 and now - tonumber(ARGV[9]) > maxAge then
+  return 'STALE'
+end
 
 local open, expired = {}, {}
 local changed = false
@@ -133,13 +156,19 @@ elseif n > 0 then
     local count, ki = counts[r], kis[r] or 0
     local fresh = ki < 0
     if fresh then ki = -ki end
-    local fp = ki > 0 and ARGV[8 + ki]
+    local fp = ki > 0 and ARGV[10 + ki]
     local rec = false
     if ki > 0 and not fresh then
       rec = redis.call('GET', KEYS[3 + ki])
     end
+    local rgen, rfp, spans
     if rec then
-      local rfp, spans = string.match(rec, '^([^|]*)|(.*)$')
+      rgen, rfp, spans = string.match(rec, '^(%d+)|([^|]*)|(.*)$')
+      if rgen ~= meta[3] then
+        rec = false
+      end
+    end
+    if rec then
       if rfp == fp then
         letters[r] = 'R'
         replays[#replays + 1] = 'R:' .. spans
@@ -173,7 +202,7 @@ elseif n > 0 then
           s.used = s.used + take
         end
         if ki > 0 then
-          redis.call('SET', KEYS[3 + ki], fp .. '|' .. table.concat(parts, ','), 'EX', ARGV[2])
+          redis.call('SET', KEYS[3 + ki], meta[3] .. '|' .. fp .. '|' .. table.concat(parts, ','), 'EX', ARGV[2])
         end
         letters[r] = 'A'
       end
@@ -215,6 +244,13 @@ local reply = 'OK ' .. meta[3] .. ' ' .. fmt(ver) .. ' ' .. fmt(available) .. ' 
   (n > 0 and table.concat(letters) or '-') .. ' ' .. (#runs > 0 and table.concat(runs, ',') or '-')
 if #replays > 0 then reply = reply .. ' ' .. table.concat(replays, ' ') end
 if #expired > 0 then reply = reply .. ' ' .. table.concat(expired, ' ') end
+if #replays > 0 then
+  local used = {}
+  for _, s in ipairs(open) do
+    used[#used + 1] = 'U:' .. s.id .. ':' .. fmt(s.used)
+  end
+  if #used > 0 then reply = reply .. ' ' .. table.concat(used, ' ') end
+end
 if #runs > 0 then
   redis.call('SET', KEYS[3], reply, 'EX', ARGV[1])
 end

@@ -18,11 +18,16 @@
 --
 -- Answer: the run id the state was stamped with, then - when no usable state was
 -- replaced, or else the replaced state's gen and ver and <id>:<used> for each of
--- its segments.
+-- its segments. Or NEWER <gen>, changing nothing, when this server holds a state
+-- of a later generation: another node reseeded after this caller's store moved,
+-- and its seed arrived first (a caller slowed on its way to the store or here).
 
 local run, repl = identity()
 local old = '-'
 local m = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')
+if m[1] == run and m[2] == repl and tonumber(m[3]) and tonumber(m[3]) > tonumber(ARGV[1]) then
+  return 'NEWER ' .. m[3]
+end
 if m[1] == run and m[2] == repl and tonumber(m[3]) and m[4] and tonumber(m[5] or '0')
     and (redis.call('HGET', KEYS[2], 'ver') or '0') == (m[5] or '0') then
   local usable = true

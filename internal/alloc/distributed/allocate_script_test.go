@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -70,7 +71,9 @@ func TestAllocateScriptBatches(t *testing.T) {
 		t.Helper()
 		calls++
 		keys := append([]string{meta, seg, "numberd:{p}:memo:" + strings.Repeat("x", calls)}, idemKeys...)
-		reply, err := script.Run(ctx, rdb, keys, append([]any{60, 86400, 0, 0}, args...)...).Text()
+		// No floors read yet, and no age limit: this test is not about them.
+		all := append(append([]any{60, 86400, 0, 0}, args[:4]...), 0, 0)
+		reply, err := script.Run(ctx, rdb, keys, append(all, args[4:]...)...).Text()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +103,7 @@ func TestAllocateScriptBatches(t *testing.T) {
 	k1, k2 := "numberd:{p}:idem:s:k1", "numberd:{p}:idem:s:k2"
 	check("keyed and plain in one batch", allocate([]any{3, 4, "1,2,1", "0,1,0", "count=2"}, k1), "AAA", "1:0-3")
 	check("replayed, conflicting and new keys", allocate([]any{3, 7, "2,3,5", "1,0,2", "count=2", "count=5"}, k1, k2),
-		"RAA", "1:4-11", "R:1:1-2")
+		"RAA", "1:4-11", "R:1:1-2", "U:1:12", "U:2:0")
 	check("a key reused for another count", allocate([]any{1, 4, "4", "1", "count=4"}, k1), "C", "-")
 	used, err := rdb.HGet(ctx, seg, "1:used").Int()
 	if err != nil || used != 12 {
@@ -173,7 +176,7 @@ func TestAllocateScriptRefusesUnusableStates(t *testing.T) {
 	}
 	allocate := func(memo string, gen, ver int) string {
 		t.Helper()
-		reply, err := script.Run(ctx, rdb, []string{meta, seg, "numberd:{p}:memo:" + memo}, 60, 86400, gen, ver, 1, 1, "1", "-").Text()
+		reply, err := script.Run(ctx, rdb, []string{meta, seg, "numberd:{p}:memo:" + memo}, 60, 86400, gen, ver, 1, 1, "1", "-", 0, 0).Text()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,5 +267,54 @@ func TestSeedScriptReportsTheReplacedState(t *testing.T) {
 		if used, lease := rdb.HGet(ctx, seg, "2:used").Val(), rdb.HGet(ctx, seg, "2:lease").Val(); used != "61" || lease != "61" {
 			t.Errorf("%s: after the seed used %s, lease %s; want 61 and 61", tc.name, used, lease)
 		}
+	}
+}
+
+// TestAllocateScriptRefusesStaleFloorsAndOldKeyRecords: allocate.lua hands out
+// nothing to a caller whose floors are older, by Redis's clock, than the age it
+// allows (a node paused, or cut off from the store, across a restore of the
+// keys), and ignores a key's record written under an older generation, whose
+// numbers may have gone to no one before a reseed.
+func TestAllocateScriptRefusesStaleFloorsAndOldKeyRecords(t *testing.T) {
+	rdb, stamp := scriptRedis(t)
+	ctx := context.Background()
+	script := redis.NewScript(lua.Allocate)
+	writeState(t, rdb, append(stamp, "gen", 3, "ver", 5, "queue", "1"),
+		"ver", 5, "1:size", 100, "1:used", 10, "1:lease", 100, "1:exp", 0)
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idem := "numberd:{p}:idem:s:k"
+	allocate := func(memo string, floorsAt time.Time, keyed bool) string {
+		t.Helper()
+		keys := []string{meta, seg, "numberd:{p}:memo:" + memo}
+		args := []any{60, 86400, 3, 5, 1, 1, "1", "-", floorsAt.UnixMilli(), 3000}
+		if keyed {
+			args[7] = "1"
+			keys, args = append(keys, idem), append(args, "count=1")
+		}
+		reply, err := script.Run(ctx, rdb, keys, args...).Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	if got := allocate("stale", now.Add(-4*time.Second), false); got != "STALE" {
+		t.Errorf("floors 4 s old, 3 s allowed: %q, want STALE", got)
+	}
+	if used := rdb.HGet(ctx, seg, "1:used").Val(); used != "10" {
+		t.Errorf("used = %s after a STALE answer, want 10: nothing handed out", used)
+	}
+	if got := allocate("fresh", now, false); !strings.HasPrefix(got, "OK 3 ") || !strings.Contains(got, " A 1:10-10") {
+		t.Errorf("fresh floors: %q, want 1:10-10 handed out", got)
+	}
+	rdb.Set(ctx, idem, "2|count=1|1:3-3", 0)
+	if got := allocate("old-record", now, true); !strings.Contains(got, " A 1:11-11") {
+		t.Errorf("key with a record of generation 2 in a state of 3: %q, want new numbers", got)
+	}
+	got := allocate("replay", now, true)
+	if !strings.Contains(got, " R - R:1:11-11 U:1:12") {
+		t.Errorf("key with a record of this generation: %q, want its replay and the state's used count", got)
 	}
 }

@@ -35,6 +35,7 @@ type RedisClient interface {
 	Pipeline() redis.Pipeliner
 	HSet(ctx context.Context, key string, values ...any) *redis.IntCmd
 	HDel(ctx context.Context, key string, fields ...string) *redis.IntCmd
+	Time(ctx context.Context) *redis.TimeCmd
 }
 
 // Tuning of the distributed engine.
@@ -53,10 +54,11 @@ const (
 	// redisTimeout bounds one script call off the request path; go-redis retries
 	// within it. An allocate call is bounded by its requests' deadline instead.
 	redisTimeout = 3 * time.Second
-	// maxRounds bounds the allocate calls one request makes: a state that needs a
-	// reseed, a lease, a sync, and then one more try. A request that needs more
-	// meets a pool whose state keeps changing, and answers unavailable.
-	maxRounds = 6
+	// maxRounds bounds the allocate calls one request makes: floors to read
+	// again, a state that needs a reseed, a lease, a sync, and then one more try.
+	// A request that needs more meets a pool whose state keeps changing, and
+	// answers unavailable.
+	maxRounds = 7
 	// tombstoneTTL is how long a given-up call's memo place stays taken (see
 	// resolve.lua): far longer than a call can linger in a socket or a paused
 	// server.
@@ -152,8 +154,15 @@ type rpool struct {
 	touchedAt atomic.Int64 // unix nanos of the last allocation, for checkpoints
 
 	learnedAt atomic.Int64 // unix nanos of the last read of the store's floors
-	refreshMu sync.Mutex   // one refresh of stale floors at a time
-	triedAt   int64        // unix nanos of the last refresh tried, under refreshMu
+	// floorsAt is the Redis time (ms) read before the last read of the store's
+	// floors that read them all: allocate.lua refuses floors older than
+	// maxFloorAge by its own clock, however long this node paused meanwhile.
+	floorsAt  atomic.Int64
+	refreshMu sync.Mutex // one refresh of stale floors at a time
+	triedAt   int64      // unix nanos of the last refresh tried, under refreshMu
+	// triedFailed says the last refresh tried failed, under refreshMu.
+	triedFailed bool
+	stampedAt   atomic.Int64 // unix nanos when floorsAt was last raised
 }
 
 // stateMark orders the states of a pool: by seed generation, then by version.
@@ -292,9 +301,7 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request) (a numberd.A
 			return numberd.Allocation{}, err
 		}
 	}
-	if e.floorsStale(p) {
-		e.refreshFloors(ctx, p)
-	}
+	e.refreshFloors(ctx, p)
 	// Off the fast path (waiting on locks, the store, Redis), ctx gets the
 	// deadline; the fast path is bounded by the allocate call's own deadline and
 	// spares the timer.
@@ -315,6 +322,8 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request) (a numberd.A
 		switch {
 		case err != nil:
 			return numberd.Allocation{}, err
+		case rec.Key != "" && rec.Fingerprint != req.Fingerprint():
+			return e.recorded(p, req, rec) // the key's conflict, abandoned or not
 		case rec.Abandoned() && rec.Key != "":
 			fresh = true
 		case rec.Key != "":
@@ -371,6 +380,11 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request) (a numberd.A
 		case "L":
 			slowDown()
 			if err := e.extend(slow, p, int64(req.Count)); err != nil {
+				return numberd.Allocation{}, err
+			}
+		case "STALE":
+			slowDown()
+			if err := e.readFloors(slow, p, true); err != nil {
 				return numberd.Allocation{}, err
 			}
 		case "RESEED":
@@ -520,7 +534,7 @@ func (e *Engine) run(p *rpool, batch []*call, self *call) {
 		}
 	}
 	memo := e.memoKey(p)
-	keys, args := allocateArgs(p, memo, live)
+	keys, args := allocateArgs(p, memo, live, e.maxFloorAge())
 	if p.spent != "" {
 		// Only the leader touches spent: one call of p is in flight at a time.
 		keys = append(keys, p.spent) // after the idempotency keys: see allocate.lua
@@ -575,10 +589,10 @@ func (e *Engine) memoKey(p *rpool) string {
 
 // allocateArgs returns allocate.lua's keys and arguments for batch: the counts
 // and key indexes go as two strings, not as arguments of each request.
-func allocateArgs(p *rpool, memo string, batch []*call) (keys []string, args []any) {
+func allocateArgs(p *rpool, memo string, batch []*call, maxAge time.Duration) (keys []string, args []any) {
 	keys = []string{p.keys.meta, p.keys.seg, memo}
 	floor := p.floor()
-	args = []any{memoTTL, int(redisIdemTTL / time.Second), floor.gen, floor.ver, len(batch), 0, "-", "-"}
+	args = []any{memoTTL, int(redisIdemTTL / time.Second), floor.gen, floor.ver, len(batch), 0, "-", "-", p.floorsAt.Load(), maxAge.Milliseconds()}
 	var counts, kis []byte
 	total := 0
 	for i, c := range batch {
@@ -622,6 +636,12 @@ func (e *Engine) parseAllocate(p *rpool, reply string, err error, calls []*call)
 		return redisErr(err)
 	}
 	f := strings.Fields(reply)
+	if len(f) == 1 && f[0] == "STALE" {
+		for _, c := range calls {
+			c.kind = "STALE"
+		}
+		return nil
+	}
 	if len(f) == 3 && f[0] == "RESEED" {
 		stale, err := strconv.ParseInt(f[2], 10, 64)
 		if err != nil {
@@ -647,12 +667,20 @@ func (e *Engine) parseAllocate(p *rpool, reply string, err error, calls []*call)
 	if err != nil {
 		return err
 	}
-	if from := p.startsBelow(gen, runs); from != nil {
+	tail, used, err := usedTokens(f[8:])
+	if err != nil {
+		return err
+	}
+	from := p.startsBelow(gen, runs)
+	if from == nil {
+		from = p.usedBelow(gen, used)
+	}
+	if from != nil {
 		e.drop(p, gen, runs, from, calls, f[6])
 		return nil
 	}
 	p.saw(stateMark{gen, ver}, runs)
-	replays := f[8:]
+	replays := tail
 	for i, c := range calls {
 		c.kind = f[6][i : i+1]
 		switch c.kind {
@@ -684,6 +712,24 @@ func (e *Engine) parseAllocate(p *rpool, reply string, err error, calls []*call)
 		e.extendAsync(p)
 	}
 	return nil
+}
+
+// usedTokens splits the U:<id>:<used> tokens, which come last, off an allocate
+// answer's trailing tokens.
+func usedTokens(tokens []string) (rest []string, used map[int64]int64, err error) {
+	rest = tokens
+	for len(rest) > 0 && strings.HasPrefix(rest[len(rest)-1], "U:") {
+		id, n, ok := parseEvent(rest[len(rest)-1], "U:")
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: malformed used count %q in allocate answer", numberd.ErrRedisUnavailable, rest[len(rest)-1])
+		}
+		if used == nil {
+			used = map[int64]int64{}
+		}
+		used[id] = n
+		rest = rest[:len(rest)-1]
+	}
+	return rest, used, nil
 }
 
 // parseRuns parses "<id>:<from>-<to>,…", or "-" for none.

@@ -449,6 +449,13 @@ func (e *Engine) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, s
 		// next call reseeds again.
 		return redisErr(err)
 	}
+	if newer, ok := strings.CutPrefix(reply, "NEWER "); ok {
+		// Another node's later seed is in place: the caller's retry meets it.
+		if gen, err := strconv.ParseInt(newer, 10, 64); err == nil {
+			p.seen(gen)
+		}
+		return nil
+	}
 	if usable {
 		gaps = e.narrow(ctx, p, view, reply, segs, gaps)
 	}

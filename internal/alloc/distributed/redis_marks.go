@@ -2,6 +2,7 @@ package distributed
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"time"
 
@@ -47,6 +48,24 @@ func (p *rpool) startsBelow(gen int64, runs []offsetRun) map[int64]int64 {
 	return floors
 }
 
+// usedBelow is startsBelow for an answer that replayed requests, given how many
+// numbers of each open segment its state has used: a replay's numbers lie below
+// what was handed out by nature, but the state itself must not.
+func (p *rpool) usedBelow(gen int64, used map[int64]int64) map[int64]int64 {
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	var floors map[int64]int64
+	for id, n := range used {
+		if f := p.usedFloorLocked(gen, id); n < f {
+			if floors == nil {
+				floors = map[int64]int64{}
+			}
+			floors[id] = f
+		}
+	}
+	return floors
+}
+
 // usedFloorLocked is how many numbers of segment id a state of generation gen has
 // used at least, unless it went back in time: what this node saw used, and what
 // the store's checkpoint holds if gen is not older than the checkpoint's.
@@ -85,12 +104,13 @@ func (e *Engine) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]in
 			e.unsure.add(unsettledCall{pool: p, lost: spans, lostAs: numberd.GapRecovery, since: time.Now()})
 		}
 	}
-	// Redis keeps the keys of the requests that took numbers as answered with
-	// them: the store's abandoned record makes a later retry take new ones.
+	// Redis keeps the keys of the requests that took numbers, or replayed them,
+	// of the state gone back as answered with them: the store's abandoned record
+	// makes a later retry take new ones.
 	var forget []store.IdempotencyRecord
 	for i, c := range calls {
 		c.kind, c.why, c.stale, c.dropped = "RESEED", "behind", gen, true
-		if c.idem != nil && letters[i] == 'A' {
+		if c.idem != nil && (letters[i] == 'A' || letters[i] == 'R') {
 			forget = append(forget, abandonedRecord(e.record(p, numberd.Request{Pool: p.id, Count: c.count, Idempotency: c.idem}, nil)))
 		}
 	}
@@ -151,38 +171,87 @@ func (m marks) behind(view redisView) bool {
 	return false
 }
 
-// Floors older than staleFloors (several checkpoint passes missed: the node was
-// paused, or the store away) are read again before a request uses them, at most
-// every floorRetry, each read waiting floorReadTimeout at most: a node back
-// from a pause must not serve a state restored meanwhile that the others'
-// checkpoints already refute. Without the store it serves on what it knows.
+// Floors older than three checkpoint passes (the node was paused, or the store
+// away) are read again before a request uses them, at most every floorRetry,
+// each read waiting floorReadTimeout at most: a node back from a pause must not
+// serve a state restored meanwhile that the others' checkpoints already refute.
+// That read is only the node's own guess, by its own clock; allocate.lua decides,
+// by Redis's, from floorsAt (see maxFloorAge), and answers STALE, handing out
+// nothing, when the floors are older: the request then reads them within its
+// own deadline, or fails with nothing consumed.
 const (
 	floorRetry       = time.Second
 	floorReadTimeout = 200 * time.Millisecond
 )
 
+// maxFloorAge is how old, by Redis's clock, the floors an allocate call brings
+// may be: three checkpoint passes, which read them every CheckpointEvery.
+func (e *Engine) maxFloorAge() time.Duration { return 3 * e.opts.CheckpointEvery }
+
 func (e *Engine) floorsStale(p *rpool) bool {
-	return time.Since(time.Unix(0, p.learnedAt.Load())) > 3*e.opts.CheckpointEvery
+	return time.Since(time.Unix(0, p.learnedAt.Load())) > e.maxFloorAge()
 }
 
-// refreshFloors reads p's floors from the store again; requests that find them
-// stale meanwhile wait for it.
+// refreshFloors reads p's floors again if they look stale and no read failed in
+// the last floorRetry, waiting floorReadTimeout at most; allocate.lua has the
+// last word.
 func (e *Engine) refreshFloors(ctx context.Context, p *rpool) {
+	if !e.floorsStale(p) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, floorReadTimeout)
+	defer cancel()
+	if err := e.readFloors(rctx, p, false); err != nil {
+		e.opts.Logger.Debug("stale floors not read again", "pool", p.id, "err", err)
+	}
+}
+
+// errFloorsUnread says a pool's floors could not be read lately: a request
+// answered STALE fails at once, with nothing consumed, rather than each one
+// waiting on a store that does not answer.
+var errFloorsUnread = fmt.Errorf("%w: the checkpoints that guard against a restored Redis state could not be read lately", numberd.ErrUnavailable)
+
+// readFloors reads p's floors from the store, stamped with the Redis time read
+// before them. force reads even if they were read since the caller last looked
+// (an allocate call answered STALE), unless a read failed within floorRetry.
+func (e *Engine) readFloors(ctx context.Context, p *rpool, force bool) error {
 	p.refreshMu.Lock()
 	defer p.refreshMu.Unlock()
 	now := time.Now().UnixNano()
-	if !e.floorsStale(p) || now-p.triedAt < int64(floorRetry) {
-		return
+	if now-p.triedAt < int64(floorRetry) && p.triedFailed {
+		return errFloorsUnread
 	}
-	p.triedAt = now
-	rctx, cancel := context.WithTimeout(ctx, floorReadTimeout)
-	defer cancel()
-	segs, err := e.store.OpenSegments(rctx, []string{p.id})
+	if !force && !e.floorsStale(p) || force && now-p.stampedAt.Load() < int64(floorReadTimeout) {
+		return nil // read meanwhile, by the checkpoint pass or another request
+	}
+	p.triedAt, p.triedFailed = now, true
+	at, err := e.rdb.Time(ctx).Result()
 	if err != nil {
-		e.opts.Logger.Debug("stale floors not refreshed: serving on what the node knows", "pool", p.id, "err", err)
-		return
+		return redisErr(err)
 	}
+	segs, err := e.store.OpenSegments(ctx, []string{p.id})
+	if err != nil {
+		return err
+	}
+	p.triedFailed = false
 	p.learn(segs[p.id]...)
+	p.stampFloors(at.UnixMilli())
+	return nil
+}
+
+// stampFloors records that p's floors were read after Redis time ms, unless a
+// later read was recorded already.
+func (p *rpool) stampFloors(ms int64) {
+	for {
+		old := p.floorsAt.Load()
+		if ms <= old {
+			return
+		}
+		if p.floorsAt.CompareAndSwap(old, ms) {
+			p.stampedAt.Store(time.Now().UnixNano())
+			return
+		}
+	}
 }
 
 // learn takes in segments read from the store: for turning offsets into numbers,

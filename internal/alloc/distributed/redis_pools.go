@@ -276,7 +276,7 @@ func (e *Engine) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error)
 // sweep closes the segments that expired by Redis's clock: an allocate call that
 // asks for nothing, and the store records what it reports.
 func (e *Engine) sweep(ctx context.Context, p *rpool) error {
-	keys, args := allocateArgs(p, e.memoKey(p), nil)
+	keys, args := allocateArgs(p, e.memoKey(p), nil, 0)
 	reply, err := scripts.allocate.Run(ctx, e.rdb, keys, args...).Text()
 	e.opts.Metrics.RedisCalls.WithLabelValues("sweep").Inc()
 	if err != nil {
@@ -289,7 +289,7 @@ func (e *Engine) sweep(ctx context.Context, p *rpool) error {
 func (e *Engine) sweepAll(ctx context.Context, ps []*rpool) error {
 	calls := make([]scriptCall, len(ps))
 	for i, p := range ps {
-		calls[i].keys, calls[i].args = allocateArgs(p, e.memoKey(p), nil)
+		calls[i].keys, calls[i].args = allocateArgs(p, e.memoKey(p), nil, 0)
 	}
 	replies, err := e.pipelined(ctx, scripts.allocate, "sweep", calls)
 	if err != nil {
@@ -377,12 +377,18 @@ func (e *Engine) checkpoint(ctx context.Context) error {
 			busy = append(busy, p)
 		}
 	}
+	// Redis's time before the read stamps the floors it brings: allocate.lua
+	// refuses them once they are older than maxFloorAge by that same clock.
+	at, timeErr := e.rdb.Time(ctx).Result()
 	segs, err := e.store.OpenSegments(ctx, ids)
 	if err != nil {
 		return err
 	}
 	for _, p := range known {
 		p.learn(segs[p.id]...)
+		if timeErr == nil {
+			p.stampFloors(at.UnixMilli())
+		}
 	}
 	if len(busy) == 0 {
 		return nil

@@ -497,7 +497,7 @@ func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
 	rdb := srv.Client()
 	script := redis.NewScript(lua.Allocate)
 	keys := []string{"numberd:{p}:meta", "numberd:{p}:seg", "numberd:{p}:memo:call-1"}
-	args := []any{60, 86400, 0, 0, 1, 3, "3", "-"}
+	args := []any{60, 86400, 0, 0, 1, 3, "3", "-", 0, 0}
 	first, err := script.Run(ctx, rdb, keys, args...).Text()
 	if err != nil {
 		t.Fatal(err)
