@@ -60,5 +60,8 @@ for _ = 1, tonumber(ARGV[2]) do
   ids[#ids + 1] = id
 end
 redis.call('HSET', KEYS[2], 'ver', '1')
-redis.call('HSET', KEYS[1], 'run', run, 'repl', repl, 'gen', ARGV[1], 'ver', '1', 'queue', table.concat(ids, ','))
+-- The report stays in the new state (replaced), for a caller whose reply is lost:
+-- it reads it back to narrow its recovery gaps all the same.
+redis.call('HSET', KEYS[1], 'run', run, 'repl', repl, 'gen', ARGV[1], 'ver', '1', 'queue', table.concat(ids, ','),
+  'replaced', old)
 return run .. ' ' .. old

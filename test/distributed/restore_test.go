@@ -6,10 +6,7 @@ package distributed_test
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -117,38 +114,18 @@ func TestNoNumberHandedOutInsideARecoveryGap(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the extensions under way finish
 
 	// What a node killed between ReserveAt and lease.lua leaves behind.
-	db, err := sql.Open("mysql", dsn)
-	must(t, err)
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, "UPDATE segments SET reserved_hi = reserved_hi + 50 WHERE pool = ?", "rg"); err != nil {
-		t.Fatal(err)
-	}
+	leaseDisagreement(t, dsn, "rg")
 	px2.Cut()
 	px1.Delay(200 * time.Millisecond)
 
 	// node2 allocates one number every 10 ms from the lease Redis holds.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			nums, r, err := c.Allocate(ctx, n2.URL(), "rg", 1)
-			if err == nil && r.Status == 200 {
-				l.Record(n2.Name(), nums)
-			}
-		}
-	})
+	stop := keepAllocating(c, l, n2, "rg")
 	// node1 needs more than the lease: its extension meets the disagreement.
 	_, r1, err := c.Allocate(ctx, n1.URL(), "rg", 1000)
 	must(t, err)
 	t.Logf("node1's allocation of 1000: %d", r1.Status)
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
+	stop()
 	px1.Undelay()
 	px2.Restore()
 	for range 5 {
@@ -156,25 +133,8 @@ func TestNoNumberHandedOutInsideARecoveryGap(t *testing.T) {
 	}
 
 	gaps := gapsOf(t, c, nodes, "rg")
-	var before, after int
-	var samples []string
-	for _, n := range l.Numbers() {
-		for _, g := range gaps {
-			if g.Reason != "recovery" || n < g.Start || n > g.End {
-				continue
-			}
-			by, at, _ := l.When(n)
-			if at.After(g.At) {
-				after++
-				if len(samples) < 5 {
-					samples = append(samples, fmt.Sprintf("%s by %s at %s (gap %s..%s recorded at %s)", n, by,
-						at.Format("15:04:05.000"), g.Start, g.End, g.At.Format("15:04:05.000")))
-				}
-			} else {
-				before++
-			}
-		}
-	}
+	after, samples := inRecoveryGapsAfter(l, gaps)
+	before := inRecoveryGaps(l, gaps) - after
 	sizes, _ := gapSizes(gaps)
 	t.Logf("%d numbers handed out; gaps %v; inside a recovery gap: %d handed out before it was recorded, %d after", l.Count(), sizes, before, after)
 	if after > 0 {

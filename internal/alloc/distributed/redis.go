@@ -35,6 +35,7 @@ type RedisClient interface {
 	Pipeline() redis.Pipeliner
 	HSet(ctx context.Context, key string, values ...any) *redis.IntCmd
 	HDel(ctx context.Context, key string, fields ...string) *redis.IntCmd
+	HMGet(ctx context.Context, key string, fields ...string) *redis.SliceCmd
 	Time(ctx context.Context) *redis.TimeCmd
 }
 

@@ -445,8 +445,13 @@ func (e *Engine) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, s
 	}
 	reply, err := scripts.seed.Run(ctx, e.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
 	if err != nil {
-		// The store moved on; Redis keeps an older state that can get no lease. The
-		// next call reseeds again.
+		// The store moved on. Either Redis keeps an older state that can get no
+		// lease, and the next call reseeds again; or the seed ran and its reply
+		// was lost, and the resolver reads its report back from the new state to
+		// narrow the gaps, as the reply would have.
+		if usable && len(gaps) > 0 {
+			e.unsure.add(unsettledCall{pool: p, seeded: &lostSeed{gen: next, view: view, segs: segs, gaps: gaps, seen: p.seenUsedOf(gaps)}, since: time.Now()})
+		}
 		return redisErr(err)
 	}
 	if newer, ok := strings.CutPrefix(reply, "NEWER "); ok {
@@ -496,35 +501,7 @@ func (e *Engine) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, s
 // the wide gap, recorded nothing, and after the trim lies in no gap: the price of
 // a gap that survives a crash, and a window of one Redis round trip.
 func (e *Engine) narrow(ctx context.Context, p *rpool, view redisView, reply string, segs []numberd.Segment, gaps []numberd.Gap) []numberd.Gap {
-	final, ok := parseReplaced(reply, view)
-	if !ok {
-		return gaps
-	}
-	first := map[int64]int64{}
-	for _, s := range segs {
-		first[s.ID] = s.Range.Lo
-	}
-	trims := map[int64]store.Trim{}
-	var order []int64
-	for _, g := range gaps {
-		used, ok := final[g.SegmentID]
-		if !ok {
-			continue // the replaced state had none of it: nothing tells how far it went
-		}
-		t, seen := trims[g.SegmentID]
-		if !seen {
-			t = store.Trim{SegmentID: g.SegmentID, Lo: g.Range.Lo, Hi: g.Range.Hi, From: first[g.SegmentID] + max(used, p.seenUsed(g.SegmentID))}
-			order = append(order, g.SegmentID)
-		}
-		t.Lo, t.Hi = min(t.Lo, g.Range.Lo), max(t.Hi, g.Range.Hi)
-		trims[g.SegmentID] = t
-	}
-	var ts []store.Trim
-	for _, id := range order {
-		if t := trims[id]; t.From > t.Lo {
-			ts = append(ts, t)
-		}
-	}
+	trims, ts := trimsOf(reply, view, segs, gaps, p.seenUsedOf(gaps))
 	if len(ts) == 0 {
 		return gaps
 	}
@@ -542,6 +519,82 @@ func (e *Engine) narrow(ctx context.Context, p *rpool, view redisView, reply str
 		}
 	}
 	return left
+}
+
+// trimsOf is how seed.lua's reply narrows gaps: per segment, and as the store
+// applies them, in order. seen is what the node saw used of each segment before
+// the new state could hand any out.
+func trimsOf(reply string, view redisView, segs []numberd.Segment, gaps []numberd.Gap, seen map[int64]int64) (map[int64]store.Trim, []store.Trim) {
+	final, ok := parseReplaced(reply, view)
+	if !ok {
+		return nil, nil
+	}
+	first := map[int64]int64{}
+	for _, s := range segs {
+		first[s.ID] = s.Range.Lo
+	}
+	trims := map[int64]store.Trim{}
+	var order []int64
+	for _, g := range gaps {
+		used, ok := final[g.SegmentID]
+		if !ok {
+			continue // the replaced state had none of it: nothing tells how far it went
+		}
+		t, known := trims[g.SegmentID]
+		if !known {
+			t = store.Trim{SegmentID: g.SegmentID, Lo: g.Range.Lo, Hi: g.Range.Hi, From: first[g.SegmentID] + max(used, seen[g.SegmentID])}
+			order = append(order, g.SegmentID)
+		}
+		t.Lo, t.Hi = min(t.Lo, g.Range.Lo), max(t.Hi, g.Range.Hi)
+		trims[g.SegmentID] = t
+	}
+	var ts []store.Trim
+	for _, id := range order {
+		if t := trims[id]; t.From > t.Lo {
+			ts = append(ts, t)
+		}
+	}
+	return trims, ts
+}
+
+// lostSeed is a reseed whose seed.lua reply was lost: what narrowing its gaps
+// needs once the report is read back from the state it seeded.
+type lostSeed struct {
+	gen  int64
+	view redisView
+	segs []numberd.Segment
+	gaps []numberd.Gap
+	seen map[int64]int64
+}
+
+// errSeedPending says the state a lost seed was to replace is still in place:
+// the seed may yet run, or the next reseed replaces that state instead.
+var errSeedPending = errors.New("alloc: the state a lost seed was to replace is still in place")
+
+// settleSeed narrows a lost seed's gaps by the report of the state that replaced
+// the one the reseed read: the seed's own, or a later reseed's if the seed never
+// ran. Both keep it in the state they wrote. Until the old state is replaced it
+// waits; if the report is of another state, or the pool's state was lost, the
+// gaps stay as wide as recorded, never too narrow.
+func (e *Engine) settleSeed(ctx context.Context, p *rpool, s *lostSeed) error {
+	f, err := e.rdb.HMGet(ctx, p.keys.meta, "run", "gen", "replaced").Result()
+	if err != nil {
+		return redisErr(err)
+	}
+	run, _ := f[0].(string)
+	genText, _ := f[1].(string)
+	replaced, _ := f[2].(string)
+	gen, err := strconv.ParseInt(genText, 10, 64)
+	switch {
+	case err != nil || replaced == "":
+		return nil
+	case gen < s.gen:
+		return errSeedPending
+	}
+	if _, ts := trimsOf(run+" "+replaced, s.view, s.segs, s.gaps, s.seen); len(ts) > 0 {
+		return e.store.TrimRecovery(ctx, p.id, ts)
+	}
+	return nil
 }
 
 // parseReplaced reads seed.lua's report of the state it replaced: per segment,

@@ -185,8 +185,12 @@ const (
 )
 
 // maxFloorAge is how old, by Redis's clock, the floors an allocate call brings
-// may be: three checkpoint passes, which read them every CheckpointEvery.
-func (e *Engine) maxFloorAge() time.Duration { return 3 * e.opts.CheckpointEvery }
+// may be: three checkpoint passes, which read them every CheckpointEvery, and
+// never less than minFloorAge, so that a short pass does not turn a busy moment
+// of the store into refusals.
+func (e *Engine) maxFloorAge() time.Duration { return max(3*e.opts.CheckpointEvery, minFloorAge) }
+
+const minFloorAge = 3 * time.Second
 
 func (e *Engine) floorsStale(p *rpool) bool {
 	return time.Since(time.Unix(0, p.learnedAt.Load())) > e.maxFloorAge()
@@ -212,19 +216,23 @@ func (e *Engine) refreshFloors(ctx context.Context, p *rpool) {
 var errFloorsUnread = fmt.Errorf("%w: the checkpoints that guard against a restored Redis state could not be read lately", numberd.ErrUnavailable)
 
 // readFloors reads p's floors from the store, stamped with the Redis time read
-// before them. force reads even if they were read since the caller last looked
-// (an allocate call answered STALE), unless a read failed within floorRetry.
+// before them. Unforced (a node's own guess that they are stale), it tries once
+// every floorRetry. Forced (an allocate call answered STALE), it reads unless
+// they were read a moment ago, and fails at once if a forced read failed within
+// floorRetry, so that requests do not queue on a store that does not answer.
 func (e *Engine) readFloors(ctx context.Context, p *rpool, force bool) error {
 	p.refreshMu.Lock()
 	defer p.refreshMu.Unlock()
 	now := time.Now().UnixNano()
-	if now-p.triedAt < int64(floorRetry) && p.triedFailed {
-		return errFloorsUnread
-	}
-	if !force && !e.floorsStale(p) || force && now-p.stampedAt.Load() < int64(floorReadTimeout) {
+	switch {
+	case force && now-p.stampedAt.Load() < int64(floorReadTimeout):
 		return nil // read meanwhile, by the checkpoint pass or another request
+	case force && p.triedFailed && now-p.triedAt < int64(floorRetry):
+		return errFloorsUnread
+	case !force && (!e.floorsStale(p) || now-p.triedAt < int64(floorRetry)):
+		return nil
 	}
-	p.triedAt, p.triedFailed = now, true
+	p.triedAt, p.triedFailed = now, force
 	at, err := e.rdb.Time(ctx).Result()
 	if err != nil {
 		return redisErr(err)
@@ -269,6 +277,15 @@ func (p *rpool) learn(segs ...numberd.Segment) {
 			p.ckpt[s.ID] = used
 		}
 	}
+}
+
+// seenUsedOf is seenUsed of each segment gaps are of.
+func (p *rpool) seenUsedOf(gaps []numberd.Gap) map[int64]int64 {
+	out := make(map[int64]int64, len(gaps))
+	for _, g := range gaps {
+		out[g.SegmentID] = p.seenUsed(g.SegmentID)
+	}
+	return out
 }
 
 // seenUsed is how many numbers of segment id this node saw used, at least.

@@ -45,6 +45,9 @@ type unsettledCall struct {
 	// Redis keeps but no one may be answered (an answer refused as gone back).
 	forget []store.IdempotencyRecord
 	trims  []store.Trim // recovery gaps a reseed recorded wide, yet to be narrowed
+	// seeded is a reseed whose seed.lua reply was lost, its gaps yet to be
+	// narrowed by the report the seeded state keeps.
+	seeded *lostSeed
 	since  time.Time
 }
 
@@ -170,8 +173,10 @@ func (e *Engine) settleAll(ctx context.Context) {
 func (e *Engine) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	// A failed registration does not hold the settling up: what needs only the
 	// store is settled all the same, and the rest is registered on a later pass.
+	// A lost seed's gaps are not registered: should this node die, they stay as
+	// wide as recorded, never too narrow, as a crash during the reseed leaves them.
 	var regErr error
-	if !c.registered {
+	if !c.registered && c.seeded == nil {
 		regErr = e.register(ctx, c)
 	}
 	if abandoned, kept, err = e.settle(ctx, c); err != nil {
@@ -185,6 +190,9 @@ func (e *Engine) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, ke
 // It returns how many numbers went each way.
 func (e *Engine) settle(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	p := c.pool
+	if c.seeded != nil {
+		return 0, 0, e.settleSeed(ctx, p, c.seeded)
+	}
 	if c.trims != nil {
 		return 0, 0, e.store.TrimRecovery(ctx, p.id, c.trims)
 	}
