@@ -16,9 +16,9 @@ func (e *Engine) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (
 	if err != nil {
 		return numberd.PoolStatus{}, false, err
 	}
-	p, _ := e.pools.GetOrAdd(id, func() (*pool, error) { return e.newPool(cfg), nil })
-	e.lockPool(p)
-	defer e.unlockPool(p)
+	p, _ := e.pools.GetOrAdd(id, func() (*pool, error) { return newPool(cfg, e.opts, &e.closed), nil })
+	p.lock()
+	defer p.unlock()
 	p.Cfg = cfg
 	return p.Status(), created, nil
 }
@@ -29,8 +29,8 @@ func (e *Engine) Pool(ctx context.Context, id string) (numberd.PoolStatus, error
 	if err != nil {
 		return numberd.PoolStatus{}, err
 	}
-	e.lockPool(p)
-	defer e.unlockPool(p)
+	p.lock()
+	defer p.unlock()
 	if err := e.expire(ctx, p); err != nil {
 		return numberd.PoolStatus{}, err
 	}
@@ -40,7 +40,7 @@ func (e *Engine) Pool(ctx context.Context, id string) (numberd.PoolStatus, error
 // Pools returns the live status of every pool, ordered by id.
 func (e *Engine) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
 	var out []numberd.PoolStatus
-	for _, id := range e.poolIDs() {
+	for _, id := range ids(e.pools.All()) {
 		st, err := e.Pool(ctx, id)
 		if err != nil {
 			return nil, err
@@ -50,8 +50,7 @@ func (e *Engine) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
 	return out, nil
 }
 
-func (e *Engine) poolIDs() []string {
-	pools := e.pools.All()
+func ids(pools []*pool) []string {
 	ids := make([]string, 0, len(pools))
 	for _, p := range pools {
 		ids = append(ids, p.id)
@@ -74,8 +73,8 @@ func (e *Engine) LoadSegment(ctx context.Context, poolID string, n numberd.NewSe
 	if err != nil {
 		return numberd.SegmentStatus{}, false, err
 	}
-	e.lockPool(p)
-	defer e.unlockPool(p)
+	p.lock()
+	defer p.unlock()
 	if created {
 		p.Segs = append(p.Segs, &alloc.SegmentState{Meta: meta, Next: meta.Next, ReservedHi: meta.ReservedHi})
 		p.saved[meta.ID] = meta.Next
@@ -99,8 +98,8 @@ func (e *Engine) SegmentAdded(ctx context.Context, meta numberd.Segment) error {
 	}
 	p.loadMu.Lock()
 	defer p.loadMu.Unlock()
-	e.lockPool(p)
-	defer e.unlockPool(p)
+	p.lock()
+	defer p.unlock()
 	for _, s := range p.Segs {
 		if s.Meta.ID == meta.ID {
 			return nil
@@ -126,8 +125,8 @@ func (e *Engine) Segments(ctx context.Context, poolID string) ([]numberd.Segment
 	if err != nil {
 		return nil, err
 	}
-	e.lockPool(p)
-	defer e.unlockPool(p)
+	p.lock()
+	defer p.unlock()
 	if err := e.expire(ctx, p); err != nil {
 		return nil, err
 	}
@@ -147,8 +146,8 @@ func (e *Engine) RetireSegment(ctx context.Context, poolID string, id int64) (nu
 	if err != nil {
 		return numberd.SegmentStatus{}, err
 	}
-	e.lockPool(p)
-	defer e.unlockPool(p)
+	p.lock()
+	defer p.unlock()
 	for _, s := range p.Segs {
 		if s.Meta.ID != id {
 			continue
@@ -171,9 +170,9 @@ func (e *Engine) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error)
 	if err != nil {
 		return nil, err
 	}
-	e.lockPool(p)
+	p.lock()
 	err = e.expire(ctx, p)
-	e.unlockPool(p)
+	p.unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -190,14 +189,14 @@ func (e *Engine) Ready(ctx context.Context) error {
 
 func (e *Engine) gauges() []metrics.PoolGauge {
 	var out []metrics.PoolGauge
-	for _, id := range e.poolIDs() {
+	for _, id := range ids(e.pools.All()) {
 		p, err := e.pool(id)
 		if err != nil {
 			continue
 		}
-		e.lockPool(p)
+		p.lock()
 		st := p.Status()
-		e.unlockPool(p)
+		p.unlock()
 		out = append(out, metrics.PoolGauge{Pool: id, Available: st.Available, Issued: st.Issued})
 	}
 	return out

@@ -55,8 +55,6 @@ func (h *harness) open(tb testing.TB) {
 	h.store, h.eng = st, eng
 }
 
-// crash drops the engine's memory the way kill -9 would: the store keeps only what
-// was written, and the engine is not given the chance to hand reservations back.
 // TestContract runs the engine contract against the embedded engine.
 func TestContract(t *testing.T) {
 	alloctest.Run(t, func(tb testing.TB, opts alloc.Options) (alloctest.Engine, func() alloctest.Engine) {
@@ -65,6 +63,8 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// crash drops the engine's memory the way kill -9 would: the store keeps only what
+// was written, and the engine is not given the chance to hand reservations back.
 func (h *harness) crash(tb testing.TB) {
 	tb.Helper()
 	if err := h.store.Close(); err != nil {

@@ -33,8 +33,8 @@ type window struct {
 
 const sealed = math.MaxInt64
 
-// lockPool locks p and takes its window back.
-func (e *Engine) lockPool(p *pool) {
+// lock locks p and takes its window back.
+func (p *pool) lock() {
 	p.mu.Lock()
 	if w := p.window.Swap(nil); w != nil {
 		w.s.Next = w.cursor.Swap(sealed)
@@ -42,16 +42,16 @@ func (e *Engine) lockPool(p *pool) {
 	}
 }
 
-// unlockPool publishes a window of p, when p has reserved numbers to hand out
+// unlock publishes a window of p, when p has reserved numbers to hand out
 // and the engine is open, and unlocks p.
-func (e *Engine) unlockPool(p *pool) {
-	e.publish(p)
+func (p *pool) unlock() {
+	p.publish()
 	p.mu.Unlock()
 }
 
-func (e *Engine) publish(p *pool) {
+func (p *pool) publish() {
 	s := p.Active()
-	if e.closed.Load() || s == nil || s.ReservedHi < s.Next {
+	if p.closed.Load() || s == nil || s.ReservedHi < s.Next {
 		return
 	}
 	w := &window{s: s, rng: s.Meta.Range, limit: min(s.ReservedHi, s.Meta.Range.Hi), kickAt: sealed, expiry: math.MaxInt64}
@@ -88,9 +88,9 @@ func (e *Engine) takeFast(p *pool, count int64, now time.Time) (segment.Range, b
 			continue
 		}
 		if c <= w.kickAt && c+count > w.kickAt {
-			e.lockPool(p)
+			p.lock()
 			e.reserveIfLow(p)
-			e.unlockPool(p)
+			p.unlock()
 		}
 		e.opts.Observe(p.id, alloc.AddSat(w.rng.Hi-(c+count)+1, w.rest))
 		r := w.rng
