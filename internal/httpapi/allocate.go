@@ -24,10 +24,17 @@ const maxIdempotencyKey = 128
 // allocationRoute is the allocation route's pattern.
 const allocationRoute = "/v1/pools/{pool}/numbers"
 
+// allocationHandlers hands out numbers, for the generated handler and for
+// serveAllocation alike.
+type allocationHandlers struct {
+	engine Engine
+	refill Refiller // nil when the server runs no refill worker
+}
+
 // AllocateNumbers hands out the next number(s) of a pool. The router serves the
 // route with serveAllocation; the generated handler, which calls this, is what
 // the tests compare serveAllocation with.
-func (s *Server) AllocateNumbers(ctx context.Context, req api.AllocateNumbersRequestObject) (api.AllocateNumbersResponseObject, error) {
+func (s *allocationHandlers) AllocateNumbers(ctx context.Context, req api.AllocateNumbersRequestObject) (api.AllocateNumbersResponseObject, error) {
 	count := 1
 	if req.Body != nil && req.Body.Count != nil {
 		count = *req.Body.Count
@@ -41,7 +48,7 @@ func (s *Server) AllocateNumbers(ctx context.Context, req api.AllocateNumbersReq
 
 // allocate hands out count numbers of pool to the caller id, under the
 // Idempotency-Key key if it is not nil.
-func (s *Server) allocate(ctx context.Context, id *identity, pool string, count int, key *string) (numberd.Allocation, error) {
+func (s *allocationHandlers) allocate(ctx context.Context, id *identity, pool string, count int, key *string) (numberd.Allocation, error) {
 	if err := checkPoolID(pool); err != nil {
 		return numberd.Allocation{}, err
 	}
@@ -99,7 +106,7 @@ func (s *Server) serveAllocation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	a, err := s.allocate(r.Context(), identityOf(r.Context()), pool, count, key)
+	a, err := s.ops.allocate(r.Context(), identityOf(r.Context()), pool, count, key)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/api"
@@ -33,20 +35,29 @@ func checkPoolID(id string) error {
 }
 
 // begin opens the work of a request on pool: the pool id is checked, the caller
-// authorised (adminOnly: admins only), and the engine's work bounded in time.
-func (s *Server) begin(ctx context.Context, pool string, adminOnly bool) (context.Context, context.CancelFunc, error) {
+// authorised (adminOnly: admins only), and the engine's work bounded by timeout.
+func begin(ctx context.Context, timeout time.Duration, pool string, adminOnly bool) (context.Context, context.CancelFunc, error) {
 	if err := checkPoolID(pool); err != nil {
 		return nil, nil, err
 	}
 	if err := authorize(ctx, pool, adminOnly); err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	return ctx, cancel, nil
 }
 
+// poolHandlers serves the operations on pools: their settings, status and refills.
+type poolHandlers struct {
+	engine    Engine
+	refill    Refiller // nil when the server runs no refill worker
+	upstreams map[string]bool
+	timeout   time.Duration
+	logger    *slog.Logger
+}
+
 // PutPool creates or updates a pool.
-func (s *Server) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api.PutPoolResponseObject, error) {
+func (s *poolHandlers) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api.PutPoolResponseObject, error) {
 	if err := checkPoolID(req.Pool); err != nil {
 		return nil, err
 	}
@@ -57,7 +68,7 @@ func (s *Server) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	ctx, cancel, err := begin(ctx, s.timeout, req.Pool, true)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +87,7 @@ func (s *Server) PutPool(ctx context.Context, req api.PutPoolRequestObject) (api
 	return api.PutPool200JSONResponse(poolJSON(st)), nil
 }
 
-func (s *Server) poolUpdate(spec api.PoolSpec) (numberd.PoolUpdate, error) {
+func (s *poolHandlers) poolUpdate(spec api.PoolSpec) (numberd.PoolUpdate, error) {
 	var u numberd.PoolUpdate
 	if d := spec.Digits; d != nil {
 		if !segment.ValidDigits(*d) {
@@ -106,8 +117,8 @@ func (s *Server) poolUpdate(spec api.PoolSpec) (numberd.PoolUpdate, error) {
 }
 
 // GetPool answers a pool's status.
-func (s *Server) GetPool(ctx context.Context, req api.GetPoolRequestObject) (api.GetPoolResponseObject, error) {
-	ctx, cancel, err := s.begin(ctx, req.Pool, false)
+func (s *poolHandlers) GetPool(ctx context.Context, req api.GetPoolRequestObject) (api.GetPoolResponseObject, error) {
+	ctx, cancel, err := begin(ctx, s.timeout, req.Pool, false)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +134,7 @@ func (s *Server) GetPool(ctx context.Context, req api.GetPoolRequestObject) (api
 }
 
 // ListPools answers every pool the caller may see.
-func (s *Server) ListPools(ctx context.Context, _ api.ListPoolsRequestObject) (api.ListPoolsResponseObject, error) {
+func (s *poolHandlers) ListPools(ctx context.Context, _ api.ListPoolsRequestObject) (api.ListPoolsResponseObject, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	all, err := s.engine.Pools(ctx)
@@ -165,7 +176,7 @@ func poolJSON(st numberd.PoolStatus) api.Pool {
 }
 
 // withRefill puts the refill worker's view of the pool's refill into st.
-func (s *Server) withRefill(ctx context.Context, st *numberd.PoolStatus) error {
+func (s *poolHandlers) withRefill(ctx context.Context, st *numberd.PoolStatus) error {
 	if s.refill == nil {
 		return nil
 	}
@@ -189,8 +200,8 @@ func refillJSON(r numberd.RefillStatus) api.RefillStatus {
 }
 
 // StartRefill starts a download of the next segment from the pool's upstream.
-func (s *Server) StartRefill(ctx context.Context, req api.StartRefillRequestObject) (api.StartRefillResponseObject, error) {
-	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+func (s *poolHandlers) StartRefill(ctx context.Context, req api.StartRefillRequestObject) (api.StartRefillResponseObject, error) {
+	ctx, cancel, err := begin(ctx, s.timeout, req.Pool, true)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/api"
@@ -13,8 +14,14 @@ import (
 // maxRefLength bounds a segment's external reference.
 const maxRefLength = 256
 
+// segmentHandlers serves the operations on a pool's segments and gaps.
+type segmentHandlers struct {
+	engine  Engine
+	timeout time.Duration
+}
+
 // LoadSegment loads a segment by hand.
-func (s *Server) LoadSegment(ctx context.Context, req api.LoadSegmentRequestObject) (api.LoadSegmentResponseObject, error) {
+func (s *segmentHandlers) LoadSegment(ctx context.Context, req api.LoadSegmentRequestObject) (api.LoadSegmentResponseObject, error) {
 	if err := checkPoolID(req.Pool); err != nil {
 		return nil, err
 	}
@@ -42,7 +49,7 @@ func (s *Server) LoadSegment(ctx context.Context, req api.LoadSegmentRequestObje
 	if spec.ExpiresAt != nil {
 		n.ExpiresAt = *spec.ExpiresAt
 	}
-	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	ctx, cancel, err := begin(ctx, s.timeout, req.Pool, true)
 	if err != nil {
 		return nil, err
 	}
@@ -65,8 +72,8 @@ func (s *Server) LoadSegment(ctx context.Context, req api.LoadSegmentRequestObje
 }
 
 // ListSegments answers a pool's segments in allocation order.
-func (s *Server) ListSegments(ctx context.Context, req api.ListSegmentsRequestObject) (api.ListSegmentsResponseObject, error) {
-	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+func (s *segmentHandlers) ListSegments(ctx context.Context, req api.ListSegmentsRequestObject) (api.ListSegmentsResponseObject, error) {
+	ctx, cancel, err := begin(ctx, s.timeout, req.Pool, true)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +90,7 @@ func (s *Server) ListSegments(ctx context.Context, req api.ListSegmentsRequestOb
 }
 
 // RetireSegment stops using a segment.
-func (s *Server) RetireSegment(ctx context.Context, req api.RetireSegmentRequestObject) (api.RetireSegmentResponseObject, error) {
+func (s *segmentHandlers) RetireSegment(ctx context.Context, req api.RetireSegmentRequestObject) (api.RetireSegmentResponseObject, error) {
 	if err := checkPoolID(req.Pool); err != nil {
 		return nil, err
 	}
@@ -91,7 +98,7 @@ func (s *Server) RetireSegment(ctx context.Context, req api.RetireSegmentRequest
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+	ctx, cancel, err := begin(ctx, s.timeout, req.Pool, true)
 	if err != nil {
 		return nil, err
 	}
@@ -122,8 +129,8 @@ func segmentJSON(seg numberd.SegmentStatus) api.Segment {
 }
 
 // ListGaps answers the numbers of a pool that will never be handed out.
-func (s *Server) ListGaps(ctx context.Context, req api.ListGapsRequestObject) (api.ListGapsResponseObject, error) {
-	ctx, cancel, err := s.begin(ctx, req.Pool, true)
+func (s *segmentHandlers) ListGaps(ctx context.Context, req api.ListGapsRequestObject) (api.ListGapsResponseObject, error) {
+	ctx, cancel, err := begin(ctx, s.timeout, req.Pool, true)
 	if err != nil {
 		return nil, err
 	}

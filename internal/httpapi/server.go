@@ -53,18 +53,26 @@ type Config struct {
 
 // Server serves the REST contract of api/openapi.yaml.
 type Server struct {
-	engine    Engine
-	refill    Refiller
-	auth      *authenticator
-	metrics   *metrics.Metrics
-	logger    *slog.Logger
-	upstreams map[string]bool
-	timeout   time.Duration
-	handler   http.Handler
-	routes_   sync.Map // route pattern → *routeObs
+	engine  Engine
+	ops     operations
+	auth    *authenticator
+	metrics *metrics.Metrics
+	logger  *slog.Logger
+	timeout time.Duration
+	handler http.Handler
+	routes_ sync.Map // route pattern → *routeObs
 }
 
-var _ api.StrictServerInterface = (*Server)(nil)
+// operations is the handler of the generated strict server. The generated
+// interface wants every operation of the contract on one value; each group keeps
+// its own type and what it needs, and this value only puts them side by side.
+type operations struct {
+	*poolHandlers
+	*segmentHandlers
+	*allocationHandlers
+}
+
+var _ api.StrictServerInterface = operations{}
 
 // New builds a Server. It returns an error if a token is malformed.
 func New(cfg Config) (*Server, error) {
@@ -72,10 +80,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		engine: cfg.Engine, refill: cfg.Refill, auth: auth, metrics: cfg.Metrics, logger: cfg.Logger,
-		upstreams: cfg.Upstreams, timeout: cfg.RequestTimeout,
-	}
+	s := &Server{engine: cfg.Engine, auth: auth, metrics: cfg.Metrics, logger: cfg.Logger, timeout: cfg.RequestTimeout}
 	if s.metrics == nil {
 		s.metrics = metrics.New()
 	}
@@ -84,6 +89,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.timeout <= 0 {
 		s.timeout = 5 * time.Second
+	}
+	s.ops = operations{
+		poolHandlers: &poolHandlers{
+			engine: cfg.Engine, refill: cfg.Refill, upstreams: cfg.Upstreams, timeout: s.timeout, logger: s.logger,
+		},
+		segmentHandlers:    &segmentHandlers{engine: cfg.Engine, timeout: s.timeout},
+		allocationHandlers: &allocationHandlers{engine: cfg.Engine, refill: cfg.Refill},
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -167,7 +179,7 @@ func (s *Server) router(allocate http.Handler) http.Handler {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(api.Spec)
 	})
-	strict := api.NewStrictHandlerWithOptions(s, nil, api.StrictHTTPServerOptions{
+	strict := api.NewStrictHandlerWithOptions(s.ops, nil, api.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc:  s.requestError,
 		ResponseErrorHandlerFunc: s.writeError,
 	})
