@@ -1,0 +1,32 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/numberd/numberd/internal/store"
+)
+
+// TestUnsettled: entries are kept once per id, listed once old enough by the
+// store's clock, and forgotten.
+func TestUnsettled(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		for _, u := range []store.Unsettled{{Pool: "p", ID: "a", Entry: "one"}, {Pool: "p", ID: "a", Entry: "again"}, {Pool: "q", ID: "b", Entry: "two"}} {
+			must(t, s.PutUnsettled(ctx, u))
+		}
+		if old, err := s.OldUnsettled(ctx, time.Hour, 10); err != nil || len(old) != 0 {
+			t.Fatalf("entries older than an hour: %v, %v; want none", old, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		old, err := s.OldUnsettled(ctx, 10*time.Millisecond, 10)
+		if err != nil || len(old) != 2 || old[0].Entry != "one" || old[1].Entry != "two" {
+			t.Fatalf("old entries: %+v, %v; want one and two", old, err)
+		}
+		must(t, s.DeleteUnsettled(ctx, "p", "a"))
+		if old, err := s.OldUnsettled(ctx, 0, 10); err != nil || len(old) != 1 || old[0].ID != "b" {
+			t.Fatalf("after deleting a: %+v, %v; want b", old, err)
+		}
+	})
+}
