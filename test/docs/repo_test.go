@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/numberd/numberd/internal/testenv"
 )
 
 // repo is the set of the repository's files and directories, by slash-separated
@@ -24,13 +26,7 @@ type repo struct {
 // or, outside a git checkout, every file below the root but for build output.
 func mustRepo(tb testing.TB) *repo {
 	tb.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		tb.Fatalf("the repository's root %s: %v", root, err)
-	}
+	root := testenv.RepoRoot(tb)
 	names, err := gitFiles(root)
 	if err != nil {
 		tb.Logf("listing the files without git: %v", err)
