@@ -17,7 +17,6 @@ import (
 
 	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/metrics"
-	"github.com/numberd/numberd/internal/store"
 )
 
 // Engine is what the worker needs of the allocation engine.
@@ -29,7 +28,7 @@ type Engine interface {
 
 // Config configures a Worker.
 type Config struct {
-	Store     *store.Store
+	Store     Store
 	Engine    Engine
 	Upstreams map[string]Upstream
 	Logger    *slog.Logger
