@@ -96,7 +96,7 @@ var scripts = struct {
 // Redis answers again, so that every number it took is accounted for.
 type Engine struct {
 	rdb   RedisClient
-	store *store.Store
+	store Store
 	opts  alloc.Options
 	node  string // this node's token in lease locks
 
