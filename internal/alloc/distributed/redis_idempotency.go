@@ -12,6 +12,19 @@ import (
 	"github.com/numberd/numberd/internal/store"
 )
 
+// recorder writes to the store what the allocate path decided: the answers of
+// keyed requests, and the numbers taken but given up.
+type recorder struct {
+	store  Store
+	opts   *alloc.Options
+	pools  *catalog
+	unsure *unsettled
+	// Durable idempotency records are looked up and written in batches: a keyed
+	// request costs the store a share of two round trips, not two of its own.
+	lookup alloc.Combiner[store.IdempotencyRecord, store.IdempotencyRecord]
+	idem   alloc.Combiner[store.IdempotencyRecord, store.IdempotencyRecord]
+}
+
 // redisIdemTTL is how long Redis keeps an idempotency record: the store keeps it
 // for IdempotencyTTL, and Redis's copy only has to make concurrent requests with
 // one key agree until the store's is written.
@@ -19,13 +32,13 @@ const redisIdemTTL = 10 * time.Minute
 
 // stored is the store's record of req's key, or a zero record (empty Key) when
 // there is none. It answers first, as it holds even when Redis lost its copy.
-func (e *Engine) stored(ctx context.Context, p *rpool, req numberd.Request) (store.IdempotencyRecord, error) {
+func (rc *recorder) stored(ctx context.Context, p *rpool, req numberd.Request) (store.IdempotencyRecord, error) {
 	key := req.Idempotency
-	return e.lookup.Do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
+	return rc.lookup.Do(ctx, store.IdempotencyRecord{Pool: p.id, Scope: key.Scope, Key: key.Key})
 }
 
 // recorded is the answer rec holds for req.
-func (e *Engine) recorded(p *rpool, req numberd.Request, rec store.IdempotencyRecord) (numberd.Allocation, error) {
+func (rc *recorder) recorded(p *rpool, req numberd.Request, rec store.IdempotencyRecord) (numberd.Allocation, error) {
 	if rec.Fingerprint != req.Fingerprint() {
 		return numberd.Allocation{}, fmt.Errorf("%w: key %q was used with %s", numberd.ErrIdempotencyConflict, req.Idempotency.Key, rec.Fingerprint)
 	}
@@ -47,12 +60,12 @@ var errTakeAfresh = errors.New("alloc: the replayed numbers were abandoned")
 // numbers to the key or abandons them, whichever the store finds first (see
 // settle). If a replayed numbers the store holds abandoned, it returns
 // errTakeAfresh.
-func (e *Engine) keep(ctx context.Context, p *rpool, req numberd.Request, a numberd.Allocation) (numberd.Allocation, error) {
-	rec := e.record(p, req, a.Spans)
+func (rc *recorder) keep(ctx context.Context, p *rpool, req numberd.Request, a numberd.Allocation) (numberd.Allocation, error) {
+	rec := rc.record(p, req, a.Spans)
 	rec.Fresh = !a.Replayed
-	held, err := e.idem.Do(ctx, rec)
+	held, err := rc.idem.Do(ctx, rec)
 	if err != nil {
-		e.unsure.add(unsettledCall{pool: p, record: &rec, since: time.Now()})
+		rc.unsure.add(unsettledCall{pool: p, record: &rec, since: time.Now()})
 		return numberd.Allocation{}, fmt.Errorf("%w: the idempotency record could not be stored: %v", numberd.ErrOutcomeUnknown, err)
 	}
 	switch {
@@ -66,65 +79,53 @@ func (e *Engine) keep(ctx context.Context, p *rpool, req numberd.Request, a numb
 		return numberd.Allocation{}, fmt.Errorf("%w: the store kept an abandoned record over new numbers of key %q", numberd.ErrRedisUnavailable, req.Idempotency.Key)
 	}
 	if !a.Replayed {
-		if _, err := e.abandon(ctx, p, a.Spans); err != nil {
-			e.unsure.add(unsettledCall{pool: p, lost: a.Spans, since: time.Now()})
+		if _, err := rc.abandon(ctx, p, a.Spans); err != nil {
+			rc.unsure.add(unsettledCall{pool: p, lost: a.Spans, since: time.Now()})
 		}
 	}
-	return e.recorded(p, req, held)
+	return rc.recorded(p, req, held)
 }
 
-func (e *Engine) record(p *rpool, req numberd.Request, spans []segment.Range) store.IdempotencyRecord {
-	now := e.opts.Now()
+func (rc *recorder) record(p *rpool, req numberd.Request, spans []segment.Range) store.IdempotencyRecord {
+	now := rc.opts.Now()
 	return store.IdempotencyRecord{
 		Pool: p.id, Scope: req.Idempotency.Scope, Key: req.Idempotency.Key, Fingerprint: req.Fingerprint(),
 		Answer: alloc.EncodeSpans(spans), CreatedAt: now, ExpiresAt: now.Add(numberd.IdempotencyTTL),
 	}
 }
 
+// abandonedRecord is the abandoned record of rec's key: kept in the store unless
+// the key holds a record already, it says rec's numbers were given up, so that
+// no retry is answered them from a copy Redis still holds.
+func abandonedRecord(rec store.IdempotencyRecord) store.IdempotencyRecord {
+	rec.Answer, rec.Fresh = "", false
+	return rec
+}
+
 // abandon records spans, taken but never handed out, as abandoned gaps, and
 // returns how many numbers it recorded. Recording again what is recorded adds
 // nothing, so a failed abandon is retried whole.
-func (e *Engine) abandon(ctx context.Context, p *rpool, spans []segment.Range) (int64, error) {
-	return e.skip(ctx, p, spans, numberd.GapAbandoned)
+func (rc *recorder) abandon(ctx context.Context, p *rpool, spans []segment.Range) (int64, error) {
+	return rc.skip(ctx, p, spans, numberd.GapAbandoned)
 }
 
 // skip records spans as gaps with reason, and returns how many numbers it
 // recorded.
-func (e *Engine) skip(ctx context.Context, p *rpool, spans []segment.Range, reason string) (int64, error) {
+func (rc *recorder) skip(ctx context.Context, p *rpool, spans []segment.Range, reason string) (int64, error) {
 	var n int64
 	for _, r := range spans {
-		seg, err := e.segmentOf(ctx, p, r)
+		seg, err := rc.pools.segmentOf(ctx, p, r)
 		if err != nil {
 			return n, err
 		}
-		gaps, err := e.store.AddGapOutside(ctx, numberd.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: reason})
+		gaps, err := rc.store.AddGapOutside(ctx, numberd.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: reason})
 		if err != nil {
 			return n, err
 		}
 		for _, g := range gaps {
 			n += g.Count()
-			e.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(g.Count()))
+			rc.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(g.Count()))
 		}
 	}
 	return n, nil
-}
-
-// segmentOf finds the segment of p that holds r.
-func (e *Engine) segmentOf(ctx context.Context, p *rpool, r segment.Range) (int64, error) {
-	for pass := 0; pass < 2; pass++ {
-		p.segMu.RLock()
-		for id, s := range p.segs {
-			if s.Range.Prefix == r.Prefix && s.Range.Lo <= r.Lo && r.Hi <= s.Range.Hi {
-				p.segMu.RUnlock()
-				return id, nil
-			}
-		}
-		p.segMu.RUnlock()
-		segs, err := e.store.Segments(ctx, p.id)
-		if err != nil {
-			return 0, err
-		}
-		p.remember(segs...)
-	}
-	return 0, fmt.Errorf("%w: no segment of pool %s holds %s..%s", numberd.ErrRedisUnavailable, p.id, r.Start(), r.End())
 }

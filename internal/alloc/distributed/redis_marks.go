@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/numberd/numberd"
-	"github.com/numberd/numberd/internal/store"
+	"github.com/numberd/numberd/internal/alloc"
 )
 
 // What a node knows of how far a pool went: the states it saw, the numbers it
@@ -77,48 +77,6 @@ func (p *rpool) usedFloorLocked(gen, id int64) int64 {
 	return used
 }
 
-// drop refuses an answer that handed out runs of a state gone back in time,
-// starting below floors (see startsBelow): none of its numbers reaches a caller,
-// and its requests meet a reseed. What the runs hold at or above the floors may
-// have been handed out before the state went back, by nodes whose answers this
-// one never saw, or never: the resolver records it as a recovery gap, which the
-// reseed's own, from the store's checkpoint, would miss if a checkpoint of this
-// very state moved the store's cursor past it first.
-func (e *Engine) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]int64, calls []*call, letters string) {
-	var lost []offsetRun
-	for _, r := range runs {
-		if f, ok := floors[r.seg]; ok {
-			r.from = max(r.from, f)
-		}
-		if r.from <= r.to {
-			lost = append(lost, r)
-		}
-	}
-	if len(lost) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
-		spans, err := e.spans(ctx, p, lost)
-		cancel()
-		if err != nil {
-			e.opts.Logger.Error("numbers of a refused answer are not recorded as a gap", "pool", p.id, "err", err)
-		} else {
-			e.unsure.add(unsettledCall{pool: p, lost: spans, lostAs: numberd.GapRecovery, since: time.Now()})
-		}
-	}
-	// Redis keeps the keys of the requests that took numbers, or replayed them,
-	// of the state gone back as answered with them: the store's abandoned record
-	// makes a later retry take new ones.
-	var forget []store.IdempotencyRecord
-	for i, c := range calls {
-		c.kind, c.why, c.stale, c.dropped = "RESEED", "behind", gen, true
-		if c.idem != nil && (letters[i] == 'A' || letters[i] == 'R') {
-			forget = append(forget, abandonedRecord(e.record(p, numberd.Request{Pool: p.id, Count: c.count, Idempotency: c.idem}, nil)))
-		}
-	}
-	if len(forget) > 0 {
-		e.unsure.add(unsettledCall{pool: p, forget: forget, since: time.Now()})
-	}
-}
-
 // floor is the oldest state of p an allocate call may use: no older generation
 // than the store's newest this node knows, nor an older version than it saw.
 func (p *rpool) floor() stateMark {
@@ -184,29 +142,38 @@ const (
 	floorReadTimeout = 200 * time.Millisecond
 )
 
+// floorReader reads the store's floors of the pools again when they grow old.
+type floorReader struct {
+	rdb   RedisClient
+	store Store
+	opts  *alloc.Options
+}
+
 // maxFloorAge is how old, by Redis's clock, the floors an allocate call brings
 // may be: three checkpoint passes, which read them every CheckpointEvery, and
 // never less than minFloorAge, so that a short pass does not turn a busy moment
 // of the store into refusals.
-func (e *Engine) maxFloorAge() time.Duration { return max(3*e.opts.CheckpointEvery, minFloorAge) }
+func (fr *floorReader) maxFloorAge() time.Duration {
+	return max(3*fr.opts.CheckpointEvery, minFloorAge)
+}
 
 const minFloorAge = 3 * time.Second
 
-func (e *Engine) floorsStale(p *rpool) bool {
-	return time.Since(time.Unix(0, p.learnedAt.Load())) > e.maxFloorAge()
+func (fr *floorReader) floorsStale(p *rpool) bool {
+	return time.Since(time.Unix(0, p.learnedAt.Load())) > fr.maxFloorAge()
 }
 
 // refreshFloors reads p's floors again if they look stale and no read failed in
 // the last floorRetry, waiting floorReadTimeout at most; allocate.lua has the
 // last word.
-func (e *Engine) refreshFloors(ctx context.Context, p *rpool) {
-	if !e.floorsStale(p) {
+func (fr *floorReader) refreshFloors(ctx context.Context, p *rpool) {
+	if !fr.floorsStale(p) {
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, floorReadTimeout)
 	defer cancel()
-	if err := e.readFloors(rctx, p, false); err != nil {
-		e.opts.Logger.Debug("stale floors not read again", "pool", p.id, "err", err)
+	if err := fr.readFloors(rctx, p, false); err != nil {
+		fr.opts.Logger.Debug("stale floors not read again", "pool", p.id, "err", err)
 	}
 }
 
@@ -220,7 +187,7 @@ var errFloorsUnread = fmt.Errorf("%w: the checkpoints that guard against a resto
 // every floorRetry. Forced (an allocate call answered STALE), it reads unless
 // they were read a moment ago, and fails at once if a forced read failed within
 // floorRetry, so that requests do not queue on a store that does not answer.
-func (e *Engine) readFloors(ctx context.Context, p *rpool, force bool) error {
+func (fr *floorReader) readFloors(ctx context.Context, p *rpool, force bool) error {
 	p.refreshMu.Lock()
 	defer p.refreshMu.Unlock()
 	now := time.Now().UnixNano()
@@ -229,15 +196,15 @@ func (e *Engine) readFloors(ctx context.Context, p *rpool, force bool) error {
 		return nil // read meanwhile, by the checkpoint pass or another request
 	case force && p.triedFailed && now-p.triedAt < int64(floorRetry):
 		return errFloorsUnread
-	case !force && (!e.floorsStale(p) || now-p.triedAt < int64(floorRetry)):
+	case !force && (!fr.floorsStale(p) || now-p.triedAt < int64(floorRetry)):
 		return nil
 	}
 	p.triedAt, p.triedFailed = now, force
-	at, err := e.rdb.Time(ctx).Result()
+	at, err := fr.rdb.Time(ctx).Result()
 	if err != nil {
 		return redisErr(err)
 	}
-	segs, err := e.store.OpenSegments(ctx, []string{p.id})
+	segs, err := fr.store.OpenSegments(ctx, []string{p.id})
 	if err != nil {
 		return err
 	}

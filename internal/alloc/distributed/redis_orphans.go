@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,8 +52,8 @@ type pendingEntry struct {
 	Key   string `json:"key,omitempty"`
 }
 
-func (e *Engine) entryOf(c *unsettledCall) unsettledEntry {
-	out := unsettledEntry{Node: e.node, At: c.since.UnixMilli(), Memo: c.memo, Read: c.read, Record: c.record, Lost: c.lost, LostAs: c.lostAs, Forget: c.forget, Trims: c.trims}
+func (res *resolver) entryOf(c *unsettledCall) unsettledEntry {
+	out := unsettledEntry{Node: res.names.node, At: c.since.UnixMilli(), Memo: c.memo, Read: c.read, Record: c.record, Lost: c.lost, LostAs: c.lostAs, Forget: c.forget, Trims: c.trims}
 	for _, r := range c.reqs {
 		pe := pendingEntry{Count: r.count}
 		if r.idem != nil {
@@ -95,14 +94,14 @@ func (en unsettledEntry) call(p *rpool, id string) unsettledCall {
 
 // register writes c to its pool's hash of unsettled work, so that it outlives
 // this node.
-func (e *Engine) register(ctx context.Context, c *unsettledCall) error {
+func (res *resolver) register(ctx context.Context, c *unsettledCall) error {
 	if c.id == "" {
 		c.id = c.memo
 		if c.id == "" {
-			c.id = e.node + "-u" + strconv.FormatUint(e.memoSeq.Add(1), 10)
+			c.id = res.names.entryID()
 		}
 	}
-	data, err := json.Marshal(e.entryOf(c))
+	data, err := json.Marshal(res.entryOf(c))
 	if err != nil {
 		return err
 	}
@@ -111,7 +110,7 @@ func (e *Engine) register(ctx context.Context, c *unsettledCall) error {
 	if d, ok := ctx.Deadline(); ok {
 		rctx, cancel = context.WithTimeout(ctx, time.Until(d)/2)
 	}
-	rerr := e.rdb.HSet(rctx, c.pool.keys.unsettled, c.id, data).Err()
+	rerr := res.rdb.HSet(rctx, c.pool.keys.unsettled, c.id, data).Err()
 	cancel()
 	if rerr == nil {
 		c.registered = true
@@ -119,7 +118,7 @@ func (e *Engine) register(ctx context.Context, c *unsettledCall) error {
 	}
 	// Redis is away (the very reason a call's outcome is unknown, often): the
 	// store keeps the entry instead.
-	if err := e.store.PutUnsettled(ctx, store.Unsettled{Pool: c.pool.id, ID: c.id, Entry: string(data)}); err != nil {
+	if err := res.store.PutUnsettled(ctx, store.Unsettled{Pool: c.pool.id, ID: c.id, Entry: string(data)}); err != nil {
 		return errors.Join(redisErr(rerr), err)
 	}
 	c.registered, c.inStore = true, true
@@ -127,41 +126,41 @@ func (e *Engine) register(ctx context.Context, c *unsettledCall) error {
 }
 
 // unregister removes a settled call's entry.
-func (e *Engine) unregister(ctx context.Context, c *unsettledCall) error {
+func (res *resolver) unregister(ctx context.Context, c *unsettledCall) error {
 	switch {
 	case !c.registered:
 		return nil
 	case c.inStore:
-		return e.store.DeleteUnsettled(ctx, c.pool.id, c.id)
+		return res.store.DeleteUnsettled(ctx, c.pool.id, c.id)
 	}
-	return redisErr(e.rdb.HDel(ctx, c.pool.keys.unsettled, c.id).Err())
+	return redisErr(res.rdb.HDel(ctx, c.pool.keys.unsettled, c.id).Err())
 }
 
 // sweepStoredOrphans settles the entries other nodes left in the store, older
 // than orphanAge by the store's clock, up to orphanPoolsPerRoundTrip a pass.
-func (e *Engine) sweepStoredOrphans(ctx context.Context, t *sweepTally) {
-	old, err := e.store.OldUnsettled(ctx, orphanAge, orphanPoolsPerRoundTrip)
+func (res *resolver) sweepStoredOrphans(ctx context.Context, t *sweepTally) {
+	old, err := res.store.OldUnsettled(ctx, orphanAge, orphanPoolsPerRoundTrip)
 	if err != nil {
-		e.opts.Logger.Debug("sweeping unsettled work waits for the store", "err", err)
+		res.opts.Logger.Debug("sweeping unsettled work waits for the store", "err", err)
 		return
 	}
 	for _, u := range old {
 		var en unsettledEntry
 		if err := json.Unmarshal([]byte(u.Entry), &en); err != nil {
-			e.opts.Logger.Error("malformed entry of unsettled work", "pool", u.Pool, "id", u.ID, "err", err)
+			res.opts.Logger.Error("malformed entry of unsettled work", "pool", u.Pool, "id", u.ID, "err", err)
 			continue
 		}
-		if en.Node == e.node {
+		if en.Node == res.names.node {
 			continue
 		}
-		p, err := e.pool(ctx, u.Pool)
+		p, err := res.pools.pool(ctx, u.Pool)
 		if err != nil {
 			t.count(0, err)
 			continue
 		}
 		c := en.call(p, u.ID)
 		c.inStore = true
-		t.count(e.settleOrphan(ctx, &c))
+		t.count(res.settleOrphan(ctx, &c))
 	}
 }
 
@@ -181,10 +180,10 @@ func (t *sweepTally) count(abandoned int64, err error) {
 }
 
 // settleOrphan settles another node's entry and removes it.
-func (e *Engine) settleOrphan(ctx context.Context, c *unsettledCall) (int64, error) {
-	n, _, err := e.settle(ctx, c)
+func (res *resolver) settleOrphan(ctx context.Context, c *unsettledCall) (int64, error) {
+	n, _, err := res.settle(ctx, c)
 	if err == nil {
-		err = e.unregister(ctx, c)
+		err = res.unregister(ctx, c)
 	}
 	return n, err
 }
@@ -192,37 +191,37 @@ func (e *Engine) settleOrphan(ctx context.Context, c *unsettledCall) (int64, err
 // sweepOrphans settles the entries of other nodes older than orphanAge in the
 // hashes of the pools this node knows, a round trip per orphanPoolsPerRoundTrip
 // pools, and logs one line if it settled any.
-func (e *Engine) sweepOrphans(ctx context.Context) {
+func (res *resolver) sweepOrphans(ctx context.Context) {
 	var t sweepTally
-	e.sweepStoredOrphans(ctx, &t)
-	pools := e.pools.All()
+	res.sweepStoredOrphans(ctx, &t)
+	pools := res.pools.known.All()
 	for from := 0; from < len(pools); from += orphanPoolsPerRoundTrip {
 		batch := pools[from:min(from+orphanPoolsPerRoundTrip, len(pools))]
 		cmds := make([]*redis.MapStringStringCmd, len(batch))
-		pipe := e.rdb.Pipeline()
+		pipe := res.rdb.Pipeline()
 		for i, p := range batch {
 			cmds[i] = pipe.HGetAll(ctx, p.keys.unsettled)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			e.opts.Logger.Debug("sweeping unsettled work waits for Redis", "err", err)
+			res.opts.Logger.Debug("sweeping unsettled work waits for Redis", "err", err)
 			break
 		}
 		for i, p := range batch {
 			for id, raw := range cmds[i].Val() {
 				var en unsettledEntry
 				if err := json.Unmarshal([]byte(raw), &en); err != nil {
-					e.opts.Logger.Error("malformed entry of unsettled work", "pool", p.id, "id", id, "err", err)
+					res.opts.Logger.Error("malformed entry of unsettled work", "pool", p.id, "id", id, "err", err)
 					continue
 				}
-				if en.Node == e.node || time.Since(time.UnixMilli(en.At)) < orphanAge {
+				if en.Node == res.names.node || time.Since(time.UnixMilli(en.At)) < orphanAge {
 					continue
 				}
 				c := en.call(p, id)
-				t.count(e.settleOrphan(ctx, &c))
+				t.count(res.settleOrphan(ctx, &c))
 			}
 		}
 	}
 	if t.settled > 0 || t.failed > 0 {
-		e.opts.Logger.Warn("settled work other nodes left unsettled", "entries", t.settled, "abandoned_numbers", t.abandoned, "failed", t.failed)
+		res.opts.Logger.Warn("settled work other nodes left unsettled", "entries", t.settled, "abandoned_numbers", t.abandoned, "failed", t.failed)
 	}
 }

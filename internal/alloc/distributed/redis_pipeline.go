@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/numberd/numberd/internal/alloc"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -31,6 +32,9 @@ var errNotSent = errors.New("alloc: the allocate call's deadline passed before i
 // price of sharing: in a Redis Cluster, the calls of pools on a healthy shard
 // wait with those of a failing one, up to that bound.
 type pipeline struct {
+	rdb  RedisClient
+	opts *alloc.Options
+
 	mu       sync.Mutex
 	inFlight bool
 	queued   []*evalCall
@@ -51,10 +55,9 @@ var evalCalls = sync.Pool{New: func() any { return &evalCall{done: make(chan str
 
 // evalAllocate runs allocate.lua with keys and args in the next round trip that
 // leaves before deadline.
-func (e *Engine) evalAllocate(keys []string, args []any, deadline time.Time) (string, error) {
+func (q *pipeline) evalAllocate(keys []string, args []any, deadline time.Time) (string, error) {
 	c := evalCalls.Get().(*evalCall)
 	c.keys, c.args, c.deadline = keys, args, deadline
-	q := &e.pipe
 	q.mu.Lock()
 	if q.inFlight {
 		q.queued = append(q.queued, c)
@@ -67,7 +70,7 @@ func (e *Engine) evalAllocate(keys []string, args []any, deadline time.Time) (st
 	}
 	if c.lead {
 		c.lead = false
-		e.roundTrip(c)
+		q.roundTrip(c)
 	}
 	reply, err := c.reply, c.err
 	*c = evalCall{done: c.done}
@@ -77,15 +80,14 @@ func (e *Engine) evalAllocate(keys []string, args []any, deadline time.Time) (st
 
 // roundTrip sends self and the calls queued behind it, up to maxPipeline, and
 // then hands the next round trip to the first call queued meanwhile, if any.
-func (e *Engine) roundTrip(self *evalCall) {
-	q := &e.pipe
+func (q *pipeline) roundTrip(self *evalCall) {
 	q.mu.Lock()
 	n := min(len(q.queued), maxPipeline-1)
 	batch := append(append(make([]*evalCall, 0, n+1), self), q.queued[:n]...)
 	q.queued = q.queued[:copy(q.queued, q.queued[n:])]
 	q.mu.Unlock()
 
-	e.exec(batch)
+	q.exec(batch)
 	for _, c := range batch[1:] {
 		c.done <- struct{}{}
 	}
@@ -111,7 +113,7 @@ func shift[T any](q *[]T) T {
 
 // exec makes batch's calls in one round trip (see evalAll), until the first of
 // their deadlines.
-func (e *Engine) exec(batch []*evalCall) {
+func (q *pipeline) exec(batch []*evalCall) {
 	now := time.Now()
 	live := make([]*evalCall, 0, len(batch))
 	deadline := now.Add(redisTimeout)
@@ -131,18 +133,18 @@ func (e *Engine) exec(batch []*evalCall) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	e.opts.Metrics.RedisRoundTrips.Inc()
-	defer func(sent time.Time) { e.opts.Metrics.RedisRoundTripSeconds.Observe(time.Since(sent).Seconds()) }(time.Now())
+	q.opts.Metrics.RedisRoundTrips.Inc()
+	defer func(sent time.Time) { q.opts.Metrics.RedisRoundTripSeconds.Observe(time.Since(sent).Seconds()) }(time.Now())
 	if len(batch) == 1 {
 		c := batch[0]
-		c.reply, c.err = scripts.allocate.Run(ctx, e.rdb, c.keys, c.args...).Text()
+		c.reply, c.err = scripts.allocate.Run(ctx, q.rdb, c.keys, c.args...).Text()
 		return
 	}
 	calls := make([]scriptCall, len(batch))
 	for i, c := range batch {
 		calls[i] = scriptCall{keys: c.keys, args: c.args}
 	}
-	replies, errs := e.evalAll(ctx, scripts.allocate, calls)
+	replies, errs := q.evalAll(ctx, scripts.allocate, calls)
 	for i, c := range batch {
 		c.reply, c.err = replies[i], errs[i]
 	}
@@ -157,9 +159,9 @@ type scriptCall struct {
 // pipelined runs script once for each of calls in one round trip and returns
 // their answers in order, counting them as Redis calls of kind; any failure fails
 // the batch with ErrUnavailable.
-func (e *Engine) pipelined(ctx context.Context, script *redis.Script, kind string, calls []scriptCall) ([]string, error) {
-	replies, errs := e.evalAll(ctx, script, calls)
-	e.opts.Metrics.RedisCalls.WithLabelValues(kind).Add(float64(len(calls)))
+func (q *pipeline) pipelined(ctx context.Context, script *redis.Script, kind string, calls []scriptCall) ([]string, error) {
+	replies, errs := q.evalAll(ctx, script, calls)
+	q.opts.Metrics.RedisCalls.WithLabelValues(kind).Add(float64(len(calls)))
 	for _, err := range errs {
 		if err != nil {
 			return nil, redisErr(err)
@@ -171,12 +173,12 @@ func (e *Engine) pipelined(ctx context.Context, script *redis.Script, kind strin
 // evalAll runs script once for each of calls in one pipeline and returns each
 // call's answer and error. A call refused for want of the script (a restarted
 // server forgot it) goes again alone, which loads it: a refused call ran nothing.
-func (e *Engine) evalAll(ctx context.Context, script *redis.Script, calls []scriptCall) ([]string, []error) {
+func (q *pipeline) evalAll(ctx context.Context, script *redis.Script, calls []scriptCall) ([]string, []error) {
 	replies, errs := make([]string, len(calls)), make([]error, len(calls))
 	if len(calls) == 0 {
 		return replies, errs
 	}
-	pipe := e.rdb.Pipeline()
+	pipe := q.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, c := range calls {
 		cmds[i] = script.EvalSha(ctx, pipe, c.keys, c.args...)
@@ -185,7 +187,7 @@ func (e *Engine) evalAll(ctx context.Context, script *redis.Script, calls []scri
 	for i, c := range calls {
 		replies[i], errs[i] = cmds[i].Text()
 		if errs[i] != nil && redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
-			replies[i], errs[i] = script.Run(ctx, e.rdb, c.keys, c.args...).Text()
+			replies[i], errs[i] = script.Run(ctx, q.rdb, c.keys, c.args...).Text()
 		}
 	}
 	return replies, errs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -64,6 +65,19 @@ func requestsOf(batch []*call) []pendingRequest {
 	return out
 }
 
+// resolver settles the calls whose outcome is unknown, and what else the store
+// is yet to be told (see unsettledCall), and the entries other nodes left.
+type resolver struct {
+	rdb     RedisClient
+	store   Store
+	opts    *alloc.Options
+	life    *life
+	names   *namer
+	pools   *catalog
+	records *recorder
+	unsure  *unsettled
+}
+
 // unsettled holds what the resolver has yet to settle.
 type unsettled struct {
 	mu    sync.Mutex
@@ -102,31 +116,31 @@ func (u *unsettled) take() (calls []unsettledCall, lost int) {
 
 // resolver settles unsettled calls as soon as Redis and the store answer again,
 // retrying every second until then, and once more at Close.
-func (e *Engine) resolver() {
-	defer e.wg.Done()
+func (res *resolver) run() {
+	defer res.life.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	lastSweep := time.Now()
 	for {
 		select {
-		case <-e.stop:
-			ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
-			e.settleAll(ctx)
+		case <-res.life.stop:
+			ctx, cancel := context.WithTimeout(context.Background(), res.opts.StoreTimeout)
+			res.settleAll(ctx)
 			cancel()
-			if left, _ := e.unsure.take(); len(left) > 0 {
-				e.opts.Logger.Error("allocate calls left unsettled at close: another node settles those registered in Redis", "calls", len(left))
+			if left, _ := res.unsure.take(); len(left) > 0 {
+				res.opts.Logger.Error("allocate calls left unsettled at close: another node settles those registered in Redis", "calls", len(left))
 			}
 			return
-		case <-e.unsure.wake:
+		case <-res.unsure.wake:
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
-		e.settleAll(ctx)
+		ctx, cancel := context.WithTimeout(context.Background(), res.opts.StoreTimeout)
+		res.settleAll(ctx)
 		cancel()
 		if time.Since(lastSweep) >= orphanSweepEvery {
 			lastSweep = time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
-			e.sweepOrphans(ctx)
+			ctx, cancel := context.WithTimeout(context.Background(), res.opts.StoreTimeout)
+			res.sweepOrphans(ctx)
 			cancel()
 		}
 	}
@@ -134,10 +148,10 @@ func (e *Engine) resolver() {
 
 // settleAll settles what it can of the unsettled calls, keeps the rest for the
 // next pass, and logs one line for the pass.
-func (e *Engine) settleAll(ctx context.Context) {
-	calls, lost := e.unsure.take()
+func (res *resolver) settleAll(ctx context.Context) {
+	calls, lost := res.unsure.take()
 	if lost > 0 {
-		e.opts.Logger.Error("forgot allocate calls to settle: too many while Redis or the store was away", "calls", lost)
+		res.opts.Logger.Error("forgot allocate calls to settle: too many while Redis or the store was away", "calls", lost)
 	}
 	if len(calls) == 0 {
 		return
@@ -147,13 +161,13 @@ func (e *Engine) settleAll(ctx context.Context) {
 	var failed error
 	for i, c := range calls {
 		if failed != nil {
-			e.unsure.keep(c)
+			res.unsure.keep(c)
 			continue
 		}
-		a, k, err := e.settleOwn(ctx, &calls[i])
+		a, k, err := res.settleOwn(ctx, &calls[i])
 		if err != nil {
 			failed = err
-			e.unsure.keep(calls[i])
+			res.unsure.keep(calls[i])
 			continue
 		}
 		settled++
@@ -161,55 +175,55 @@ func (e *Engine) settleAll(ctx context.Context) {
 		kept += k
 	}
 	if settled > 0 {
-		e.opts.Logger.Warn("settled allocations whose answers were lost", "calls", settled, "abandoned_numbers", abandoned, "answered_to_retries", kept, "unsettled", len(calls)-settled)
+		res.opts.Logger.Warn("settled allocations whose answers were lost", "calls", settled, "abandoned_numbers", abandoned, "answered_to_retries", kept, "unsettled", len(calls)-settled)
 	}
 	if failed != nil && settled == 0 {
-		e.opts.Logger.Debug("settling lost allocations waits for Redis and the store", "calls", len(calls), "err", failed)
+		res.opts.Logger.Debug("settling lost allocations waits for Redis and the store", "calls", len(calls), "err", failed)
 	}
 }
 
 // settleOwn settles one of this node's calls, registered first so that another
 // node finishes it should this one die, and unregistered once settled.
-func (e *Engine) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
+func (res *resolver) settleOwn(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	// A failed registration does not hold the settling up: what needs only the
 	// store is settled all the same, and the rest is registered on a later pass.
 	// A lost seed's gaps are not registered: should this node die, they stay as
 	// wide as recorded, never too narrow, as a crash during the reseed leaves them.
 	var regErr error
 	if !c.registered && c.seeded == nil {
-		regErr = e.register(ctx, c)
+		regErr = res.register(ctx, c)
 	}
-	if abandoned, kept, err = e.settle(ctx, c); err != nil {
+	if abandoned, kept, err = res.settle(ctx, c); err != nil {
 		return 0, 0, errors.Join(err, regErr)
 	}
-	return abandoned, kept, e.unregister(ctx, c)
+	return abandoned, kept, res.unregister(ctx, c)
 }
 
 // settle settles one call: what it took goes into an abandoned gap, but for the
 // numbers of a key that a retry was answered with before: those stay the key's.
 // It returns how many numbers went each way.
-func (e *Engine) settle(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
+func (res *resolver) settle(ctx context.Context, c *unsettledCall) (abandoned, kept int64, err error) {
 	p := c.pool
 	if c.seeded != nil {
-		return 0, 0, e.settleSeed(ctx, p, c.seeded)
+		return 0, 0, res.settleSeed(ctx, p, c.seeded)
 	}
 	if c.trims != nil {
-		return 0, 0, e.store.TrimRecovery(ctx, p.id, c.trims)
+		return 0, 0, res.store.TrimRecovery(ctx, p.id, c.trims)
 	}
 	if c.lost != nil {
 		reason := c.lostAs
 		if reason == "" {
 			reason = numberd.GapAbandoned
 		}
-		n, err := e.skip(ctx, p, c.lost, reason)
+		n, err := res.records.skip(ctx, p, c.lost, reason)
 		return n, 0, err
 	}
 	if c.forget != nil {
-		_, err := e.store.KeepIdempotencies(ctx, c.forget)
+		_, err := res.store.KeepIdempotencies(ctx, c.forget)
 		return 0, 0, err
 	}
 	if c.record != nil {
-		held, err := e.idem.Do(ctx, abandonedRecord(*c.record))
+		held, err := res.records.idem.Do(ctx, abandonedRecord(*c.record))
 		if err != nil {
 			return 0, 0, err
 		}
@@ -218,13 +232,13 @@ func (e *Engine) settle(ctx context.Context, c *unsettledCall) (abandoned, kept 
 			return 0, 0, err
 		}
 		if held.Answer != c.record.Answer {
-			n, err := e.abandon(ctx, p, spans)
+			n, err := res.records.abandon(ctx, p, spans)
 			return n, 0, err
 		}
 		return 0, numberd.Allocation{Spans: spans}.Count(), nil
 	}
 	if !c.read {
-		if err := e.readMemo(ctx, c); err != nil {
+		if err := res.readMemo(ctx, c); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -242,11 +256,11 @@ func (e *Engine) settle(ctx context.Context, c *unsettledCall) (abandoned, kept 
 		// A keyed request's numbers are abandoned like any other, unless a retry
 		// was answered them meanwhile (Redis replays them to one): the store
 		// holds its record then, and the abandoned record offered here stays out.
-		spans, err := e.spans(ctx, p, got)
+		spans, err := res.pools.spans(ctx, p, got)
 		if err != nil {
 			return 0, 0, err
 		}
-		recs = append(recs, e.record(p, numberd.Request{Pool: p.id, Count: r.count, Idempotency: r.idem}, spans))
+		recs = append(recs, res.records.record(p, numberd.Request{Pool: p.id, Count: r.count, Idempotency: r.idem}, spans))
 	}
 	offers := make([]store.IdempotencyRecord, len(recs))
 	for i, rec := range recs {
@@ -254,11 +268,11 @@ func (e *Engine) settle(ctx context.Context, c *unsettledCall) (abandoned, kept 
 	}
 	var held []store.IdempotencyRecord
 	if len(recs) > 0 {
-		if held, err = e.store.KeepIdempotencies(ctx, offers); err != nil {
+		if held, err = res.store.KeepIdempotencies(ctx, offers); err != nil {
 			return 0, 0, err
 		}
 	}
-	spans, err := e.spans(ctx, p, lost)
+	spans, err := res.pools.spans(ctx, p, lost)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -273,22 +287,22 @@ func (e *Engine) settle(ctx context.Context, c *unsettledCall) (abandoned, kept 
 			spans = append(spans, mine...)
 		}
 	}
-	abandoned, err = e.abandon(ctx, p, spans)
+	abandoned, err = res.records.abandon(ctx, p, spans)
 	return abandoned, kept, err
 }
 
 // readMemo reads what c's call took from its memo into c.took, or learns that
 // it never ran and now never will (resolve.lua leaves a tombstone in its place).
-func (e *Engine) readMemo(ctx context.Context, c *unsettledCall) error {
-	reply, err := scripts.resolve.Run(ctx, e.rdb, []string{c.memo}, tombstoneTTL).Text()
-	e.opts.Metrics.RedisCalls.WithLabelValues("resolve").Inc()
+func (res *resolver) readMemo(ctx context.Context, c *unsettledCall) error {
+	reply, err := scripts.resolve.Run(ctx, res.rdb, []string{c.memo}, tombstoneTTL).Text()
+	res.opts.Metrics.RedisCalls.WithLabelValues("resolve").Inc()
 	if err != nil {
 		return redisErr(err)
 	}
 	c.took = make([][]offsetRun, len(c.reqs))
 	if reply == "VOID" {
 		if time.Since(c.since) > memoTTL*time.Second/2 {
-			e.opts.Logger.Error("an allocate call's memo was found missing long after its answer was lost: what it took, if it ran, is unaccounted for",
+			res.opts.Logger.Error("an allocate call's memo was found missing long after its answer was lost: what it took, if it ran, is unaccounted for",
 				"pool", c.pool.id, "memo", c.memo, "lost_since", c.since)
 		}
 		c.read = true
@@ -314,10 +328,28 @@ func (e *Engine) readMemo(ctx context.Context, c *unsettledCall) error {
 	return nil
 }
 
-// abandonedRecord is the abandoned record of rec's key: kept in the store unless
-// the key holds a record already, it says rec's numbers were given up, so that
-// no retry is answered them from a copy Redis still holds.
-func abandonedRecord(rec store.IdempotencyRecord) store.IdempotencyRecord {
-	rec.Answer, rec.Fresh = "", false
-	return rec
+// settleSeed narrows a lost seed's gaps by the report of the state that replaced
+// the one the reseed read: the seed's own, or a later reseed's if the seed never
+// ran. Both keep it in the state they wrote. Until the old state is replaced it
+// waits; if the report is of another state, or the pool's state was lost, the
+// gaps stay as wide as recorded, never too narrow.
+func (res *resolver) settleSeed(ctx context.Context, p *rpool, s *lostSeed) error {
+	f, err := res.rdb.HMGet(ctx, p.keys.meta, "run", "gen", "replaced").Result()
+	if err != nil {
+		return redisErr(err)
+	}
+	run, _ := f[0].(string)
+	genText, _ := f[1].(string)
+	replaced, _ := f[2].(string)
+	gen, err := strconv.ParseInt(genText, 10, 64)
+	switch {
+	case err != nil || replaced == "":
+		return nil
+	case gen < s.gen:
+		return errSeedPending
+	}
+	if _, ts := trimsOf(run+" "+replaced, s.view, s.segs, s.gaps, s.seen); len(ts) > 0 {
+		return res.store.TrimRecovery(ctx, p.id, ts)
+	}
+	return nil
 }

@@ -1,0 +1,142 @@
+package distributed
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/numberd/numberd"
+)
+
+// redisView is a pool's Redis state as peek.lua reports it.
+type redisView struct {
+	ok    bool // false: missing, partial, or seeded on another process or history
+	gen   int64
+	ver   int64
+	queue []int64
+	segs  map[int64]redisSeg // what Redis shows, even of a state that is not ok
+}
+
+type redisSeg struct {
+	present     bool
+	used, lease int64
+	state       string // "" while in use; "retired" or "expired" once closed
+}
+
+// unqueued reports whether the view holds an open segment of segs, in use and
+// not used up, that its queue lacks: a damaged meta key (a queue field
+// rewritten), which allocate.lua would answer as exhausted for good, as the
+// segment is present and so never added again.
+func (view redisView) unqueued(segs []numberd.Segment) bool {
+	for _, s := range segs {
+		rv := view.segs[s.ID]
+		if s.State == numberd.SegmentOpen && rv.present && rv.state == "" && rv.used < s.Range.Size() && !slices.Contains(view.queue, s.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// behind reports whether view is of an older version than floor.
+func (view redisView) behind(floor stateMark) bool {
+	return (stateMark{view.gen, view.ver}).before(floor)
+}
+
+func (ls *leaser) peek(ctx context.Context, p *rpool, ids []int64) (redisView, error) {
+	reply, err := scripts.peek.Run(ctx, ls.rdb, []string{p.keys.meta, p.keys.seg}, peekArgs(ids)...).Text()
+	ls.opts.Metrics.RedisCalls.WithLabelValues("peek").Inc()
+	if err != nil {
+		return redisView{}, redisErr(err)
+	}
+	return parsePeek(reply, ids)
+}
+
+// peekAll returns Redis's view of every pool of ps and its segments in segs, in
+// one round trip; without Redis, empty views and ErrUnavailable.
+func (ad *admin) peekAll(ctx context.Context, ps []*rpool, segs map[string][]numberd.Segment) ([]redisView, error) {
+	views := make([]redisView, len(ps))
+	calls := make([]scriptCall, len(ps))
+	ids := make([][]int64, len(ps))
+	for i, p := range ps {
+		for _, s := range segs[p.id] {
+			ids[i] = append(ids[i], s.ID)
+		}
+		calls[i] = scriptCall{keys: []string{p.keys.meta, p.keys.seg}, args: peekArgs(ids[i])}
+	}
+	replies, err := ad.pipe.pipelined(ctx, scripts.peek, "peek", calls)
+	if err != nil {
+		return views, err
+	}
+	for i := range ps {
+		if views[i], err = parsePeek(replies[i], ids[i]); err != nil {
+			return views, err
+		}
+	}
+	return views, nil
+}
+
+func peekArgs(ids []int64) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return args
+}
+
+// parsePeek reads peek.lua's answer for the segments ids.
+func parsePeek(reply string, ids []int64) (redisView, error) {
+	f := strings.Fields(reply)
+	malformed := fmt.Errorf("%w: malformed peek answer %q", numberd.ErrRedisUnavailable, reply)
+	if len(f) != 4+len(ids) || (f[0] != "OK" && f[0] != "RESEED") {
+		return redisView{}, malformed
+	}
+	v := redisView{ok: f[0] == "OK", segs: map[int64]redisSeg{}}
+	var err error
+	if f[1] != "-" {
+		if v.gen, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+			return redisView{}, malformed
+		}
+	}
+	if v.ver, err = strconv.ParseInt(f[2], 10, 64); err != nil {
+		v.ok = false // a damaged version: the state must be reseeded
+	}
+	if f[3] != "-" {
+		for q := range strings.SplitSeq(f[3], ",") {
+			id, err := strconv.ParseInt(q, 10, 64)
+			if err != nil {
+				v.ok = false
+				continue
+			}
+			v.queue = append(v.queue, id)
+		}
+	}
+	for _, field := range f[4:] {
+		parts := strings.Split(field, ":")
+		if len(parts) != 4 {
+			return redisView{}, malformed
+		}
+		id, err := strconv.ParseInt(parts[0], 10, 64)
+		if err != nil {
+			return redisView{}, malformed
+		}
+		s := redisSeg{present: parts[1] != "-"}
+		var err1, err2 error
+		if s.present {
+			s.used, err1 = strconv.ParseInt(parts[1], 10, 64)
+		}
+		if parts[2] != "-" {
+			s.lease, err2 = strconv.ParseInt(parts[2], 10, 64)
+		}
+		if err1 != nil || err2 != nil {
+			// Damaged fields: unusable, and what they show is no mark.
+			v.ok, s = false, redisSeg{}
+		}
+		if parts[3] != "-" {
+			s.state = parts[3]
+		}
+		v.segs[id] = s
+	}
+	return v, nil
+}
