@@ -107,10 +107,10 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request) (a numberd.A
 		c.ctx, c.idem, c.runs, c.dropped = nil, nil, nil, false
 		calls.Put(c)
 		switch kind {
-		case "A", "R":
-			a := numberd.Allocation{Pool: p.id, Replayed: kind == "R"}
+		case letterAllocated, letterReplayed:
+			a := numberd.Allocation{Pool: p.id, Replayed: kind == letterReplayed}
 			if a.Spans, err = e.pools.spans(ctx, p, runs); err != nil {
-				if kind == "R" {
+				if kind == letterReplayed {
 					return numberd.Allocation{}, err // a replay took nothing
 				}
 				// Taken, but their segment cannot be read to name them: they are
@@ -128,9 +128,9 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request) (a numberd.A
 				continue
 			}
 			return a, err
-		case "C":
+		case letterConflict:
 			return numberd.Allocation{}, fmt.Errorf("%w: key %q was used with another count", numberd.ErrIdempotencyConflict, req.Idempotency.Key)
-		case "X":
+		case letterExhausted:
 			if synced || !e.batches.syncDue(p) {
 				return numberd.Allocation{}, fmt.Errorf("%w: pool %s has fewer than %d numbers left", numberd.ErrExhausted, p.id, req.Count)
 			}
@@ -140,17 +140,17 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request) (a numberd.A
 			if err := e.leases.extend(slow, p, int64(req.Count)); err != nil {
 				return numberd.Allocation{}, err
 			}
-		case "L":
+		case letterUnleased:
 			slowDown()
 			if err := e.leases.extend(slow, p, int64(req.Count)); err != nil {
 				return numberd.Allocation{}, err
 			}
-		case "STALE":
+		case replyStale:
 			slowDown()
 			if err := e.floors.readFloors(slow, p, true); err != nil {
 				return numberd.Allocation{}, err
 			}
-		case "RESEED":
+		case replyReseed:
 			slowDown()
 			// Redis holds the key's record of numbers that went to no one.
 			fresh = fresh || dropped

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/numberd/numberd"
@@ -182,7 +181,7 @@ func (b *batcher) run(p *rpool, batch []*call, self *call) {
 		for _, c := range live {
 			c.err = err
 		}
-	} else if err := b.parseAllocate(p, reply, err, live); err != nil {
+	} else if err := b.handOut(p, reply, err, live); err != nil {
 		for _, c := range live {
 			c.err = err
 		}
@@ -227,87 +226,58 @@ func allocateArgs(p *rpool, memo string, batch []*call, maxAge time.Duration) (k
 	return keys, args
 }
 
-// parseAllocate hands each request its part of allocate's answer, recording what
+// handOut hands each request its part of allocate's answer, recording what
 // the answer reports on the way. The A requests take their numbers in turn from
 // the runs the call handed out.
-func (b *batcher) parseAllocate(p *rpool, reply string, err error, calls []*call) error {
+func (b *batcher) handOut(p *rpool, text string, err error, calls []*call) error {
 	if err != nil {
 		return redisErr(err)
 	}
-	f := strings.Fields(reply)
-	if len(f) == 1 && f[0] == "STALE" {
-		for _, c := range calls {
-			c.kind = "STALE"
-		}
-		return nil
-	}
-	if len(f) == 3 && f[0] == "RESEED" {
-		stale, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil {
-			stale = -1
-		}
-		for _, c := range calls {
-			c.kind, c.why, c.stale = "RESEED", f[1], stale
-		}
-		return nil
-	}
-	n := len(calls)
-	if len(f) < 8 || f[0] != "OK" || f[5] != strconv.Itoa(n) || len(f[6]) != n {
-		return fmt.Errorf("%w: malformed allocate answer %q", numberd.ErrRedisUnavailable, reply)
-	}
-	var nums [4]int64 // gen, ver, available, leased
-	for i := range nums {
-		if nums[i], err = strconv.ParseInt(f[1+i], 10, 64); err != nil {
-			return fmt.Errorf("%w: malformed allocate answer %q", numberd.ErrRedisUnavailable, reply)
-		}
-	}
-	gen, ver, available, leased := nums[0], nums[1], nums[2], nums[3]
-	runs, err := parseRuns(f[7])
+	reply, err := parseAllocateReply(text, len(calls))
 	if err != nil {
 		return err
 	}
-	tail, used, err := usedTokens(f[8:])
-	if err != nil {
-		return err
+	switch reply.code {
+	case replyStale:
+		for _, c := range calls {
+			c.kind = replyStale
+		}
+		return nil
+	case replyReseed:
+		for _, c := range calls {
+			c.kind, c.why, c.stale = replyReseed, reply.why, reply.stale
+		}
+		return nil
 	}
+	gen, runs := reply.gen, reply.runs
 	from := p.startsBelow(gen, runs)
 	if from == nil {
-		from = p.usedBelow(gen, used)
+		from = p.usedBelow(gen, reply.used)
 	}
 	if from != nil {
-		b.drop(p, gen, runs, from, calls, f[6])
+		b.drop(p, gen, runs, from, calls, reply.letters)
 		return nil
 	}
-	p.saw(stateMark{gen, ver}, runs)
-	replays := tail
+	p.saw(stateMark{gen, reply.ver}, runs)
+	replays := reply.replays
 	for i, c := range calls {
-		c.kind = f[6][i : i+1]
+		c.kind = reply.letters[i : i+1]
 		switch c.kind {
-		case "A":
+		case letterAllocated:
 			if c.runs, runs, err = take(runs, int64(c.count)); err != nil {
 				return err
 			}
-		case "R":
-			if len(replays) == 0 || !strings.HasPrefix(replays[0], "R:") {
-				return fmt.Errorf("%w: allocate answer %q lacks a replay", numberd.ErrRedisUnavailable, reply)
-			}
-			if c.runs, err = parseRuns(replays[0][2:]); err != nil {
-				return err
-			}
-			replays = replays[1:]
+		case letterReplayed:
+			c.runs, replays = replays[0], replays[1:]
 		}
 	}
-	p.available.Store(available)
-	p.leased.Store(leased)
-	b.opts.Observe(p.id, available)
-	for _, ev := range replays {
-		id, used, ok := parseEvent(ev, "E:")
-		if !ok {
-			return fmt.Errorf("%w: malformed event %q in allocate answer", numberd.ErrRedisUnavailable, ev)
-		}
-		b.admin.goClose(p, gen, id, used, numberd.SegmentExpired, numberd.GapExpired)
+	p.available.Store(reply.available)
+	p.leased.Store(reply.leased)
+	b.opts.Observe(p.id, reply.available)
+	for _, ev := range reply.expired {
+		b.admin.goClose(p, gen, ev.seg, ev.used, numberd.SegmentExpired, numberd.GapExpired)
 	}
-	if leased < p.leaseSize()/2 {
+	if reply.leased < p.leaseSize()/2 {
 		b.leases.extendAsync(p)
 	}
 	return nil
@@ -345,8 +315,8 @@ func (b *batcher) drop(p *rpool, gen int64, runs []offsetRun, floors map[int64]i
 	// makes a later retry take new ones.
 	var forget []store.IdempotencyRecord
 	for i, c := range calls {
-		c.kind, c.why, c.stale, c.dropped = "RESEED", "behind", gen, true
-		if c.idem != nil && (letters[i] == 'A' || letters[i] == 'R') {
+		c.kind, c.why, c.stale, c.dropped = replyReseed, "behind", gen, true
+		if l := letters[i : i+1]; c.idem != nil && (l == letterAllocated || l == letterReplayed) {
 			forget = append(forget, abandonedRecord(b.records.record(p, numberd.Request{Pool: p.id, Count: c.count, Idempotency: c.idem}, nil)))
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/numberd/numberd"
@@ -43,17 +41,17 @@ func (ad *admin) sweepAll(ctx context.Context, ps []*rpool) error {
 }
 
 // swept records the segments a sweep of p found expired.
-func (ad *admin) swept(ctx context.Context, p *rpool, reply string) error {
-	f := strings.Fields(reply)
-	if len(f) < 2 || f[0] != "OK" {
+func (ad *admin) swept(ctx context.Context, p *rpool, text string) error {
+	reply, err := parseAllocateReply(text, 0)
+	if err != nil {
+		return err
+	}
+	if reply.code != replyOK {
 		return nil // no state to sweep: the reseed closes what expired
 	}
-	gen, _ := strconv.ParseInt(f[1], 10, 64)
-	for _, ev := range f[2:] {
-		if id, used, ok := parseEvent(ev, "E:"); ok {
-			if _, err := ad.closeSegment(ctx, p, gen, id, used, numberd.SegmentExpired, numberd.GapExpired); err != nil {
-				return err
-			}
+	for _, ev := range reply.expired {
+		if _, err := ad.closeSegment(ctx, p, reply.gen, ev.seg, ev.used, numberd.SegmentExpired, numberd.GapExpired); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -177,7 +177,7 @@ func (ls *leaser) doExtend(ctx context.Context, p *rpool, want int64) error {
 		// sees any disagreement and reseeds: the reserved numbers become a gap.
 		return redisErr(err)
 	}
-	if reply != "OK" {
+	if reply != replyOK {
 		return ls.reseedLocked(ctx, p, cfg, segs, view, true, "lease raise refused: "+reply)
 	}
 	ls.opts.Metrics.Reservations.WithLabelValues("ok").Inc()
@@ -248,7 +248,7 @@ func (ls *leaser) addMissing(ctx context.Context, p *rpool, epoch int64, segs []
 	if err != nil {
 		return false, redisErr(err)
 	}
-	return strings.HasPrefix(reply, "OK"), nil
+	return strings.HasPrefix(reply, replyOK), nil
 }
 
 func expiryMillis(t time.Time) int64 {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/alloc"
@@ -271,13 +269,15 @@ func (ad *admin) retireOnce(ctx context.Context, p *rpool, seg numberd.Segment) 
 	if err != nil {
 		return false, redisErr(err)
 	}
-	var used, gen int64
-	f := strings.Fields(reply)
-	malformed := fmt.Errorf("%w: malformed retire answer %q", numberd.ErrRedisUnavailable, reply)
-	switch {
-	case len(f) == 1 && f[0] == "RESEED":
+	r, err := parseRetireReply(reply)
+	if err != nil {
+		return false, err
+	}
+	used := r.used
+	switch r.code {
+	case replyReseed:
 		return false, ad.leases.reseed(ctx, p, "lost", -1)
-	case len(f) == 2 && f[0] == "ABSENT":
+	case replyAbsent:
 		// This generation never had the segment, and now that Redis marks it
 		// retired none will: nothing of it went out above the store's high-water
 		// mark, which no extension raises any more.
@@ -285,18 +285,7 @@ func (ad *admin) retireOnce(ctx context.Context, p *rpool, seg numberd.Segment) 
 			return false, err
 		}
 		used = max(seg.ReservedHi, seg.Next-1) - seg.Range.Lo + 1
-		gen, err = strconv.ParseInt(f[1], 10, 64)
-	case len(f) == 3 && f[0] == "OK":
-		used, err = strconv.ParseInt(f[1], 10, 64)
-		if err == nil {
-			gen, err = strconv.ParseInt(f[2], 10, 64)
-		}
-	default:
-		err = malformed
 	}
-	if err != nil {
-		return false, malformed
-	}
-	stale, err := ad.closeSegment(ctx, p, gen, seg.ID, used, numberd.SegmentRetired, numberd.GapRetired)
+	stale, err := ad.closeSegment(ctx, p, r.gen, seg.ID, used, numberd.SegmentRetired, numberd.GapRetired)
 	return !stale && err == nil, err
 }

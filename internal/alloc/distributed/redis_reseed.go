@@ -3,7 +3,6 @@ package distributed
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -78,7 +77,7 @@ func (ls *leaser) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, 
 		args = append(args, s.ID, s.Range.Size(), s.Next-s.Range.Lo, expiryMillis(s.ExpiresAt))
 		args[1] = args[1].(int) + 1
 	}
-	reply, err := scripts.seed.Run(ctx, ls.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
+	text, err := scripts.seed.Run(ctx, ls.rdb, []string{p.keys.meta, p.keys.seg}, args...).Text()
 	if err != nil {
 		// The store moved on. Either Redis keeps an older state that can get no
 		// lease, and the next call reseeds again; or the seed ran and its reply
@@ -89,15 +88,20 @@ func (ls *leaser) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, 
 		}
 		return redisErr(err)
 	}
-	if newer, ok := strings.CutPrefix(reply, "NEWER "); ok {
+	reply, err := parseSeedReply(text)
+	if err != nil {
+		// The seed ran; only its report is unread: the gaps stay as recorded.
+		ls.opts.Logger.Warn("seed.lua's report unread; the recovery gaps stay as wide as recorded", "pool", p.id, "err", err)
+	}
+	if reply.newer {
 		// Another node's later seed is in place: the caller's retry meets it.
-		if gen, err := strconv.ParseInt(newer, 10, 64); err == nil {
-			p.seen(gen)
+		if err == nil {
+			p.seen(reply.newerGen)
 		}
 		return nil
 	}
 	if usable {
-		gaps = ls.narrow(ctx, p, view, reply, segs, gaps)
+		gaps = ls.narrow(ctx, p, view, reply.replaced, segs, gaps)
 	}
 	ls.opts.Metrics.RedisCalls.WithLabelValues("seed").Inc()
 	ls.opts.Metrics.Reseeds.WithLabelValues(p.id, strings.Fields(cause)[0]).Inc()
@@ -135,8 +139,8 @@ func (ls *leaser) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, 
 // the moment between the store's reseed and the trim found its numbers inside
 // the wide gap, recorded nothing, and after the trim lies in no gap: the price of
 // a gap that survives a crash, and a window of one Redis round trip.
-func (ls *leaser) narrow(ctx context.Context, p *rpool, view redisView, reply string, segs []numberd.Segment, gaps []numberd.Gap) []numberd.Gap {
-	trims, ts := trimsOf(reply, view, segs, gaps, p.seenUsedOf(gaps))
+func (ls *leaser) narrow(ctx context.Context, p *rpool, view redisView, replaced *replacedState, segs []numberd.Segment, gaps []numberd.Gap) []numberd.Gap {
+	trims, ts := trimsOf(replaced, view, segs, gaps, p.seenUsedOf(gaps))
 	if len(ts) == 0 {
 		return gaps
 	}
@@ -156,11 +160,11 @@ func (ls *leaser) narrow(ctx context.Context, p *rpool, view redisView, reply st
 	return left
 }
 
-// trimsOf is how seed.lua's reply narrows gaps: per segment, and as the store
+// trimsOf is how seed.lua's report of the state it replaced narrows gaps: per segment, and as the store
 // applies them, in order. seen is what the node saw used of each segment before
 // the new state could hand any out.
-func trimsOf(reply string, view redisView, segs []numberd.Segment, gaps []numberd.Gap, seen map[int64]int64) (map[int64]store.Trim, []store.Trim) {
-	final, ok := parseReplaced(reply, view)
+func trimsOf(replaced *replacedState, view redisView, segs []numberd.Segment, gaps []numberd.Gap, seen map[int64]int64) (map[int64]store.Trim, []store.Trim) {
+	final, ok := replaced.final(view)
 	if !ok {
 		return nil, nil
 	}
@@ -206,32 +210,18 @@ type lostSeed struct {
 // the seed may yet run, or the next reseed replaces that state instead.
 var errSeedPending = errors.New("alloc: the state a lost seed was to replace is still in place")
 
-// parseReplaced reads seed.lua's report of the state it replaced: per segment,
-// the numbers it had used when it was replaced. It reports false unless that
-// state is the one view showed or a later version of it, and went back in no
-// segment: only then did its allocation end there.
-func parseReplaced(reply string, view redisView) (map[int64]int64, bool) {
-	f := strings.Fields(reply)
-	if len(f) < 4 {
-		return nil, false // "<run> -": no usable state was replaced
-	}
-	gen, err1 := strconv.ParseInt(f[1], 10, 64)
-	ver, err2 := strconv.ParseInt(f[2], 10, 64)
-	if err1 != nil || err2 != nil || gen != view.gen || ver < view.ver {
+// final is, per segment, the numbers the replaced state had used when it was
+// replaced. It reports false unless that state is the one view showed or a
+// later version of it, and went back in no segment: only then did its
+// allocation end there. Of no usable state (nil) it reports false.
+func (rs *replacedState) final(view redisView) (map[int64]int64, bool) {
+	if rs == nil || rs.gen != view.gen || rs.ver < view.ver {
 		return nil, false
 	}
-	final := map[int64]int64{}
-	for _, field := range f[3:] {
-		id, used, ok := parseEvent(field, "")
-		if !ok {
-			return nil, false
-		}
-		final[id] = used
-	}
 	for id, s := range view.segs {
-		if used, ok := final[id]; s.present && (!ok || used < s.used) {
+		if used, ok := rs.used[id]; s.present && (!ok || used < s.used) {
 			return nil, false
 		}
 	}
-	return final, true
+	return rs.used, true
 }

@@ -3,9 +3,7 @@ package distributed
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -300,7 +298,11 @@ func (res *resolver) readMemo(ctx context.Context, c *unsettledCall) error {
 		return redisErr(err)
 	}
 	c.took = make([][]offsetRun, len(c.reqs))
-	if reply == "VOID" {
+	rr, err := parseResolveReply(reply, len(c.reqs))
+	if err != nil {
+		return err
+	}
+	if rr.void {
 		if time.Since(c.since) > memoTTL*time.Second/2 {
 			res.opts.Logger.Error("an allocate call's memo was found missing long after its answer was lost: what it took, if it ran, is unaccounted for",
 				"pool", c.pool.id, "memo", c.memo, "lost_since", c.since)
@@ -308,16 +310,9 @@ func (res *resolver) readMemo(ctx context.Context, c *unsettledCall) error {
 		c.read = true
 		return nil // it never ran, and now never will
 	}
-	f := strings.Fields(reply)
-	if len(f) < 8 || f[0] != "OK" || len(f[6]) != len(c.reqs) {
-		return fmt.Errorf("%w: malformed memo %q", numberd.ErrRedisUnavailable, reply)
-	}
-	runs, err := parseRuns(f[7])
-	if err != nil {
-		return err
-	}
+	runs := rr.memo.runs
 	for i, r := range c.reqs {
-		if f[6][i] != 'A' {
+		if rr.memo.letters[i:i+1] != letterAllocated {
 			continue
 		}
 		if c.took[i], runs, err = take(runs, int64(r.count)); err != nil {
@@ -348,7 +343,13 @@ func (res *resolver) settleSeed(ctx context.Context, p *rpool, s *lostSeed) erro
 	case gen < s.gen:
 		return errSeedPending
 	}
-	if _, ts := trimsOf(run+" "+replaced, s.view, s.segs, s.gaps, s.seen); len(ts) > 0 {
+	// The state keeps seed.lua's report: read back, it is the reply the seed had.
+	reply, err := parseSeedReply(run + " " + replaced)
+	if err != nil {
+		res.opts.Logger.Warn("a lost seed's report unread; its recovery gaps stay as wide as recorded", "pool", p.id, "err", err)
+		return nil
+	}
+	if _, ts := trimsOf(reply.replaced, s.view, s.segs, s.gaps, s.seen); len(ts) > 0 {
 		return res.store.TrimRecovery(ctx, p.id, ts)
 	}
 	return nil

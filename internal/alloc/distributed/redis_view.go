@@ -2,10 +2,7 @@ package distributed
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/numberd/numberd"
 )
@@ -83,60 +80,4 @@ func peekArgs(ids []int64) []any {
 		args[i] = id
 	}
 	return args
-}
-
-// parsePeek reads peek.lua's answer for the segments ids.
-func parsePeek(reply string, ids []int64) (redisView, error) {
-	f := strings.Fields(reply)
-	malformed := fmt.Errorf("%w: malformed peek answer %q", numberd.ErrRedisUnavailable, reply)
-	if len(f) != 4+len(ids) || (f[0] != "OK" && f[0] != "RESEED") {
-		return redisView{}, malformed
-	}
-	v := redisView{ok: f[0] == "OK", segs: map[int64]redisSeg{}}
-	var err error
-	if f[1] != "-" {
-		if v.gen, err = strconv.ParseInt(f[1], 10, 64); err != nil {
-			return redisView{}, malformed
-		}
-	}
-	if v.ver, err = strconv.ParseInt(f[2], 10, 64); err != nil {
-		v.ok = false // a damaged version: the state must be reseeded
-	}
-	if f[3] != "-" {
-		for q := range strings.SplitSeq(f[3], ",") {
-			id, err := strconv.ParseInt(q, 10, 64)
-			if err != nil {
-				v.ok = false
-				continue
-			}
-			v.queue = append(v.queue, id)
-		}
-	}
-	for _, field := range f[4:] {
-		parts := strings.Split(field, ":")
-		if len(parts) != 4 {
-			return redisView{}, malformed
-		}
-		id, err := strconv.ParseInt(parts[0], 10, 64)
-		if err != nil {
-			return redisView{}, malformed
-		}
-		s := redisSeg{present: parts[1] != "-"}
-		var err1, err2 error
-		if s.present {
-			s.used, err1 = strconv.ParseInt(parts[1], 10, 64)
-		}
-		if parts[2] != "-" {
-			s.lease, err2 = strconv.ParseInt(parts[2], 10, 64)
-		}
-		if err1 != nil || err2 != nil {
-			// Damaged fields: unusable, and what they show is no mark.
-			v.ok, s = false, redisSeg{}
-		}
-		if parts[3] != "-" {
-			s.state = parts[3]
-		}
-		v.segs[id] = s
-	}
-	return v, nil
 }
