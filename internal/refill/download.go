@@ -22,7 +22,7 @@ const failedPause = 30 * time.Second
 
 // refill downloads one segment for pool if it needs one, holding the lock.
 func (w *Worker) refill(ctx context.Context, pool string, ps *poolState, manual bool) error {
-	cfg, err := w.cfg.Store.Pool(ctx, pool)
+	cfg, err := w.settings.Pool(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -45,18 +45,18 @@ func (w *Worker) refill(ctx context.Context, pool string, ps *poolState, manual 
 		lost(nil)
 		<-renewed
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = w.cfg.Store.ReleaseRefillLock(rctx, pool, w.cfg.Node, fence)
+		_ = w.refills.ReleaseLock(rctx, pool, w.cfg.Node, fence)
 		cancel()
 	}()
 
-	job, open, err := w.cfg.Store.OpenJob(ctx, pool)
+	job, open, err := w.refills.OpenJob(ctx, pool)
 	if err != nil {
 		return err
 	}
 	if !open && !manual {
 		// After a download failed for good, wait before the next: the upstream's
 		// refusal is unlikely to change within seconds.
-		if last, ok, err := w.cfg.Store.LatestJob(ctx, pool); err == nil && ok && last.State == store.JobFailed && time.Since(last.UpdatedAt) < failedPause {
+		if last, ok, err := w.refills.LatestJob(ctx, pool); err == nil && ok && last.State == store.JobFailed && time.Since(last.UpdatedAt) < failedPause {
 			return nil
 		}
 	}
@@ -74,7 +74,7 @@ func (w *Worker) refill(ctx context.Context, pool string, ps *poolState, manual 
 		if quantity <= 0 {
 			quantity = DefaultQuantity
 		}
-		if job, err = w.cfg.Store.CreateJob(ctx, pool, fence, newYwlsh(), quantity); err != nil {
+		if job, err = w.refills.CreateJob(ctx, pool, fence, newYwlsh(), quantity); err != nil {
 			return w.fencedErr(pool, err)
 		}
 		w.cfg.Logger.Info("refill started", "pool", pool, "ywlsh", job.Ywlsh, "quantity", job.Quantity, "upstream", cfg.Upstream)
@@ -101,7 +101,7 @@ func (w *Worker) download(ctx context.Context, cfg numberd.Pool, up Upstream, fe
 				state = store.JobFailed
 			}
 			w.cfg.Metrics.RefillDownloads.WithLabelValues(cfg.ID, "attempt_failed").Inc()
-			if uerr := w.cfg.Store.UpdateJob(ctx, cfg.ID, fence, job.ID, attempts, err.Error(), state); uerr != nil {
+			if uerr := w.refills.UpdateJob(ctx, cfg.ID, fence, job.ID, attempts, err.Error(), state); uerr != nil {
 				return w.fencedErr(cfg.ID, uerr)
 			}
 			if state == store.JobFailed {
@@ -125,7 +125,7 @@ func (w *Worker) download(ctx context.Context, cfg numberd.Pool, up Upstream, fe
 				msg := "upstream granted an unusable segment: " + err.Error()
 				w.cfg.Metrics.RefillDownloads.WithLabelValues(cfg.ID, "failed").Inc()
 				w.cfg.Logger.Error("refill refused the upstream's segment", "pool", cfg.ID, "ywlsh", job.Ywlsh, "start", grant.Start, "end", grant.End, "err", err)
-				return w.fencedErr(cfg.ID, w.cfg.Store.UpdateJob(ctx, cfg.ID, fence, job.ID, attempts, msg, store.JobFailed))
+				return w.fencedErr(cfg.ID, w.refills.UpdateJob(ctx, cfg.ID, fence, job.ID, attempts, msg, store.JobFailed))
 			}
 			return err
 		}
@@ -160,7 +160,7 @@ func (w *Worker) store(ctx context.Context, cfg numberd.Pool, fence int64, job s
 	if r.Size() > job.Quantity {
 		return numberd.Segment{}, fmt.Errorf("%w: %s holds %d numbers, more than the %d asked for", segment.ErrInvalid, r, r.Size(), job.Quantity)
 	}
-	return w.cfg.Store.CompleteJob(ctx, cfg.ID, fence, job.ID, numberd.NewSegment{Range: r, Source: numberd.SourceUpstream, Ywlsh: job.Ywlsh, Ref: job.Ywlsh})
+	return w.refills.CompleteJob(ctx, cfg.ID, fence, job.ID, numberd.NewSegment{Range: r, Source: numberd.SourceUpstream, Ywlsh: job.Ywlsh, Ref: job.Ywlsh})
 }
 
 // sleep waits out the backoff before attempt+1: exponential, with full jitter.

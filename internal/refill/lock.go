@@ -15,11 +15,11 @@ import (
 func (w *Worker) acquire(ctx context.Context, pool string, manual bool) (int64, error) {
 	deadline := time.Now().Add(2 * w.cfg.LockTTL)
 	for {
-		fence, err := w.cfg.Store.AcquireRefillLock(ctx, pool, w.cfg.Node, w.cfg.LockTTL)
+		fence, err := w.refills.AcquireLock(ctx, pool, w.cfg.Node, w.cfg.LockTTL)
 		if !manual || !errors.Is(err, store.ErrHeld) || time.Now().After(deadline) {
 			return fence, err
 		}
-		if job, ok, jerr := w.cfg.Store.LatestJob(ctx, pool); jerr == nil && ok && job.State == store.JobRequesting {
+		if job, ok, jerr := w.refills.LatestJob(ctx, pool); jerr == nil && ok && job.State == store.JobRequesting {
 			return 0, err
 		}
 		select {
@@ -42,7 +42,7 @@ func (w *Worker) renew(ctx context.Context, pool string, fence int64, lost conte
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, w.cfg.RenewEvery)
-		err := w.cfg.Store.RenewRefillLock(rctx, pool, w.cfg.Node, fence, w.cfg.LockTTL)
+		err := w.refills.RenewLock(rctx, pool, w.cfg.Node, fence, w.cfg.LockTTL)
 		cancel()
 		if errors.Is(err, store.ErrFenced) {
 			lost(w.fencedErr(pool, err))

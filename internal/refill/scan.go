@@ -61,7 +61,7 @@ func (w *Worker) kick(pool string, ps *poolState, manual bool) {
 func (w *Worker) scan() {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ScanEvery)
 	defer cancel()
-	pools, err := w.cfg.Store.Pools(ctx)
+	pools, err := w.settings.Pools(ctx)
 	if err != nil {
 		w.cfg.Logger.Warn("refill scan failed", "err", err)
 		return
@@ -77,7 +77,7 @@ func (w *Worker) scan() {
 		}
 		ps := w.state(p.ID)
 		w.measure(ps, st)
-		open, _, err := w.cfg.Store.OpenJob(ctx, p.ID)
+		open, _, err := w.refills.OpenJob(ctx, p.ID)
 		if err == nil && (open.ID != 0 || st.Available <= ps.effective.Load()) {
 			w.start(p.ID, false)
 		}

@@ -12,7 +12,7 @@ import (
 // pool's refill status. It returns numberd.ErrInvalid for a pool without an
 // upstream, or with one that is not configured.
 func (w *Worker) Trigger(ctx context.Context, pool string) (numberd.RefillStatus, error) {
-	cfg, err := w.cfg.Store.Pool(ctx, pool)
+	cfg, err := w.settings.Pool(ctx, pool)
 	if err != nil {
 		return numberd.RefillStatus{}, err
 	}
@@ -36,7 +36,7 @@ func (w *Worker) Trigger(ctx context.Context, pool string) (numberd.RefillStatus
 
 // Status returns pool's refill status, from its latest download.
 func (w *Worker) Status(ctx context.Context, pool string) (numberd.RefillStatus, error) {
-	cfg, err := w.cfg.Store.Pool(ctx, pool)
+	cfg, err := w.settings.Pool(ctx, pool)
 	if err != nil {
 		return numberd.RefillStatus{}, err
 	}
@@ -44,7 +44,7 @@ func (w *Worker) Status(ctx context.Context, pool string) (numberd.RefillStatus,
 	if eff := w.state(pool).effective.Load(); eff > st.EffectiveThreshold {
 		st.EffectiveThreshold = eff
 	}
-	job, ok, err := w.cfg.Store.LatestJob(ctx, pool)
+	job, ok, err := w.refills.LatestJob(ctx, pool)
 	if err != nil || !ok {
 		return st, err
 	}

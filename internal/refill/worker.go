@@ -17,6 +17,7 @@ import (
 
 	"github.com/numberd/numberd"
 	"github.com/numberd/numberd/internal/metrics"
+	"github.com/numberd/numberd/internal/store"
 )
 
 // Engine is what the worker needs of the allocation engine.
@@ -28,7 +29,7 @@ type Engine interface {
 
 // Config configures a Worker.
 type Config struct {
-	Store     Store
+	Store     *store.Store
 	Engine    Engine
 	Upstreams map[string]Upstream
 	Logger    *slog.Logger
@@ -49,10 +50,12 @@ type Config struct {
 
 // Worker runs refills. Start it; Close stops it.
 type Worker struct {
-	cfg   Config
-	kicks chan kick
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	cfg      Config
+	settings Pools   // the pools' settings, from cfg.Store
+	refills  Refills // the refill lock and jobs, from cfg.Store
+	kicks    chan kick
+	stop     chan struct{}
+	wg       sync.WaitGroup
 
 	mu    sync.Mutex // guards the measurements in poolState
 	pools sync.Map   // pool id → *poolState; read on every allocation
@@ -89,7 +92,7 @@ func New(cfg Config) *Worker {
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = max(10*time.Second, cfg.BackoffMin)
 	}
-	return &Worker{cfg: cfg, kicks: make(chan kick, 256), stop: make(chan struct{})}
+	return &Worker{cfg: cfg, settings: cfg.Store, refills: cfg.Store.Refills(), kicks: make(chan kick, 256), stop: make(chan struct{})}
 }
 
 func randomHex(n int) string {

@@ -155,7 +155,7 @@ func TestRefillKeepsAPoolServing(t *testing.T) {
 	wg.Wait()
 	// Let the last download land: no job open, and none needed.
 	testenv.Eventually(t, 10*time.Second, "refills to settle", func() bool {
-		open, _, err := r.store.OpenJob(context.Background(), "p")
+		open, _, err := r.store.Refills().OpenJob(context.Background(), "p")
 		st, serr := r.workers[0].Status(context.Background(), "p")
 		pst, perr := r.eng.Pool(context.Background(), "p")
 		return err == nil && serr == nil && perr == nil && open.ID == 0 && pst.Available > st.EffectiveThreshold
@@ -207,7 +207,7 @@ func TestRetriesRepeatTheSameYwlsh(t *testing.T) {
 			t.Fatalf("asked with ywlsh %v: a retry must repeat the same one", asked)
 		}
 	}
-	jobs, err := r.store.Jobs(context.Background(), "p")
+	jobs, err := r.store.Refills().Jobs(context.Background(), "p")
 	if err != nil || len(jobs) != 1 || jobs[0].Attempts < fail || jobs[0].State != store.JobDone {
 		t.Errorf("jobs = %+v, %v; want one done job after %d failed attempts", jobs, err, fail)
 	}
@@ -320,7 +320,7 @@ func TestATriggerOutlastsAnotherNodesLook(t *testing.T) {
 		return refill.Grant{Ywlsh: ywlsh, Start: "24442000000000000001", End: "24442000000000000100"}, nil
 	})
 	st, eng := openPool(t, metrics.New())
-	fence, err := st.AcquireRefillLock(context.Background(), "p", "node-b", time.Minute)
+	fence, err := st.Refills().AcquireLock(context.Background(), "p", "node-b", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func TestATriggerOutlastsAnotherNodesLook(t *testing.T) {
 	if n := calls.Load(); n != 0 {
 		t.Fatalf("%d upstream calls while another node held the lock", n)
 	}
-	if err := st.ReleaseRefillLock(context.Background(), "p", "node-b", fence); err != nil {
+	if err := st.Refills().ReleaseLock(context.Background(), "p", "node-b", fence); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 3*time.Second, "the download asked for", func() bool { return len(mustSegments(t, st)) == 1 })

@@ -10,6 +10,12 @@ import (
 	"github.com/numberd/numberd/internal/segment"
 )
 
+// Gaps is the numbers known never to be handed out: ranges given up, abandoned,
+// or possibly handed out by a state that was lost.
+type Gaps struct {
+	h *handle
+}
+
 type gapRow struct {
 	Pool      string `db:"pool"`
 	SegmentID int64  `db:"segment_id"`
@@ -21,41 +27,42 @@ type gapRow struct {
 	Digits    int    `db:"digits"`
 }
 
-// AddGap records a gap. A gap starting where one of the same segment already starts
+// Add records a gap. A gap starting where one of the same segment already starts
 // is the same gap recorded again, by a retry or by a second node, and is ignored.
-func (s *Store) AddGap(ctx context.Context, g numberd.Gap) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error { return s.addGap(ctx, tx, g) })
+func (gs *Gaps) Add(ctx context.Context, g numberd.Gap) error {
+	return gs.h.inTx(ctx, func(tx *sqlx.Tx) error { return gs.add(ctx, tx, g) })
 }
 
-func (s *Store) addGap(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) error {
+func (gs *Gaps) add(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) error {
 	if g.Range.Lo > g.Range.Hi {
 		return fmt.Errorf("%w: empty gap %d..%d", numberd.ErrInvalid, g.Range.Lo, g.Range.Hi)
 	}
 	at := g.At
 	if at.IsZero() {
-		at = s.Now()
+		at = gs.h.clock()
 	}
-	_, err := tx.ExecContext(ctx, s.dialect.insertIgnore+" INTO gaps (pool, segment_id, lo, hi, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+	_, err := tx.ExecContext(ctx, gs.h.dialect.insertIgnore+" INTO gaps (pool, segment_id, lo, hi, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
 		g.Pool, g.SegmentID, g.Range.Lo, g.Range.Hi, g.Reason, at.UnixMicro())
 	return err
 }
 
-// AddGapOutside records the parts of g that no gap of its segment holds yet, and
+// AddOutside records the parts of g that no gap of its segment holds yet, and
 // returns them: a range may be known lost twice (numbers an abandoned call took,
 // then a reseed skipping past the same cursor), and a number is in one gap only.
 // An abandoned gap is the more specific account, and it carves its range out of
 // a recovery gap that holds it: the recovery gap says only that the numbers may
-// have been handed out, and TrimRecovery later drops what the replaced state did
-// take, which would otherwise uncover the abandoned call's numbers with it.
-func (s *Store) AddGapOutside(ctx context.Context, g numberd.Gap) (recorded []numberd.Gap, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-		recorded, err = s.addGapOutside(ctx, tx, g)
+// have been handed out, and Generations.TrimRecovery later drops what the
+// replaced state did take, which would otherwise uncover the abandoned call's
+// numbers with it.
+func (gs *Gaps) AddOutside(ctx context.Context, g numberd.Gap) (recorded []numberd.Gap, err error) {
+	err = gs.h.inTx(ctx, func(tx *sqlx.Tx) error {
+		recorded, err = gs.addOutside(ctx, tx, g)
 		return err
 	})
 	return recorded, err
 }
 
-// heldGap is a recorded gap as addGapOutside reads it, its row locked.
+// heldGap is a recorded gap as addOutside reads it, its row locked.
 type heldGap struct {
 	ID     int64  `db:"id"`
 	Lo     int64  `db:"lo"`
@@ -64,9 +71,9 @@ type heldGap struct {
 	At     int64  `db:"at"`
 }
 
-func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) ([]numberd.Gap, error) {
+func (gs *Gaps) addOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) ([]numberd.Gap, error) {
 	var held []heldGap
-	if err := tx.SelectContext(ctx, &held, "SELECT id, lo, hi, reason, at FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+s.dialect.forUpdate,
+	if err := tx.SelectContext(ctx, &held, "SELECT id, lo, hi, reason, at FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+gs.h.dialect.forUpdate,
 		g.SegmentID, g.Range.Lo, g.Range.Hi); err != nil {
 		return nil, err
 	}
@@ -74,7 +81,7 @@ func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) (
 	part := g
 	for _, h := range held {
 		if g.Reason == numberd.GapAbandoned && h.Reason == numberd.GapRecovery {
-			if err := s.carve(ctx, tx, g, h); err != nil {
+			if err := gs.carve(ctx, tx, g, h); err != nil {
 				return nil, err
 			}
 			continue
@@ -90,7 +97,7 @@ func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) (
 		out = append(out, part)
 	}
 	for _, piece := range out {
-		if err := s.addGap(ctx, tx, piece); err != nil {
+		if err := gs.add(ctx, tx, piece); err != nil {
 			return nil, err
 		}
 	}
@@ -99,7 +106,7 @@ func (s *Store) addGapOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) (
 
 // carve takes g's range out of the recovery gap h, which overlaps it: what of h
 // lies below g stays in h, what lies above it becomes a recovery gap of its own.
-func (s *Store) carve(ctx context.Context, tx *sqlx.Tx, g numberd.Gap, h heldGap) error {
+func (gs *Gaps) carve(ctx context.Context, tx *sqlx.Tx, g numberd.Gap, h heldGap) error {
 	if h.Lo < g.Range.Lo {
 		if _, err := tx.ExecContext(ctx, "UPDATE gaps SET hi = ? WHERE id = ?", g.Range.Lo-1, h.ID); err != nil {
 			return err
@@ -112,17 +119,17 @@ func (s *Store) carve(ctx context.Context, tx *sqlx.Tx, g numberd.Gap, h heldGap
 	}
 	above := numberd.Gap{Pool: g.Pool, SegmentID: g.SegmentID, Range: g.Range, Reason: numberd.GapRecovery, At: fromMicros(h.At)}
 	above.Range.Lo, above.Range.Hi = g.Range.Hi+1, h.Hi
-	return s.addGap(ctx, tx, above)
+	return gs.add(ctx, tx, above)
 }
 
-// Gaps returns the gaps of pool in the order they were recorded.
-func (s *Store) Gaps(ctx context.Context, pool string) ([]numberd.Gap, error) {
+// List returns the gaps of pool in the order they were recorded.
+func (gs *Gaps) List(ctx context.Context, pool string) ([]numberd.Gap, error) {
 	var rows []gapRow
-	err := s.db.SelectContext(ctx, &rows, `SELECT g.pool, g.segment_id, g.lo, g.hi, g.reason, g.at, s.prefix, p.digits
+	err := gs.h.db.SelectContext(ctx, &rows, `SELECT g.pool, g.segment_id, g.lo, g.hi, g.reason, g.at, s.prefix, p.digits
 		FROM gaps g JOIN segments s ON s.id = g.segment_id JOIN pools p ON p.id = g.pool
 		WHERE g.pool = ? ORDER BY g.id`, pool)
 	if err != nil {
-		return nil, s.unavailable(err)
+		return nil, gs.h.unavailable(err)
 	}
 	gaps := make([]numberd.Gap, len(rows))
 	for i, r := range rows {
@@ -137,15 +144,15 @@ func (s *Store) Gaps(ctx context.Context, pool string) ([]numberd.Gap, error) {
 
 // RecoveredBySegment returns, for every segment with recovery gaps, the numbers
 // they hold: what a pool's status counts as lost, for all pools in one query.
-func (s *Store) RecoveredBySegment(ctx context.Context) (map[int64]int64, error) {
+func (gs *Gaps) RecoveredBySegment(ctx context.Context) (map[int64]int64, error) {
 	var rows []struct {
 		SegmentID int64 `db:"segment_id"`
 		Numbers   int64 `db:"numbers"`
 	}
-	err := s.db.SelectContext(ctx, &rows, `SELECT segment_id, SUM(hi - lo + 1) AS numbers
+	err := gs.h.db.SelectContext(ctx, &rows, `SELECT segment_id, SUM(hi - lo + 1) AS numbers
 		FROM gaps WHERE reason = ? GROUP BY segment_id`, numberd.GapRecovery)
 	if err != nil {
-		return nil, s.unavailable(err)
+		return nil, gs.h.unavailable(err)
 	}
 	out := make(map[int64]int64, len(rows))
 	for _, r := range rows {

@@ -20,7 +20,7 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		recovery := numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRecovery}
 		recovery.Range.Lo, recovery.Range.Hi = seg.Range.Lo+10, seg.Range.Lo+50
 		for range 2 { // recorded twice, kept once
-			must(t, s.AddGap(ctx, recovery))
+			must(t, s.Gaps().Add(ctx, recovery))
 		}
 		retired := numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRetired}
 		retired.Range.Lo = seg.Range.Lo + 51
@@ -32,7 +32,7 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		if err != nil || changed {
 			t.Fatalf("second CloseSegment = %v, %v; want false", changed, err)
 		}
-		gaps, err := s.Gaps(ctx, "p")
+		gaps, err := s.Gaps().List(ctx, "p")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ func TestCloseSegmentAndGaps(t *testing.T) {
 		if got.State != numberd.SegmentRetired || got.Next != seg.Range.Lo+51 || got.ReservedHi != seg.Range.Lo+50 {
 			t.Errorf("segment after close = %+v", got)
 		}
-		if err := s.AddGap(ctx, numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: segment.Range{Lo: 5, Hi: 4}, Reason: numberd.GapRecovery}); !errors.Is(err, numberd.ErrInvalid) {
+		if err := s.Gaps().Add(ctx, numberd.Gap{Pool: "p", SegmentID: seg.ID, Range: segment.Range{Lo: 5, Hi: 4}, Reason: numberd.GapRecovery}); !errors.Is(err, numberd.ErrInvalid) {
 			t.Errorf("empty gap: err = %v, want ErrInvalid", err)
 		}
 	})
@@ -64,13 +64,13 @@ func TestTrimRecovery(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		a, _ := mustAbandonedAhead(t, s, 40)
-		_, _, gaps, err := s.Reseed(ctx, "p", 0, 0, nil)
+		_, _, gaps, err := s.Generations().Reseed(ctx, "p", 0, 0, nil)
 		if err != nil || len(gaps) != 2 {
 			t.Fatalf("Reseed gaps = %+v, %v; want 10..11 and 15..40", gaps, err)
 		}
 		trim := []store.Trim{{SegmentID: a.ID, Lo: 10, Hi: 40, From: 21}}
 		for range 2 {
-			must(t, s.TrimRecovery(ctx, "p", trim))
+			must(t, s.Generations().TrimRecovery(ctx, "p", trim))
 			if got, want := recordedGaps(t, s, "p"), []string{"12..14 abandoned", "21..40 recovery"}; !slices.Equal(got, want) {
 				t.Errorf("gaps after the trim = %q, want %q", got, want)
 			}
@@ -83,9 +83,9 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 		a := mustSegment(t, s, "p", "0001", "0100")
 		b := mustSegment(t, s, "p", "0201", "0300")
 		c := mustSegment(t, s, "p", "0401", "0500")
-		must(t, s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}, {SegmentID: b.ID, From: 200, To: 250}}, nil))
+		must(t, s.Generations().ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 100}, {SegmentID: b.ID, From: 200, To: 250}}, nil))
 		must(t, s.SaveCursors(ctx, []store.Cursor{{SegmentID: a.ID, Next: 90}, {SegmentID: b.ID, Next: 211}}))
-		epoch, segs, gaps, err := s.Reseed(ctx, "p", 0, 0, nil)
+		epoch, segs, gaps, err := s.Generations().Reseed(ctx, "p", 0, 0, nil)
 		if err != nil || epoch != 1 {
 			t.Fatalf("Reseed = %d, %v", epoch, err)
 		}
@@ -95,21 +95,21 @@ func TestReseedStartsAGenerationAboveTheMarks(t *testing.T) {
 		if len(segs) != 3 || segs[0].State != numberd.SegmentExhausted || segs[1].Next != 251 || segs[2].Next != c.Range.Lo {
 			t.Errorf("segments after reseed = %+v", segs)
 		}
-		if _, _, _, err := s.Reseed(ctx, "p", 0, 0, nil); !errors.Is(err, store.ErrConflict) {
+		if _, _, _, err := s.Generations().Reseed(ctx, "p", 0, 0, nil); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("reseed from a stale generation: err = %v, want ErrConflict", err)
 		}
-		if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}, nil); !errors.Is(err, store.ErrConflict) {
+		if err := s.Generations().ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}, nil); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("reservation under a stale generation: err = %v, want ErrConflict", err)
 		}
-		if err := s.ReserveAt(ctx, "p", 1, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}, []store.Cursor{{SegmentID: b.ID, Next: 255}}); err != nil {
+		if err := s.Generations().ReserveAt(ctx, "p", 1, []store.Reservation{{SegmentID: b.ID, From: 250, To: 260}}, []store.Cursor{{SegmentID: b.ID, Next: 255}}); err != nil {
 			t.Errorf("reservation under the current generation: %v", err)
 		}
 		// Reseeding again records only what the new generation reserved.
-		_, _, gaps, err = s.Reseed(ctx, "p", 1, 0, nil)
+		_, _, gaps, err = s.Generations().Reseed(ctx, "p", 1, 0, nil)
 		if err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 255 || gaps[0].Range.Hi != 260 {
 			t.Errorf("second reseed gaps = %+v, %v; want 255..260 (from the cursor checkpointed with the reservation)", gaps, err)
 		}
-		all, err := s.Gaps(ctx, "p")
+		all, err := s.Gaps().List(ctx, "p")
 		if err != nil || len(all) != 3 {
 			t.Errorf("stored gaps = %+v, %v; want 3", all, err)
 		}
@@ -128,7 +128,7 @@ func TestReseedResumesAboveEveryMark(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
 		a, abandoned := mustAbandonedAhead(t, s, 20)
-		epoch, segs, gaps, err := s.Reseed(ctx, "p", 0, 7, map[int64]int64{a.ID: 41})
+		epoch, segs, gaps, err := s.Generations().Reseed(ctx, "p", 0, 7, map[int64]int64{a.ID: 41})
 		if err != nil || epoch != 7 {
 			t.Fatalf("Reseed = %d, %v; want generation 7", epoch, err)
 		}
@@ -146,8 +146,8 @@ func TestReseedResumesAboveEveryMark(t *testing.T) {
 		// as it is, and only the numbers outside every gap are recorded.
 		retired := abandoned
 		retired.Reason, retired.Range.Lo, retired.Range.Hi = numberd.GapRetired, 10, 45
-		if got, err := s.AddGapOutside(ctx, retired); err != nil || len(got) != 1 || got[0].Range.Lo != 41 || got[0].Range.Hi != 45 {
-			t.Errorf("AddGapOutside over recorded gaps = %+v, %v; want 41..45 only", got, err)
+		if got, err := s.Gaps().AddOutside(ctx, retired); err != nil || len(got) != 1 || got[0].Range.Lo != 41 || got[0].Range.Hi != 45 {
+			t.Errorf("AddOutside over recorded gaps = %+v, %v; want 41..45 only", got, err)
 		}
 	})
 }
@@ -159,14 +159,14 @@ func TestReseedResumesAboveEveryMark(t *testing.T) {
 func TestAbandonedInsideRecoveryOutlivesTheTrim(t *testing.T) {
 	forEachPool(t, 4, func(ctx context.Context, t *testing.T, s *store.Store) {
 		a := mustSegment(t, s, "p", "0001", "0100")
-		must(t, s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 40}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}))
-		if _, _, gaps, err := s.Reseed(ctx, "p", 0, 0, nil); err != nil || len(gaps) != 1 {
+		must(t, s.Generations().ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 40}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}))
+		if _, _, gaps, err := s.Generations().Reseed(ctx, "p", 0, 0, nil); err != nil || len(gaps) != 1 {
 			t.Fatalf("Reseed gaps = %+v, %v; want 10..40", gaps, err)
 		}
 		lost := numberd.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: numberd.GapAbandoned}
 		lost.Range.Lo, lost.Range.Hi = 14, 16
 		for try := range 2 {
-			got, err := s.AddGapOutside(ctx, lost)
+			got, err := s.Gaps().AddOutside(ctx, lost)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +174,7 @@ func TestAbandonedInsideRecoveryOutlivesTheTrim(t *testing.T) {
 				t.Errorf("abandon %d recorded %+v, want %d piece(s)", try+1, got, want)
 			}
 		}
-		must(t, s.TrimRecovery(ctx, "p", []store.Trim{{SegmentID: a.ID, Lo: 10, Hi: 40, From: 21}}))
+		must(t, s.Generations().TrimRecovery(ctx, "p", []store.Trim{{SegmentID: a.ID, Lo: 10, Hi: 40, From: 21}}))
 		if got, want := recordedGaps(t, s, "p"), []string{"14..16 abandoned", "21..40 recovery"}; !slices.Equal(got, want) {
 			t.Errorf("gaps after abandon and trim = %q, want %q", got, want)
 		}
@@ -189,30 +189,30 @@ func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
 			g.Range.Lo = lo
 			return &g
 		}
-		if _, _, _, err := s.Reseed(ctx, "p", 0, 0, nil); err != nil {
+		if _, _, _, err := s.Generations().Reseed(ctx, "p", 0, 0, nil); err != nil {
 			t.Fatal(err)
 		}
-		changed, err := s.CloseSegmentAt(ctx, "p", 0, seg.ID, numberd.SegmentRetired, 11, gapFrom(11))
+		changed, err := s.Generations().CloseSegmentAt(ctx, "p", 0, seg.ID, numberd.SegmentRetired, 11, gapFrom(11))
 		if changed || !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("close under a stale generation = %v, %v; want ErrConflict", changed, err)
 		}
 		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != numberd.SegmentOpen {
 			t.Fatalf("after the refused close: %+v, %v; want open", got, err)
 		}
-		if gaps, err := s.Gaps(ctx, "p"); err != nil || len(gaps) != 0 {
+		if gaps, err := s.Gaps().List(ctx, "p"); err != nil || len(gaps) != 0 {
 			t.Fatalf("gaps after the refused close = %+v, %v; want none", gaps, err)
 		}
-		changed, err = s.CloseSegmentAt(ctx, "p", 1, seg.ID, numberd.SegmentRetired, 21, gapFrom(21))
+		changed, err = s.Generations().CloseSegmentAt(ctx, "p", 1, seg.ID, numberd.SegmentRetired, 21, gapFrom(21))
 		if !changed || err != nil {
 			t.Fatalf("close under the current generation = %v, %v", changed, err)
 		}
 		if got, err := s.Segment(ctx, "p", seg.ID); err != nil || got.State != numberd.SegmentRetired || got.Next != 21 {
 			t.Errorf("after the close: %+v, %v; want retired at 21", got, err)
 		}
-		if gaps, err := s.Gaps(ctx, "p"); err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 21 || gaps[0].Range.Hi != 100 {
+		if gaps, err := s.Gaps().List(ctx, "p"); err != nil || len(gaps) != 1 || gaps[0].Range.Lo != 21 || gaps[0].Range.Hi != 100 {
 			t.Errorf("gaps after the close = %+v, %v; want 21..100", gaps, err)
 		}
-		if _, err := s.CloseSegmentAt(ctx, "nope", 0, seg.ID, numberd.SegmentRetired, 21, nil); !errors.Is(err, numberd.ErrPoolNotFound) {
+		if _, err := s.Generations().CloseSegmentAt(ctx, "nope", 0, seg.ID, numberd.SegmentRetired, 21, nil); !errors.Is(err, numberd.ErrPoolNotFound) {
 			t.Errorf("close in an unknown pool: err = %v, want ErrPoolNotFound", err)
 		}
 	})

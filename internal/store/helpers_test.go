@@ -92,13 +92,13 @@ func mustAbandonedAhead(tb testing.TB, s *store.Store, hi int64) (numberd.Segmen
 	ctx := context.Background()
 	mustPool(tb, s, "p", 4)
 	a := mustSegment(tb, s, "p", "0001", "0100")
-	if err := s.ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: hi}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}); err != nil {
+	if err := s.Generations().ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: hi}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}); err != nil {
 		tb.Fatal(err)
 	}
 	abandoned := numberd.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: numberd.GapAbandoned}
 	abandoned.Range.Lo, abandoned.Range.Hi = 12, 14
-	if got, err := s.AddGapOutside(ctx, abandoned); err != nil || len(got) != 1 {
-		tb.Fatalf("AddGapOutside = %+v, %v", got, err)
+	if got, err := s.Gaps().AddOutside(ctx, abandoned); err != nil || len(got) != 1 {
+		tb.Fatalf("AddOutside = %+v, %v", got, err)
 	}
 	return a, abandoned
 }
@@ -106,7 +106,7 @@ func mustAbandonedAhead(tb testing.TB, s *store.Store, hi int64) (numberd.Segmen
 // recordedGaps describes pool's gaps as "lo..hi reason", in the order of lo.
 func recordedGaps(tb testing.TB, s *store.Store, pool string) []string {
 	tb.Helper()
-	all, err := s.Gaps(context.Background(), pool)
+	all, err := s.Gaps().List(context.Background(), pool)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -13,6 +13,12 @@ import (
 	"github.com/numberd/numberd"
 )
 
+// Records is the idempotency records: the answers given to requests with an
+// Idempotency-Key, kept to answer their retries alike.
+type Records struct {
+	h *handle
+}
+
 // IdempotencyRecord is the answer given to one Idempotency-Key, kept to answer it again.
 type IdempotencyRecord struct {
 	Pool  string
@@ -26,7 +32,7 @@ type IdempotencyRecord struct {
 	ExpiresAt time.Time
 	// Fresh, on a record being kept, says its numbers were newly taken for it
 	// rather than replayed from another copy: only then may it take the place of
-	// an abandoned record (see KeepIdempotencies). It is not stored.
+	// an abandoned record (see Records.Keep). It is not stored.
 	Fresh bool
 }
 
@@ -82,33 +88,33 @@ func keysIn(recs []IdempotencyRecord) (string, []any) {
 	return "(pool, scope, idem_key) IN (" + strings.Repeat("(?, ?, ?), ", len(recs)-1) + "(?, ?, ?))", args
 }
 
-// Idempotency returns the unexpired record of key in pool and scope, and false if
+// Get returns the unexpired record of key in pool and scope, and false if
 // there is none.
-func (s *Store) Idempotency(ctx context.Context, pool, scope, key string) (IdempotencyRecord, bool, error) {
+func (r *Records) Get(ctx context.Context, pool, scope, key string) (IdempotencyRecord, bool, error) {
 	var row idempotencyRow
-	err := s.db.GetContext(ctx, &row, "SELECT pool, scope, idem_key, fingerprint, numbers, created_at, expires_at FROM idempotency WHERE pool = ? AND scope = ? AND idem_key = ? AND expires_at > ?",
-		pool, scope, key, s.now())
+	err := r.h.db.GetContext(ctx, &row, "SELECT pool, scope, idem_key, fingerprint, numbers, created_at, expires_at FROM idempotency WHERE pool = ? AND scope = ? AND idem_key = ? AND expires_at > ?",
+		pool, scope, key, r.h.now())
 	if errors.Is(err, sql.ErrNoRows) {
 		return IdempotencyRecord{}, false, nil
 	}
 	if err != nil {
-		return IdempotencyRecord{}, false, s.unavailable(err)
+		return IdempotencyRecord{}, false, r.h.unavailable(err)
 	}
 	return row.record(), true, nil
 }
 
-// FindIdempotencies looks up the unexpired records of the keys of recs (Pool,
+// Find looks up the unexpired records of the keys of recs (Pool,
 // Scope and Key; the other fields are ignored) in one query, and returns for each
 // the record found, or a zero record (empty Key) where there is none.
 // Distributed mode looks up a batch of requests' keys at once.
-func (s *Store) FindIdempotencies(ctx context.Context, recs []IdempotencyRecord) ([]IdempotencyRecord, error) {
+func (r *Records) Find(ctx context.Context, recs []IdempotencyRecord) ([]IdempotencyRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
 	in, args := keysIn(recs)
 	var held []idempotencyRow
-	if err := s.db.SelectContext(ctx, &held, "SELECT pool, scope, idem_key, fingerprint, numbers, created_at, expires_at FROM idempotency WHERE expires_at > ? AND "+in, append([]any{s.now()}, args...)...); err != nil {
-		return nil, s.unavailable(err)
+	if err := r.h.db.SelectContext(ctx, &held, "SELECT pool, scope, idem_key, fingerprint, numbers, created_at, expires_at FROM idempotency WHERE expires_at > ? AND "+in, append([]any{r.h.now()}, args...)...); err != nil {
+		return nil, r.h.unavailable(err)
 	}
 	byKey := byRecordKey(held)
 	out := make([]IdempotencyRecord, len(recs))
@@ -118,45 +124,45 @@ func (s *Store) FindIdempotencies(ctx context.Context, recs []IdempotencyRecord)
 	return out, nil
 }
 
-// PutIdempotency stores rec, replacing an expired record of the same key. It returns
+// Put stores rec, replacing an expired record of the same key. It returns
 // ErrDuplicate if an unexpired record of the key exists.
-func (s *Store) PutIdempotency(ctx context.Context, rec IdempotencyRecord) error {
+func (r *Records) Put(ctx context.Context, rec IdempotencyRecord) error {
 	row := rec.row()
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+	return r.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE pool = ? AND scope = ? AND idem_key = ? AND expires_at <= ?",
-			row.Pool, row.Scope, row.Key, s.now()); err != nil {
+			row.Pool, row.Scope, row.Key, r.h.now()); err != nil {
 			return err
 		}
 		_, err := tx.NamedExecContext(ctx, "INSERT INTO idempotency (pool, scope, idem_key, fingerprint, numbers, created_at, expires_at) VALUES (:pool, :scope, :idem_key, :fingerprint, :numbers, :created_at, :expires_at)", row)
-		if s.dialect.isDuplicate(err) {
+		if r.h.dialect.isDuplicate(err) {
 			return ErrDuplicate
 		}
 		return err
 	})
 }
 
-// PurgeIdempotency deletes the records that expired before now and reports how many.
-func (s *Store) PurgeIdempotency(ctx context.Context) (int64, error) {
+// Purge deletes the records that expired before now and reports how many.
+func (r *Records) Purge(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.retry(ctx, func() error {
-		res, err := s.db.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ?", s.now())
+	err := r.h.retry(ctx, func() error {
+		res, err := r.h.db.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ?", r.h.now())
 		if err != nil {
 			return err
 		}
 		n, err = res.RowsAffected()
 		return err
 	})
-	return n, s.unavailable(err)
+	return n, r.h.unavailable(err)
 }
 
-// KeepIdempotencies stores the records of recs that have no unexpired record of
+// Keep stores the records of recs that have no unexpired record of
 // their key yet, in one transaction, and returns for each of recs the record its
 // key holds afterwards: its own, or the one stored before it with what may be
 // another answer. A Fresh record also takes the place of an abandoned one; a
 // record with an empty Answer is an abandoned one. Distributed mode writes a
 // batch of allocations' records at once, and abandons the keys of calls whose
 // outcome it could not learn with it: the store decides which came first.
-func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord) ([]IdempotencyRecord, error) {
+func (r *Records) Keep(ctx context.Context, recs []IdempotencyRecord) ([]IdempotencyRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -172,8 +178,8 @@ func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord)
 		}
 	}
 	var held []idempotencyRow
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ? AND "+in, append([]any{s.now()}, keys...)...); err != nil {
+	err := r.h.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM idempotency WHERE expires_at <= ? AND "+in, append([]any{r.h.now()}, keys...)...); err != nil {
 			return err
 		}
 		if len(fresh) > 0 {
@@ -182,7 +188,7 @@ func (s *Store) KeepIdempotencies(ctx context.Context, recs []IdempotencyRecord)
 				return err
 			}
 		}
-		if _, err := tx.NamedExecContext(ctx, s.dialect.insertIgnore+" INTO idempotency (pool, scope, idem_key, fingerprint, numbers, created_at, expires_at) VALUES (:pool, :scope, :idem_key, :fingerprint, :numbers, :created_at, :expires_at)", rows); err != nil {
+		if _, err := tx.NamedExecContext(ctx, r.h.dialect.insertIgnore+" INTO idempotency (pool, scope, idem_key, fingerprint, numbers, created_at, expires_at) VALUES (:pool, :scope, :idem_key, :fingerprint, :numbers, :created_at, :expires_at)", rows); err != nil {
 			return err
 		}
 		held = held[:0]

@@ -16,35 +16,35 @@ func TestIdempotencyRecords(t *testing.T) {
 		now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 		s.Now = func() time.Time { return now }
 		rec := store.IdempotencyRecord{Pool: "p", Scope: "tok", Key: "k1", Fingerprint: "count=2", Answer: "a-b", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
-		must(t, s.PutIdempotency(ctx, rec))
-		if err := s.PutIdempotency(ctx, rec); !errors.Is(err, store.ErrDuplicate) {
+		must(t, s.Records().Put(ctx, rec))
+		if err := s.Records().Put(ctx, rec); !errors.Is(err, store.ErrDuplicate) {
 			t.Fatalf("second put: err = %v, want ErrDuplicate", err)
 		}
-		got, ok, err := s.Idempotency(ctx, "p", "tok", "k1")
+		got, ok, err := s.Records().Get(ctx, "p", "tok", "k1")
 		if err != nil || !ok || got.Answer != "a-b" || got.Fingerprint != "count=2" || !got.ExpiresAt.Equal(rec.ExpiresAt) {
-			t.Fatalf("Idempotency = %+v %v %v", got, ok, err)
+			t.Fatalf("Get = %+v %v %v", got, ok, err)
 		}
 		for _, other := range [][3]string{{"q", "tok", "k1"}, {"p", "tok2", "k1"}, {"p", "tok", "k2"}} {
-			if _, ok, err := s.Idempotency(ctx, other[0], other[1], other[2]); ok || err != nil {
-				t.Errorf("Idempotency%v = found %v, %v; keys are scoped to pool and caller", other, ok, err)
+			if _, ok, err := s.Records().Get(ctx, other[0], other[1], other[2]); ok || err != nil {
+				t.Errorf("Get%v = found %v, %v; keys are scoped to pool and caller", other, ok, err)
 			}
 		}
 		now = now.Add(25 * time.Hour)
-		if _, ok, _ := s.Idempotency(ctx, "p", "tok", "k1"); ok {
+		if _, ok, _ := s.Records().Get(ctx, "p", "tok", "k1"); ok {
 			t.Error("an expired record is still answered")
 		}
 		rec.Answer, rec.ExpiresAt = "c-d", now.Add(24*time.Hour)
-		if err := s.PutIdempotency(ctx, rec); err != nil {
+		if err := s.Records().Put(ctx, rec); err != nil {
 			t.Fatalf("put over an expired record: %v", err)
 		}
 		old := store.IdempotencyRecord{Pool: "p", Scope: "tok", Key: "old", Fingerprint: "count=1", Answer: "x", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-		must(t, s.PutIdempotency(ctx, old))
+		must(t, s.Records().Put(ctx, old))
 		now = now.Add(2 * time.Hour)
-		n, err := s.PurgeIdempotency(ctx)
+		n, err := s.Records().Purge(ctx)
 		if err != nil || n != 1 {
-			t.Errorf("PurgeIdempotency = %d, %v; want 1", n, err)
+			t.Errorf("Purge = %d, %v; want 1", n, err)
 		}
-		if got, ok, _ := s.Idempotency(ctx, "p", "tok", "k1"); !ok || got.Answer != "c-d" {
+		if got, ok, _ := s.Records().Get(ctx, "p", "tok", "k1"); !ok || got.Answer != "c-d" {
 			t.Errorf("live record after purge = %+v %v", got, ok)
 		}
 	})
@@ -58,13 +58,13 @@ func TestKeepIdempotenciesKeepsTheFirst(t *testing.T) {
 		rec := func(key, answer string) store.IdempotencyRecord {
 			return store.IdempotencyRecord{Pool: "p", Scope: "s", Key: key, Fingerprint: "count=1", Answer: answer, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 		}
-		if _, err := s.KeepIdempotencies(ctx, []store.IdempotencyRecord{rec("a", "first")}); err != nil {
+		if _, err := s.Records().Keep(ctx, []store.IdempotencyRecord{rec("a", "first")}); err != nil {
 			t.Fatal(err)
 		}
 		expired := rec("c", "old")
 		expired.ExpiresAt = now.Add(-time.Second)
-		must(t, s.PutIdempotency(ctx, expired))
-		held, err := s.KeepIdempotencies(ctx, []store.IdempotencyRecord{rec("a", "second"), rec("b", "new"), rec("c", "fresh")})
+		must(t, s.Records().Put(ctx, expired))
+		held, err := s.Records().Keep(ctx, []store.IdempotencyRecord{rec("a", "second"), rec("b", "new"), rec("c", "fresh")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +89,7 @@ func TestKeepIdempotenciesAbandoned(t *testing.T) {
 		}
 		keep := func(recs ...store.IdempotencyRecord) []string {
 			t.Helper()
-			held, err := s.KeepIdempotencies(ctx, recs)
+			held, err := s.Records().Keep(ctx, recs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,11 +126,11 @@ func TestFindIdempotenciesAnswersEachKey(t *testing.T) {
 			return store.IdempotencyRecord{Pool: "p", Scope: "s", Key: key, Fingerprint: "count=1", Answer: answer, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 		}
 		for _, r := range []store.IdempotencyRecord{rec("a", "one", time.Hour), rec("b", "two", time.Hour), rec("old", "gone", -time.Second)} {
-			must(t, s.PutIdempotency(ctx, r))
+			must(t, s.Records().Put(ctx, r))
 		}
 		other := rec("a", "", 0)
 		other.Scope = "another caller"
-		found, err := s.FindIdempotencies(ctx, []store.IdempotencyRecord{rec("b", "", 0), rec("missing", "", 0), rec("old", "", 0), other, rec("a", "", 0)})
+		found, err := s.Records().Find(ctx, []store.IdempotencyRecord{rec("b", "", 0), rec("missing", "", 0), rec("old", "", 0), other, rec("a", "", 0)})
 		if err != nil {
 			t.Fatal(err)
 		}

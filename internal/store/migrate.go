@@ -31,28 +31,28 @@ type dialect struct {
 // Migrate applies the schema migrations that have not been applied yet. Several
 // numberd nodes may start at once; with MySQL they take turns through a lock table.
 func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) error {
-	fsys, err := fs.Sub(migrations, "migrations/"+s.dialect.name)
+	fsys, err := fs.Sub(migrations, "migrations/"+s.h.dialect.name)
 	if err != nil {
 		return fmt.Errorf("store: migrations: %w", err)
 	}
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	if s.dialect.locker != nil {
-		locker, err := s.dialect.locker()
+	if s.h.dialect.locker != nil {
+		locker, err := s.h.dialect.locker()
 		if err != nil {
 			return fmt.Errorf("store: migration lock: %w", err)
 		}
 		opts = append(opts, goose.WithLocker(locker))
 	}
-	provider, err := goose.NewProvider(s.dialect.goose, s.db.DB, fsys, opts...)
+	provider, err := goose.NewProvider(s.h.dialect.goose, s.h.db.DB, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("store: migrations: %w", err)
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {
-		return s.unavailable(fmt.Errorf("migrate: %w", err))
+		return s.h.unavailable(fmt.Errorf("migrate: %w", err))
 	}
 	for _, r := range results {
-		logger.Info("schema migration applied", "store", s.dialect.name, "version", r.Source.Version, "duration", r.Duration)
+		logger.Info("schema migration applied", "store", s.h.dialect.name, "version", r.Source.Version, "duration", r.Duration)
 	}
 	return nil
 }

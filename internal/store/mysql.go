@@ -76,7 +76,7 @@ func OpenMySQL(ctx context.Context, dsn string, logger *slog.Logger) (*Store, er
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxLifetime(5 * time.Minute)
-	s := &Store{db: db, dialect: mysqlDialect, Now: time.Now}
+	s := newStore(db, mysqlDialect, nil)
 	if err := s.Migrate(ctx, logger); err != nil {
 		_ = s.Close()
 		return nil, err

@@ -36,7 +36,7 @@ const poolColumns = "id, digits, refill_threshold, upstream, refill_quantity, ep
 // it created it. It returns ErrInvalid if Digits is missing on create or differs from
 // the pool's on update: a pool's width never changes.
 func (s *Store) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (pool numberd.Pool, created bool, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		created = false
 		// A new pool is looked for without a lock and inserted: a locking read of
 		// a missing row would lock the gap it would go in, and concurrent creates
@@ -47,7 +47,7 @@ func (s *Store) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (p
 			if u.Digits == nil {
 				return fmt.Errorf("%w: digits is required to create pool %s", numberd.ErrInvalid, id)
 			}
-			now := s.now()
+			now := s.h.now()
 			row = poolRow{ID: id, Digits: *u.Digits, RefillThreshold: numberd.DefaultRefillThreshold, CreatedAt: now, UpdatedAt: now}
 			row.apply(u)
 			_, err = tx.NamedExecContext(ctx, "INSERT INTO pools ("+poolColumns+") VALUES (:id, :digits, :refill_threshold, :upstream, :refill_quantity, :epoch, :created_at, :updated_at)", row)
@@ -55,7 +55,7 @@ func (s *Store) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (p
 				created, pool = true, row.pool()
 				return nil
 			}
-			if !s.dialect.isDuplicate(err) {
+			if !s.h.dialect.isDuplicate(err) {
 				return err
 			}
 			// Another caller created it meanwhile: update it as it is now (a
@@ -63,14 +63,14 @@ func (s *Store) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (p
 		} else if err != nil {
 			return err
 		}
-		if err := tx.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?"+s.dialect.forUpdate, id); err != nil {
+		if err := tx.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?"+s.h.dialect.forUpdate, id); err != nil {
 			return err
 		}
 		if u.Digits != nil && *u.Digits != row.Digits {
 			return fmt.Errorf("%w: digits of pool %s is %d and cannot change", numberd.ErrInvalid, id, row.Digits)
 		}
 		row.apply(u)
-		row.UpdatedAt = s.now()
+		row.UpdatedAt = s.h.now()
 		_, err = tx.NamedExecContext(ctx, "UPDATE pools SET refill_threshold = :refill_threshold, upstream = :upstream, refill_quantity = :refill_quantity, updated_at = :updated_at WHERE id = :id", row)
 		pool = row.pool()
 		return err
@@ -93,12 +93,12 @@ func (r *poolRow) apply(u numberd.PoolUpdate) {
 // Pool returns pool id, or ErrPoolNotFound.
 func (s *Store) Pool(ctx context.Context, id string) (numberd.Pool, error) {
 	var row poolRow
-	err := s.db.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?", id)
+	err := s.h.db.GetContext(ctx, &row, "SELECT "+poolColumns+" FROM pools WHERE id = ?", id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return numberd.Pool{}, fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, id)
 	}
 	if err != nil {
-		return numberd.Pool{}, s.unavailable(err)
+		return numberd.Pool{}, s.h.unavailable(err)
 	}
 	return row.pool(), nil
 }
@@ -106,8 +106,8 @@ func (s *Store) Pool(ctx context.Context, id string) (numberd.Pool, error) {
 // Pools returns every pool, ordered by id.
 func (s *Store) Pools(ctx context.Context) ([]numberd.Pool, error) {
 	var rows []poolRow
-	if err := s.db.SelectContext(ctx, &rows, "SELECT "+poolColumns+" FROM pools ORDER BY id"); err != nil {
-		return nil, s.unavailable(err)
+	if err := s.h.db.SelectContext(ctx, &rows, "SELECT "+poolColumns+" FROM pools ORDER BY id"); err != nil {
+		return nil, s.h.unavailable(err)
 	}
 	pools := make([]numberd.Pool, len(rows))
 	for i, r := range rows {

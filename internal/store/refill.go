@@ -20,6 +20,13 @@ var (
 	ErrFenced = errors.New("store: stale fencing token")
 )
 
+// Refills is the refill lock of each pool, with its fencing token, and the
+// download jobs written under it.
+type Refills struct {
+	h    *handle
+	segs *Store
+}
+
 // Refill job states.
 const (
 	JobRequesting = "requesting"
@@ -66,18 +73,18 @@ func (r jobRow) job() Job {
 
 const jobColumns = "id, pool, ywlsh, quantity, state, attempts, last_error, fence, segment_id, created_at, updated_at"
 
-// AcquireRefillLock takes pool's refill lock for owner for ttl, by the database's
+// AcquireLock takes pool's refill lock for owner for ttl, by the database's
 // clock, if it is free or its lease has run out, and returns a fencing token higher
 // than any before. It returns ErrHeld while another owner's lease runs.
-func (s *Store) AcquireRefillLock(ctx context.Context, pool, owner string, ttl time.Duration) (fence int64, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+func (rf *Refills) AcquireLock(ctx context.Context, pool, owner string, ttl time.Duration) (fence int64, err error) {
+	err = rf.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		var row struct {
 			Owner sql.NullString `db:"refill_owner"`
 			Fence int64          `db:"refill_fence"`
 			Until int64          `db:"refill_lease_until"`
 			Now   int64          `db:"now"`
 		}
-		err := tx.GetContext(ctx, &row, "SELECT refill_owner, refill_fence, refill_lease_until, "+s.dialect.nowMicros+" AS now FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
+		err := tx.GetContext(ctx, &row, "SELECT refill_owner, refill_fence, refill_lease_until, "+rf.h.dialect.nowMicros+" AS now FROM pools WHERE id = ?"+rf.h.dialect.forUpdate, pool)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 		}
@@ -95,30 +102,30 @@ func (s *Store) AcquireRefillLock(ctx context.Context, pool, owner string, ttl t
 	return fence, err
 }
 
-// RenewRefillLock extends the lease of the holder of fence by ttl from now. It
+// RenewLock extends the lease of the holder of fence by ttl from now. It
 // returns ErrFenced if the lock has been taken since.
-func (s *Store) RenewRefillLock(ctx context.Context, pool, owner string, fence int64, ttl time.Duration) error {
+func (rf *Refills) RenewLock(ctx context.Context, pool, owner string, fence int64, ttl time.Duration) error {
 	var res sql.Result
-	err := s.retry(ctx, func() (err error) {
-		res, err = s.db.ExecContext(ctx, "UPDATE pools SET refill_lease_until = "+s.dialect.nowMicros+" + ? WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
+	err := rf.h.retry(ctx, func() (err error) {
+		res, err = rf.h.db.ExecContext(ctx, "UPDATE pools SET refill_lease_until = "+rf.h.dialect.nowMicros+" + ? WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
 			ttl.Microseconds(), pool, owner, fence)
 		return err
 	})
 	if err != nil {
-		return s.unavailable(err)
+		return rf.h.unavailable(err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return s.unavailable(err)
+		return rf.h.unavailable(err)
 	} else if n != 1 {
 		return fmt.Errorf("%w: pool %s's refill lock was taken over", ErrFenced, pool)
 	}
 	return nil
 }
 
-// ReleaseRefillLock frees pool's refill lock if fence still holds it.
-func (s *Store) ReleaseRefillLock(ctx context.Context, pool, owner string, fence int64) error {
-	return s.unavailable(s.retry(ctx, func() error {
-		_, err := s.db.ExecContext(ctx, "UPDATE pools SET refill_owner = NULL, refill_lease_until = 0 WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
+// ReleaseLock frees pool's refill lock if fence still holds it.
+func (rf *Refills) ReleaseLock(ctx context.Context, pool, owner string, fence int64) error {
+	return rf.h.unavailable(rf.h.retry(ctx, func() error {
+		_, err := rf.h.db.ExecContext(ctx, "UPDATE pools SET refill_owner = NULL, refill_lease_until = 0 WHERE id = ? AND refill_owner = ? AND refill_fence = ?",
 			pool, owner, fence)
 		return err
 	}))
@@ -126,13 +133,13 @@ func (s *Store) ReleaseRefillLock(ctx context.Context, pool, owner string, fence
 
 // fenced runs fn in a transaction that first checks, with the pool row locked,
 // that fence is the pool's current fencing token; else it returns ErrFenced.
-func (s *Store) fenced(ctx context.Context, pool string, fence int64, fn func(tx *sqlx.Tx, digits int) error) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+func (rf *Refills) fenced(ctx context.Context, pool string, fence int64, fn func(tx *sqlx.Tx, digits int) error) error {
+	return rf.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		var row struct {
 			Fence  int64 `db:"refill_fence"`
 			Digits int   `db:"digits"`
 		}
-		err := tx.GetContext(ctx, &row, "SELECT refill_fence, digits FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
+		err := tx.GetContext(ctx, &row, "SELECT refill_fence, digits FROM pools WHERE id = ?"+rf.h.dialect.forUpdate, pool)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 		}
@@ -147,20 +154,20 @@ func (s *Store) fenced(ctx context.Context, pool string, fence int64, fn func(tx
 }
 
 // OpenJob returns pool's download under way, if any.
-func (s *Store) OpenJob(ctx context.Context, pool string) (Job, bool, error) {
-	return s.oneJob(ctx, "SELECT "+jobColumns+" FROM refill_jobs WHERE pool = ? AND state = ? ORDER BY id DESC LIMIT 1", pool, JobRequesting)
+func (rf *Refills) OpenJob(ctx context.Context, pool string) (Job, bool, error) {
+	return rf.oneJob(ctx, "SELECT "+jobColumns+" FROM refill_jobs WHERE pool = ? AND state = ? ORDER BY id DESC LIMIT 1", pool, JobRequesting)
 }
 
 // LatestJob returns pool's most recent download, if any.
-func (s *Store) LatestJob(ctx context.Context, pool string) (Job, bool, error) {
-	return s.oneJob(ctx, "SELECT "+jobColumns+" FROM refill_jobs WHERE pool = ? ORDER BY id DESC LIMIT 1", pool)
+func (rf *Refills) LatestJob(ctx context.Context, pool string) (Job, bool, error) {
+	return rf.oneJob(ctx, "SELECT "+jobColumns+" FROM refill_jobs WHERE pool = ? ORDER BY id DESC LIMIT 1", pool)
 }
 
 // Jobs returns pool's downloads, oldest first.
-func (s *Store) Jobs(ctx context.Context, pool string) ([]Job, error) {
+func (rf *Refills) Jobs(ctx context.Context, pool string) ([]Job, error) {
 	var rows []jobRow
-	if err := s.db.SelectContext(ctx, &rows, "SELECT "+jobColumns+" FROM refill_jobs WHERE pool = ? ORDER BY id", pool); err != nil {
-		return nil, s.unavailable(err)
+	if err := rf.h.db.SelectContext(ctx, &rows, "SELECT "+jobColumns+" FROM refill_jobs WHERE pool = ? ORDER BY id", pool); err != nil {
+		return nil, rf.h.unavailable(err)
 	}
 	jobs := make([]Job, len(rows))
 	for i, r := range rows {
@@ -169,14 +176,14 @@ func (s *Store) Jobs(ctx context.Context, pool string) ([]Job, error) {
 	return jobs, nil
 }
 
-func (s *Store) oneJob(ctx context.Context, q string, args ...any) (Job, bool, error) {
+func (rf *Refills) oneJob(ctx context.Context, q string, args ...any) (Job, bool, error) {
 	var row jobRow
-	err := s.db.GetContext(ctx, &row, q, args...)
+	err := rf.h.db.GetContext(ctx, &row, q, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Job{}, false, nil
 	}
 	if err != nil {
-		return Job{}, false, s.unavailable(err)
+		return Job{}, false, rf.h.unavailable(err)
 	}
 	return row.job(), true, nil
 }
@@ -184,8 +191,8 @@ func (s *Store) oneJob(ctx context.Context, q string, args ...any) (Job, bool, e
 // CreateJob records a new download of quantity numbers under ywlsh, before its
 // first call, unless one is under way: then it returns that one, to be resumed with
 // its own ywlsh. It returns ErrFenced if fence is stale.
-func (s *Store) CreateJob(ctx context.Context, pool string, fence int64, ywlsh string, quantity int64) (job Job, err error) {
-	err = s.fenced(ctx, pool, fence, func(tx *sqlx.Tx, _ int) error {
+func (rf *Refills) CreateJob(ctx context.Context, pool string, fence int64, ywlsh string, quantity int64) (job Job, err error) {
+	err = rf.fenced(ctx, pool, fence, func(tx *sqlx.Tx, _ int) error {
 		var open []jobRow
 		if err := tx.SelectContext(ctx, &open, "SELECT "+jobColumns+" FROM refill_jobs WHERE pool = ? AND state = ? ORDER BY id DESC LIMIT 1", pool, JobRequesting); err != nil {
 			return err
@@ -194,7 +201,7 @@ func (s *Store) CreateJob(ctx context.Context, pool string, fence int64, ywlsh s
 			job = open[0].job()
 			return nil
 		}
-		now := s.now()
+		now := rf.h.now()
 		row := jobRow{Pool: pool, Ywlsh: ywlsh, Quantity: quantity, State: JobRequesting, Fence: fence, CreatedAt: now, UpdatedAt: now}
 		res, err := tx.NamedExecContext(ctx, "INSERT INTO refill_jobs (pool, ywlsh, quantity, state, attempts, fence, created_at, updated_at) VALUES (:pool, :ywlsh, :quantity, :state, 0, :fence, :created_at, :updated_at)", row)
 		if err != nil {
@@ -212,21 +219,21 @@ func (s *Store) CreateJob(ctx context.Context, pool string, fence int64, ywlsh s
 // UpdateJob records an attempt's outcome: attempts made, the last error, and the
 // state (JobRequesting to go on, JobFailed to give up). It returns ErrFenced if
 // fence is stale.
-func (s *Store) UpdateJob(ctx context.Context, pool string, fence, id int64, attempts int, lastError, state string) error {
-	return s.fenced(ctx, pool, fence, func(tx *sqlx.Tx, _ int) error {
+func (rf *Refills) UpdateJob(ctx context.Context, pool string, fence, id int64, attempts int, lastError, state string) error {
+	return rf.fenced(ctx, pool, fence, func(tx *sqlx.Tx, _ int) error {
 		_, err := tx.ExecContext(ctx, "UPDATE refill_jobs SET attempts = ?, last_error = ?, state = ?, updated_at = ? WHERE id = ? AND pool = ? AND state = ?",
-			attempts, nullString(truncate(lastError, 1024)), state, s.now(), id, pool, JobRequesting)
+			attempts, nullString(truncate(lastError, 1024)), state, rf.h.now(), id, pool, JobRequesting)
 		return err
 	})
 }
 
 // CompleteJob adds the segment a download brought and marks the job done, in one
 // transaction: a segment is stored once per ywlsh. It returns ErrFenced if fence is
-// stale, and the errors of AddSegment (ErrOverlap, ErrInvalid) leaving the job open.
-func (s *Store) CompleteJob(ctx context.Context, pool string, fence, id int64, n numberd.NewSegment) (seg numberd.Segment, err error) {
-	err = s.fenced(ctx, pool, fence, func(tx *sqlx.Tx, digits int) error {
+// stale, and the errors of Store.AddSegment (ErrOverlap, ErrInvalid) leaving the job open.
+func (rf *Refills) CompleteJob(ctx context.Context, pool string, fence, id int64, n numberd.NewSegment) (seg numberd.Segment, err error) {
+	err = rf.fenced(ctx, pool, fence, func(tx *sqlx.Tx, digits int) error {
 		var created bool
-		seg, created, err = s.addSegment(ctx, tx, pool, digits, n)
+		seg, created, err = rf.segs.addSegment(ctx, tx, pool, digits, n)
 		if err != nil {
 			return err
 		}
@@ -234,7 +241,7 @@ func (s *Store) CompleteJob(ctx context.Context, pool string, fence, id int64, n
 			return fmt.Errorf("%w: %s is segment %d, loaded before by other means", numberd.ErrOverlap, n.Range, seg.ID)
 		}
 		_, err = tx.ExecContext(ctx, "UPDATE refill_jobs SET state = ?, segment_id = ?, updated_at = ? WHERE id = ? AND pool = ?",
-			JobDone, seg.ID, s.now(), id, pool)
+			JobDone, seg.ID, rf.h.now(), id, pool)
 		return err
 	})
 	return seg, err

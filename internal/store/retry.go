@@ -22,11 +22,11 @@ const (
 // (full jitter), so writers that collided do not collide again in step. op must
 // be safe to run again after a transient failure: a statement that failed, or a
 // whole transaction that was rolled back.
-func (s *Store) retry(ctx context.Context, op func() error) error {
+func (h *handle) retry(ctx context.Context, op func() error) error {
 	bound := retryBackoff
 	for attempt := 1; ; attempt++ {
 		err := op()
-		if err == nil || attempt == retryAttempts || s.dialect.transient == nil || !s.dialect.transient(err) {
+		if err == nil || attempt == retryAttempts || h.dialect.transient == nil || !h.dialect.transient(err) {
 			return err
 		}
 		t := time.NewTimer(rand.N(bound) + 1)

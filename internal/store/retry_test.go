@@ -101,7 +101,7 @@ func TestMySQLLockWaitTimeoutIsRetried(t *testing.T) {
 	s, db := lockWaitStore(t)
 	ctx := context.Background()
 	mustPool(t, s, "p", 4)
-	fence, err := s.AcquireRefillLock(ctx, "p", "node-a", time.Minute)
+	fence, err := s.Refills().AcquireLock(ctx, "p", "node-a", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestMySQLLockWaitTimeoutIsRetried(t *testing.T) {
 			_, _, err := s.PutPool(ctx, "p", numberd.PoolUpdate{RefillThreshold: ptr(int64(9))})
 			return err
 		}},
-		{"RenewRefillLock (a statement)", func() error { return s.RenewRefillLock(ctx, "p", "node-a", fence, time.Minute) }},
+		{"RenewRefillLock (a statement)", func() error { return s.Refills().RenewLock(ctx, "p", "node-a", fence, time.Minute) }},
 	}
 	for _, c := range calls {
 		holdPoolRow(t, db, "p", hold)

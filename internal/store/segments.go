@@ -49,11 +49,11 @@ const segmentSelect = "SELECT s.id, s.pool, s.prefix, s.lo, s.hi, s.state, s.sou
 // the width is not the pool's, and ErrOverlap if the range shares a number with any
 // segment the pool ever had.
 func (s *Store) AddSegment(ctx context.Context, pool string, n numberd.NewSegment) (seg numberd.Segment, created bool, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		// Locking the pool row serialises segment loads of one pool, so two
 		// overlapping loads cannot both pass the overlap check.
 		var digits int
-		err := tx.GetContext(ctx, &digits, "SELECT digits FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
+		err := tx.GetContext(ctx, &digits, "SELECT digits FROM pools WHERE id = ?"+s.h.dialect.forUpdate, pool)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 		}
@@ -88,7 +88,7 @@ func (s *Store) addSegment(ctx context.Context, tx *sqlx.Tx, pool string, digits
 		Pool: pool, Prefix: n.Range.Prefix, Lo: n.Range.Lo, Hi: n.Range.Hi,
 		State: numberd.SegmentOpen, Source: n.Source, Ref: nullString(n.Ref), Ywlsh: nullString(n.Ywlsh),
 		ExpiresAt: nullMicros(n.ExpiresAt), ReservedHi: n.Range.Lo - 1, Next: n.Range.Lo,
-		CreatedAt: s.now(), Digits: digits,
+		CreatedAt: s.h.now(), Digits: digits,
 	}
 	res, err := tx.NamedExecContext(ctx, `INSERT INTO segments (pool, prefix, lo, hi, state, source, ref, ywlsh, expires_at, reserved_hi, next, created_at)
 		VALUES (:pool, :prefix, :lo, :hi, :state, :source, :ref, :ywlsh, :expires_at, :reserved_hi, :next, :created_at)`, row)
@@ -105,8 +105,8 @@ func (s *Store) addSegment(ctx context.Context, tx *sqlx.Tx, pool string, digits
 // order numbers are drawn from them. A pool without segments, or no pool, gives none.
 func (s *Store) Segments(ctx context.Context, pool string) ([]numberd.Segment, error) {
 	var rows []segmentRow
-	if err := s.db.SelectContext(ctx, &rows, segmentSelect+"WHERE s.pool = ? ORDER BY s.id", pool); err != nil {
-		return nil, s.unavailable(err)
+	if err := s.h.db.SelectContext(ctx, &rows, segmentSelect+"WHERE s.pool = ? ORDER BY s.id", pool); err != nil {
+		return nil, s.h.unavailable(err)
 	}
 	segs := make([]numberd.Segment, len(rows))
 	for i, r := range rows {
@@ -119,8 +119,8 @@ func (s *Store) Segments(ctx context.Context, pool string) ([]numberd.Segment, e
 // query for a listing of all pools.
 func (s *Store) AllSegments(ctx context.Context) (map[string][]numberd.Segment, error) {
 	var rows []segmentRow
-	if err := s.db.SelectContext(ctx, &rows, segmentSelect+"ORDER BY s.pool, s.id"); err != nil {
-		return nil, s.unavailable(err)
+	if err := s.h.db.SelectContext(ctx, &rows, segmentSelect+"ORDER BY s.pool, s.id"); err != nil {
+		return nil, s.h.unavailable(err)
 	}
 	segs := map[string][]numberd.Segment{}
 	for _, r := range rows {
@@ -143,8 +143,8 @@ func (s *Store) OpenSegments(ctx context.Context, pools []string) (map[string][]
 		pools = pools[n:]
 		var rows []segmentRow
 		q := segmentSelect + "WHERE s.state = ? AND s.pool IN (?" + strings.Repeat(", ?", n-1) + ") ORDER BY s.pool, s.id"
-		if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
-			return nil, s.unavailable(err)
+		if err := s.h.db.SelectContext(ctx, &rows, q, args...); err != nil {
+			return nil, s.h.unavailable(err)
 		}
 		for _, r := range rows {
 			segs[r.Pool] = append(segs[r.Pool], r.segment())
@@ -156,12 +156,12 @@ func (s *Store) OpenSegments(ctx context.Context, pools []string) (map[string][]
 // Segment returns segment id of pool, or ErrSegmentNotFound.
 func (s *Store) Segment(ctx context.Context, pool string, id int64) (numberd.Segment, error) {
 	var row segmentRow
-	err := s.db.GetContext(ctx, &row, segmentSelect+"WHERE s.pool = ? AND s.id = ?", pool, id)
+	err := s.h.db.GetContext(ctx, &row, segmentSelect+"WHERE s.pool = ? AND s.id = ?", pool, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return numberd.Segment{}, fmt.Errorf("%w: pool %[3]s has no segment %[2]d", numberd.ErrSegmentNotFound, id, pool)
 	}
 	if err != nil {
-		return numberd.Segment{}, s.unavailable(err)
+		return numberd.Segment{}, s.h.unavailable(err)
 	}
 	return row.segment(), nil
 }
@@ -178,15 +178,16 @@ type Reservation struct {
 // cursors as SaveCursors does, so that recovery after a crash skips little more
 // than the reservations ahead of them.
 func (s *Store) Reserve(ctx context.Context, rs []Reservation, cs []Cursor) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if err := s.reserve(ctx, tx, rs); err != nil {
+	return s.h.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := reserve(ctx, tx, rs); err != nil {
 			return err
 		}
-		return s.saveCursors(ctx, tx, cs, false)
+		return saveCursors(ctx, tx, cs, false)
 	})
 }
 
-func (s *Store) reserve(ctx context.Context, tx *sqlx.Tx, rs []Reservation) error {
+// reserve applies rs in tx; see Reserve.
+func reserve(ctx context.Context, tx *sqlx.Tx, rs []Reservation) error {
 	for _, r := range rs {
 		if r.To <= r.From {
 			return fmt.Errorf("%w: reservation of segment %d would not rise (%d to %d)", numberd.ErrInvalid, r.SegmentID, r.From, r.To)
@@ -227,10 +228,11 @@ func (s *Store) ReleaseReservations(ctx context.Context, cs []Cursor) error {
 }
 
 func (s *Store) writeCursors(ctx context.Context, cs []Cursor, release bool) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error { return s.saveCursors(ctx, tx, cs, release) })
+	return s.h.inTx(ctx, func(tx *sqlx.Tx) error { return saveCursors(ctx, tx, cs, release) })
 }
 
-func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, release bool) error {
+// saveCursors checkpoints cs in tx; see SaveCursors and ReleaseReservations.
+func saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, release bool) error {
 	if release {
 		q := "UPDATE segments SET next = ?, reserved_hi = ? - 1, state = CASE WHEN state = ? AND ? > hi THEN ? ELSE state END WHERE id = ?"
 		for _, c := range cs {
@@ -276,26 +278,7 @@ func (s *Store) saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, relea
 // StateExpired) with its cursor at next, and records gap, if any, in the same
 // transaction. It reports false and changes nothing if the segment was not open.
 func (s *Store) CloseSegment(ctx context.Context, id int64, state string, next int64, gap *numberd.Gap) (changed bool, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-		changed, err = s.closeSegment(ctx, tx, id, state, next, gap)
-		return err
-	})
-	return changed, err
-}
-
-// CloseSegmentAt is CloseSegment for a close that the Redis state of generation
-// epoch reported: it fails with ErrConflict, changing nothing, if the pool has
-// been reseeded since. A reseed resumes the segment above its high-water mark, so
-// next, counted under the older generation, no longer bounds what went out.
-func (s *Store) CloseSegmentAt(ctx context.Context, pool string, epoch, id int64, state string, next int64, gap *numberd.Gap) (changed bool, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-		current, err := s.lockPool(ctx, tx, pool)
-		if err != nil {
-			return err
-		}
-		if current != epoch {
-			return fmt.Errorf("%w: pool %s is at generation %d, not %d", ErrConflict, pool, current, epoch)
-		}
+	err = s.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		changed, err = s.closeSegment(ctx, tx, id, state, next, gap)
 		return err
 	})
@@ -312,7 +295,7 @@ func (s *Store) closeSegment(ctx context.Context, tx *sqlx.Tx, id int64, state s
 		return false, err
 	}
 	if gap != nil {
-		if err := s.addGap(ctx, tx, *gap); err != nil {
+		if err := s.gaps.add(ctx, tx, *gap); err != nil {
 			return false, err
 		}
 	}

@@ -222,7 +222,7 @@ func TestOpenSegments(t *testing.T) {
 		if _, err := s.CloseSegment(ctx, a1.ID, numberd.SegmentRetired, a1.Range.Lo, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, err := s.Reseed(ctx, "b", 0, 3, nil); err != nil {
+		if _, _, _, err := s.Generations().Reseed(ctx, "b", 0, 3, nil); err != nil {
 			t.Fatal(err)
 		}
 		must(t, s.SaveCursors(ctx, []store.Cursor{{SegmentID: b1.ID, Next: 5}}))
@@ -263,13 +263,13 @@ func TestAllSegmentsAndRecoveredBySegment(t *testing.T) {
 			t.Helper()
 			g := numberd.Gap{Pool: seg.Pool, SegmentID: seg.ID, Range: seg.Range, Reason: reason}
 			g.Range.Lo, g.Range.Hi = seg.Range.Lo+lo, seg.Range.Lo+hi
-			must(t, s.AddGap(ctx, g))
+			must(t, s.Gaps().Add(ctx, g))
 		}
 		gap(b1, 10, 49, numberd.GapRecovery)
 		gap(b1, 100, 109, numberd.GapRecovery)
 		gap(b1, 500, 999, numberd.GapRetired)
 		gap(a1, 0, 4, numberd.GapRecovery)
-		got, err := s.RecoveredBySegment(ctx)
+		got, err := s.Gaps().RecoveredBySegment(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

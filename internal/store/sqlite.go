@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/pressly/goose/v3"
@@ -63,7 +62,7 @@ func OpenSQLite(ctx context.Context, dir string, logger *slog.Logger) (*Store, e
 	// transactions from meeting SQLITE_BUSY.
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
-	s := &Store{db: db, dialect: sqliteDialect, release: unlock, Now: time.Now}
+	s := newStore(db, sqliteDialect, unlock)
 	if err := s.Migrate(ctx, logger); err != nil {
 		_ = s.Close()
 		return nil, err

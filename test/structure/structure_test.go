@@ -28,11 +28,7 @@ const (
 var longFiles = map[string]bool{}
 
 // Types allowed over maxMethods, as directory.Type from the repository's root.
-var bigTypes = map[string]bool{
-	// remaining: the store keeps every method the distributed engine calls
-	// until that engine moves to the store's smaller types.
-	"internal/store.Store": true,
-}
+var bigTypes = map[string]bool{}
 
 // limit is one of the rules: at most max of unit per name, but for the allowed.
 type limit struct {

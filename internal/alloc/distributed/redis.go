@@ -101,7 +101,7 @@ var scripts = struct {
 // segments, expiry sweeps and checkpoints). Engine wires them together.
 type Engine struct {
 	rdb   RedisClient
-	store Store
+	store stores
 	opts  alloc.Options
 	life  life
 	names namer
@@ -152,7 +152,7 @@ func Open(ctx context.Context, rdb RedisClient, st *store.Store, opts alloc.Opti
 		// rpool.ckpt): a state restored from older keys is refused once they have.
 		opts.CheckpointEvery = time.Second
 	}
-	e := &Engine{rdb: rdb, store: st, opts: opts.WithDefaults(), names: namer{node: randomToken()}}
+	e := &Engine{rdb: rdb, store: storesOf(st), opts: opts.WithDefaults(), names: namer{node: randomToken()}}
 	e.life.stop = make(chan struct{})
 	e.wire()
 	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.resolve, scripts.lock, scripts.unlock} {
@@ -175,8 +175,8 @@ func (e *Engine) wire() {
 	e.pipe = &pipeline{rdb: rdb, opts: opts}
 	e.floors = &floorReader{rdb: rdb, store: st, opts: opts}
 	e.records = &recorder{store: st, opts: opts, pools: e.pools, unsure: e.unsure}
-	e.records.lookup.Run = st.FindIdempotencies
-	e.records.idem.Run = st.KeepIdempotencies
+	e.records.lookup.Run = st.records.Find
+	e.records.idem.Run = st.records.Keep
 	e.leases = &leaser{rdb: rdb, store: st, opts: opts, life: lf, names: names, unsure: e.unsure}
 	e.admin = &admin{rdb: rdb, store: st, opts: opts, life: lf, names: names, pipe: e.pipe, pools: e.pools, leases: e.leases}
 	e.batches = &batcher{opts: opts, life: lf, names: names, pipe: e.pipe, pools: e.pools, floors: e.floors, leases: e.leases, records: e.records, admin: e.admin, unsure: e.unsure}

@@ -15,7 +15,7 @@ import (
 // recorder writes to the store what the allocate path decided: the answers of
 // keyed requests, and the numbers taken but given up.
 type recorder struct {
-	store  Store
+	store  stores
 	opts   *alloc.Options
 	pools  *catalog
 	unsure *unsettled
@@ -118,7 +118,7 @@ func (rc *recorder) skip(ctx context.Context, p *rpool, spans []segment.Range, r
 		if err != nil {
 			return n, err
 		}
-		gaps, err := rc.store.AddGapOutside(ctx, numberd.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: reason})
+		gaps, err := rc.store.gaps.AddOutside(ctx, numberd.Gap{Pool: p.id, SegmentID: seg, Range: r, Reason: reason})
 		if err != nil {
 			return n, err
 		}

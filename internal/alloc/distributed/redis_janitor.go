@@ -87,7 +87,7 @@ func (ad *admin) closeSegment(ctx context.Context, p *rpool, gen, id, used int64
 		gap = &numberd.Gap{Pool: p.id, SegmentID: id, Range: seg.Range, Reason: reason}
 		gap.Range.Lo = next
 	}
-	changed, err := ad.store.CloseSegmentAt(ctx, p.id, gen, id, state, next, gap)
+	changed, err := ad.store.gens.CloseSegmentAt(ctx, p.id, gen, id, state, next, gap)
 	if changed && gap != nil {
 		ad.opts.Metrics.GapNumbers.WithLabelValues(p.id, reason).Add(float64(gap.Count()))
 		ad.opts.Logger.Info("segment closed", "pool", p.id, "segment", id, "state", state, "gap_count", gap.Count())
@@ -131,7 +131,7 @@ func (ad *admin) checkpoint(ctx context.Context) error {
 	// Redis's time before the read stamps the floors it brings: allocate.lua
 	// refuses them once they are older than maxFloorAge by that same clock.
 	at, timeErr := ad.rdb.Time(ctx).Result()
-	segs, err := ad.store.OpenSegments(ctx, ids)
+	segs, err := ad.store.segments.OpenSegments(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (ad *admin) checkpoint(ctx context.Context) error {
 		}
 	}
 	if len(cs) > 0 {
-		errs = append(errs, ad.store.SaveCursors(ctx, cs))
+		errs = append(errs, ad.store.segments.SaveCursors(ctx, cs))
 	}
 	return errors.Join(errs...)
 }
@@ -202,7 +202,7 @@ func (ad *admin) janitor() {
 		}
 		if time.Since(lastPurge) >= 10*time.Minute {
 			lastPurge = time.Now()
-			if n, err := ad.store.PurgeIdempotency(ctx); err != nil {
+			if n, err := ad.store.records.Purge(ctx); err != nil {
 				ad.opts.Logger.Warn("purging idempotency records failed", "err", err)
 			} else if n > 0 {
 				ad.opts.Logger.Debug("purged expired idempotency records", "count", n)

@@ -76,7 +76,7 @@ func TestAbandonedKeyTakesNewNumbers(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	held, err := c.stores[0].KeepIdempotencies(ctx, []store.IdempotencyRecord{{Pool: "p", Scope: "s", Key: "k", Fingerprint: "count=2", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}})
+	held, err := c.stores[0].Records().Keep(ctx, []store.IdempotencyRecord{{Pool: "p", Scope: "s", Key: "k", Fingerprint: "count=2", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}})
 	if err != nil || !held[0].Abandoned() {
 		t.Fatalf("abandoned record: %+v, %v", held, err)
 	}

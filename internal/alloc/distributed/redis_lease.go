@@ -16,7 +16,7 @@ import (
 // pool's lease lock.
 type leaser struct {
 	rdb    RedisClient
-	store  Store
+	store  stores
 	opts   *alloc.Options
 	life   *life      // extensions run in the background
 	names  *namer     // the node's token in lease locks
@@ -164,7 +164,7 @@ func (ls *leaser) doExtend(ctx context.Context, p *rpool, want int64) error {
 		return nil
 	}
 	args[1] = len(rs)
-	if err := ls.store.ReserveAt(ctx, p.id, cfg.Epoch, rs, cs); err != nil {
+	if err := ls.store.gens.ReserveAt(ctx, p.id, cfg.Epoch, rs, cs); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil // reseeded or extended meanwhile: the retry reads afresh
 		}
@@ -202,12 +202,12 @@ func (ls *leaser) lockAndLoad(ctx context.Context, p *rpool) (unlock func(), m m
 // load reads p's settings and segments from the store and its state from Redis,
 // taking the store's checkpoints in as floors of what went out.
 func (ls *leaser) load(ctx context.Context, p *rpool) (numberd.Pool, []numberd.Segment, redisView, error) {
-	cfg, err := ls.store.Pool(ctx, p.id)
+	cfg, err := ls.store.pools.Pool(ctx, p.id)
 	if err != nil {
 		return cfg, nil, redisView{}, err
 	}
 	p.seen(cfg.Epoch)
-	segs, err := ls.store.Segments(ctx, p.id)
+	segs, err := ls.store.segments.Segments(ctx, p.id)
 	if err != nil {
 		return cfg, nil, redisView{}, err
 	}

@@ -145,7 +145,7 @@ const (
 // floorReader reads the store's floors of the pools again when they grow old.
 type floorReader struct {
 	rdb   RedisClient
-	store Store
+	store stores
 	opts  *alloc.Options
 }
 
@@ -204,7 +204,7 @@ func (fr *floorReader) readFloors(ctx context.Context, p *rpool, force bool) err
 	if err != nil {
 		return redisErr(err)
 	}
-	segs, err := fr.store.OpenSegments(ctx, []string{p.id})
+	segs, err := fr.store.segments.OpenSegments(ctx, []string{p.id})
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func (res *resolver) register(ctx context.Context, c *unsettledCall) error {
 	}
 	// Redis is away (the very reason a call's outcome is unknown, often): the
 	// store keeps the entry instead.
-	if err := res.store.PutUnsettled(ctx, store.Unsettled{Pool: c.pool.id, ID: c.id, Entry: string(data)}); err != nil {
+	if err := res.store.backlog.Put(ctx, store.Unsettled{Pool: c.pool.id, ID: c.id, Entry: string(data)}); err != nil {
 		return errors.Join(redisErr(rerr), err)
 	}
 	c.registered, c.inStore = true, true
@@ -131,7 +131,7 @@ func (res *resolver) unregister(ctx context.Context, c *unsettledCall) error {
 	case !c.registered:
 		return nil
 	case c.inStore:
-		return res.store.DeleteUnsettled(ctx, c.pool.id, c.id)
+		return res.store.backlog.Delete(ctx, c.pool.id, c.id)
 	}
 	return redisErr(res.rdb.HDel(ctx, c.pool.keys.unsettled, c.id).Err())
 }
@@ -139,7 +139,7 @@ func (res *resolver) unregister(ctx context.Context, c *unsettledCall) error {
 // sweepStoredOrphans settles the entries other nodes left in the store, older
 // than orphanAge by the store's clock, up to orphanPoolsPerRoundTrip a pass.
 func (res *resolver) sweepStoredOrphans(ctx context.Context, t *sweepTally) {
-	old, err := res.store.OldUnsettled(ctx, orphanAge, orphanPoolsPerRoundTrip)
+	old, err := res.store.backlog.Old(ctx, orphanAge, orphanPoolsPerRoundTrip)
 	if err != nil {
 		res.opts.Logger.Debug("sweeping unsettled work waits for the store", "err", err)
 		return

@@ -15,7 +15,7 @@ import (
 // catalog is the pools a node knows: each one's state, made from the store at
 // first use, and its segments, which turn the offsets Redis answers into numbers.
 type catalog struct {
-	store Store
+	store stores
 	opts  *alloc.Options
 	life  *life
 	known alloc.Registry[*rpool]
@@ -90,13 +90,13 @@ func (cat *catalog) pool(ctx context.Context, id string) (*rpool, error) {
 	if p, ok := cat.known.Get(id); ok {
 		return p, nil
 	}
-	cfg, err := cat.store.Pool(ctx, id)
+	cfg, err := cat.store.pools.Pool(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	// The store's checkpoint is the first floor of what went out: a node that
 	// starts, or first serves the pool, has seen nothing of Redis's state yet.
-	segs, err := cat.store.Segments(ctx, id)
+	segs, err := cat.store.segments.Segments(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ func (cat *catalog) segment(ctx context.Context, p *rpool, id int64) (numberd.Se
 	if ok {
 		return seg, nil
 	}
-	seg, err := cat.store.Segment(ctx, p.id, id)
+	seg, err := cat.store.segments.Segment(ctx, p.id, id)
 	if err != nil {
 		return numberd.Segment{}, err
 	}
@@ -165,7 +165,7 @@ func (cat *catalog) segmentOf(ctx context.Context, p *rpool, r segment.Range) (i
 			}
 		}
 		p.segMu.RUnlock()
-		segs, err := cat.store.Segments(ctx, p.id)
+		segs, err := cat.store.segments.Segments(ctx, p.id)
 		if err != nil {
 			return 0, err
 		}

@@ -14,7 +14,7 @@ import (
 // pools went.
 type admin struct {
 	rdb    RedisClient
-	store  Store
+	store  stores
 	opts   *alloc.Options
 	life   *life     // segments closed in the background, and the janitor
 	names  *namer    // sweeps are allocate calls
@@ -25,7 +25,7 @@ type admin struct {
 
 // PutPool creates or updates a pool; see store.PutPool.
 func (e *Engine) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error) {
-	_, created, err := e.store.PutPool(ctx, id, u)
+	_, created, err := e.store.pools.PutPool(ctx, id, u)
 	if err != nil {
 		return numberd.PoolStatus{}, false, err
 	}
@@ -52,11 +52,11 @@ func (e *Engine) Pool(ctx context.Context, id string) (numberd.PoolStatus, error
 // sweeps and views of every pool in one pipeline each. Pool by pool, a listing of
 // 54 pools took 0.1–0.8 s on a busy machine.
 func (e *Engine) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
-	cfgs, err := e.store.Pools(ctx)
+	cfgs, err := e.store.pools.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}
-	segs, err := e.store.AllSegments(ctx)
+	segs, err := e.store.segments.AllSegments(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -70,14 +70,14 @@ func (e *Engine) Pools(ctx context.Context) ([]numberd.PoolStatus, error) {
 		return nil, err
 	}
 	// The sweep may have closed segments: read them again.
-	if segs, err = e.store.AllSegments(ctx); err != nil {
+	if segs, err = e.store.segments.AllSegments(ctx); err != nil {
 		return nil, err
 	}
 	views, err := e.admin.peekAll(ctx, ps, segs)
 	if err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
-	recovered, err := e.store.RecoveredBySegment(ctx)
+	recovered, err := e.store.gaps.RecoveredBySegment(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (e *Engine) LoadSegment(ctx context.Context, poolID string, n numberd.NewSe
 	if err != nil {
 		return numberd.SegmentStatus{}, false, err
 	}
-	seg, created, err := e.store.AddSegment(ctx, poolID, n)
+	seg, created, err := e.store.segments.AddSegment(ctx, poolID, n)
 	if err != nil {
 		return numberd.SegmentStatus{}, false, err
 	}
@@ -163,7 +163,7 @@ func (e *Engine) RetireSegment(ctx context.Context, poolID string, id int64) (nu
 		return numberd.SegmentStatus{}, err
 	}
 	for attempt := 0; ; attempt++ {
-		seg, err := e.store.Segment(ctx, poolID, id)
+		seg, err := e.store.segments.Segment(ctx, poolID, id)
 		if err != nil {
 			return numberd.SegmentStatus{}, err
 		}
@@ -193,7 +193,7 @@ func (e *Engine) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error)
 	if err := e.admin.sweep(ctx, p); err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
-	return e.store.Gaps(ctx, poolID)
+	return e.store.gaps.List(ctx, poolID)
 }
 
 // Ready reports whether Redis and the store answer, with a *DownError naming those
@@ -204,8 +204,8 @@ func (e *Engine) Ready(ctx context.Context) error {
 	if err := e.rdb.Ping(ctx).Err(); err != nil {
 		down, errs = append(down, "redis"), append(errs, redisErr(err))
 	}
-	if err := e.store.Ping(ctx); err != nil {
-		down, errs = append(down, e.store.Name()), append(errs, err)
+	if err := e.store.ready.Ping(ctx); err != nil {
+		down, errs = append(down, e.store.ready.Name()), append(errs, err)
 	}
 	if len(down) > 0 {
 		return &numberd.DownError{Stores: down, Err: errors.Join(errs...)}
@@ -223,7 +223,7 @@ func (ad *admin) view(ctx context.Context, p *rpool) (*alloc.PoolView, error) {
 	if err != nil && !errors.Is(err, numberd.ErrRedisUnavailable) {
 		return nil, err
 	}
-	gaps, err := ad.store.Gaps(ctx, p.id)
+	gaps, err := ad.store.gaps.List(ctx, p.id)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +281,7 @@ func (ad *admin) retireOnce(ctx context.Context, p *rpool, seg numberd.Segment) 
 		// This generation never had the segment, and now that Redis marks it
 		// retired none will: nothing of it went out above the store's high-water
 		// mark, which no extension raises any more.
-		if seg, err = ad.store.Segment(ctx, p.id, seg.ID); err != nil {
+		if seg, err = ad.store.segments.Segment(ctx, p.id, seg.ID); err != nil {
 			return false, err
 		}
 		used = max(seg.ReservedHi, seg.Next-1) - seg.Range.Lo + 1

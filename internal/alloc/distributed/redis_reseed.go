@@ -60,7 +60,7 @@ func (ls *leaser) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, 
 			behindStore = append(behindStore, s.ID)
 		}
 	}
-	next, segs, gaps, err := ls.store.Reseed(ctx, p.id, cfg.Epoch, max(view.gen, p.floor().gen)+1, floors)
+	next, segs, gaps, err := ls.store.gens.Reseed(ctx, p.id, cfg.Epoch, max(view.gen, p.floor().gen)+1, floors)
 	if errors.Is(err, store.ErrConflict) {
 		return nil // another node reseeded; the caller's retry meets its state
 	}
@@ -112,7 +112,7 @@ func (ls *leaser) reseedLocked(ctx context.Context, p *rpool, cfg numberd.Pool, 
 	}
 	switch {
 	case len(behindStore) > 0:
-		ls.opts.Metrics.Rollbacks.WithLabelValues(p.id, ls.store.Name()).Inc()
+		ls.opts.Metrics.Rollbacks.WithLabelValues(p.id, ls.store.ready.Name()).Inc()
 		ls.opts.Logger.Error("the store's high-water mark is below numbers Redis or this node saw handed out: the store went back in time; resumed above them",
 			"pool", p.id, "segments", behindStore, "generation", next, "gaps", len(gaps), "skipped", skipped)
 	case cause == "behind":
@@ -144,7 +144,7 @@ func (ls *leaser) narrow(ctx context.Context, p *rpool, view redisView, replaced
 	if len(ts) == 0 {
 		return gaps
 	}
-	if err := ls.store.TrimRecovery(ctx, p.id, ts); err != nil {
+	if err := ls.store.gens.TrimRecovery(ctx, p.id, ts); err != nil {
 		ls.opts.Logger.Warn("narrowing a recovery gap failed; the resolver retries", "pool", p.id, "err", err)
 		ls.unsure.add(unsettledCall{pool: p, trims: ts, since: time.Now()})
 	}

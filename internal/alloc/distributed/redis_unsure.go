@@ -67,7 +67,7 @@ func requestsOf(batch []*call) []pendingRequest {
 // is yet to be told (see unsettledCall), and the entries other nodes left.
 type resolver struct {
 	rdb     RedisClient
-	store   Store
+	store   stores
 	opts    *alloc.Options
 	life    *life
 	names   *namer
@@ -206,7 +206,7 @@ func (res *resolver) settle(ctx context.Context, c *unsettledCall) (abandoned, k
 		return 0, 0, res.settleSeed(ctx, p, c.seeded)
 	}
 	if c.trims != nil {
-		return 0, 0, res.store.TrimRecovery(ctx, p.id, c.trims)
+		return 0, 0, res.store.gens.TrimRecovery(ctx, p.id, c.trims)
 	}
 	if c.lost != nil {
 		reason := c.lostAs
@@ -217,7 +217,7 @@ func (res *resolver) settle(ctx context.Context, c *unsettledCall) (abandoned, k
 		return n, 0, err
 	}
 	if c.forget != nil {
-		_, err := res.store.KeepIdempotencies(ctx, c.forget)
+		_, err := res.store.records.Keep(ctx, c.forget)
 		return 0, 0, err
 	}
 	if c.record != nil {
@@ -266,7 +266,7 @@ func (res *resolver) settle(ctx context.Context, c *unsettledCall) (abandoned, k
 	}
 	var held []store.IdempotencyRecord
 	if len(recs) > 0 {
-		if held, err = res.store.KeepIdempotencies(ctx, offers); err != nil {
+		if held, err = res.store.records.Keep(ctx, offers); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -350,7 +350,7 @@ func (res *resolver) settleSeed(ctx context.Context, p *rpool, s *lostSeed) erro
 		return nil
 	}
 	if _, ts := trimsOf(reply.replaced, s.view, s.segs, s.gaps, s.seen); len(ts) > 0 {
-		return res.store.TrimRecovery(ctx, p.id, ts)
+		return res.store.gens.TrimRecovery(ctx, p.id, ts)
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request, now time.Tim
 	p.idemMu.Lock()
 	defer p.idemMu.Unlock()
 	key := req.Idempotency
-	rec, found, err := e.store.Idempotency(ctx, p.id, key.Scope, key.Key)
+	rec, found, err := e.store.records.Get(ctx, p.id, key.Scope, key.Key)
 	if err != nil {
 		return numberd.Allocation{}, err
 	}
@@ -62,7 +62,7 @@ func (e *Engine) allocate(ctx context.Context, req numberd.Request, now time.Tim
 		return numberd.Allocation{}, err
 	}
 	stored := e.opts.Now()
-	err = e.store.PutIdempotency(ctx, store.IdempotencyRecord{
+	err = e.store.records.Put(ctx, store.IdempotencyRecord{
 		Pool: p.id, Scope: key.Scope, Key: key.Key, Fingerprint: req.Fingerprint(),
 		Answer: alloc.EncodeSpans(spans), CreatedAt: stored, ExpiresAt: stored.Add(numberd.IdempotencyTTL),
 	})

@@ -28,9 +28,9 @@ func (e *Engine) checkpoint(ctx context.Context, release bool) error {
 		}
 		var err error
 		if release {
-			err = e.store.ReleaseReservations(ctx, cs)
+			err = e.store.segments.ReleaseReservations(ctx, cs)
 		} else {
-			err = e.store.SaveCursors(ctx, cs)
+			err = e.store.segments.SaveCursors(ctx, cs)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))
@@ -57,7 +57,7 @@ func (e *Engine) janitor() {
 		}
 		if now := e.opts.Now(); now.Sub(lastPurge) >= 10*time.Minute {
 			lastPurge = now
-			if n, err := e.store.PurgeIdempotency(ctx); err != nil {
+			if n, err := e.store.records.Purge(ctx); err != nil {
 				e.opts.Logger.Warn("purging idempotency records failed", "err", err)
 			} else if n > 0 {
 				e.opts.Logger.Info("purged expired idempotency records", "count", n)

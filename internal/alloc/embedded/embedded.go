@@ -18,7 +18,7 @@ import (
 // in memory and writes to the store only to reserve numbers ahead of need, to record
 // gaps and closed segments, and to checkpoint.
 type Engine struct {
-	store Store
+	store stores
 	opts  alloc.Options
 
 	pools  alloc.Registry[*pool]
@@ -33,8 +33,8 @@ var _ numberd.Engine = (*Engine)(nil)
 // whose high-water mark is above its checkpointed cursor was reserved by a process
 // that did not stop cleanly: its numbers up to the mark may have been handed out, so
 // allocation resumes above the mark and the range is recorded as a recovery gap.
-func Open(ctx context.Context, st Store, opts alloc.Options) (*Engine, error) {
-	e := &Engine{store: st, opts: opts.WithDefaults(), stop: make(chan struct{})}
+func Open(ctx context.Context, st *store.Store, opts alloc.Options) (*Engine, error) {
+	e := &Engine{store: storesOf(st), opts: opts.WithDefaults(), stop: make(chan struct{})}
 	cfgs, err := st.Pools(ctx)
 	if err != nil {
 		return nil, err
@@ -56,11 +56,11 @@ func Open(ctx context.Context, st Store, opts alloc.Options) (*Engine, error) {
 
 func (e *Engine) loadPool(ctx context.Context, cfg numberd.Pool) (*pool, error) {
 	p := newPool(cfg, e.opts, &e.closed)
-	metas, err := e.store.Segments(ctx, cfg.ID)
+	metas, err := e.store.segments.Segments(ctx, cfg.ID)
 	if err != nil {
 		return nil, err
 	}
-	gaps, err := e.store.Gaps(ctx, cfg.ID)
+	gaps, err := e.store.gaps.List(ctx, cfg.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -86,10 +86,10 @@ func (e *Engine) loadPool(ctx context.Context, cfg numberd.Pool) (*pool, error) 
 func (e *Engine) recover(ctx context.Context, p *pool, s *alloc.SegmentState) error {
 	gap := numberd.Gap{Pool: p.id, SegmentID: s.Meta.ID, Range: s.Meta.Range, Reason: numberd.GapRecovery}
 	gap.Range.Lo, gap.Range.Hi = s.Next, s.ReservedHi
-	if err := e.store.AddGap(ctx, gap); err != nil {
+	if err := e.store.gaps.Add(ctx, gap); err != nil {
 		return err
 	}
-	if err := e.store.SaveCursors(ctx, []store.Cursor{{SegmentID: s.Meta.ID, Next: s.ReservedHi + 1}}); err != nil {
+	if err := e.store.segments.SaveCursors(ctx, []store.Cursor{{SegmentID: s.Meta.ID, Next: s.ReservedHi + 1}}); err != nil {
 		return err
 	}
 	e.opts.Logger.Warn("resumed above the durable high-water mark after an unclean stop",

@@ -12,7 +12,7 @@ import (
 
 // PutPool creates or updates a pool; see store.PutPool.
 func (e *Engine) PutPool(ctx context.Context, id string, u numberd.PoolUpdate) (numberd.PoolStatus, bool, error) {
-	cfg, created, err := e.store.PutPool(ctx, id, u)
+	cfg, created, err := e.store.pools.PutPool(ctx, id, u)
 	if err != nil {
 		return numberd.PoolStatus{}, false, err
 	}
@@ -69,7 +69,7 @@ func (e *Engine) LoadSegment(ctx context.Context, poolID string, n numberd.NewSe
 	}
 	p.loadMu.Lock()
 	defer p.loadMu.Unlock()
-	meta, created, err := e.store.AddSegment(ctx, poolID, n)
+	meta, created, err := e.store.segments.AddSegment(ctx, poolID, n)
 	if err != nil {
 		return numberd.SegmentStatus{}, false, err
 	}
@@ -176,13 +176,13 @@ func (e *Engine) Gaps(ctx context.Context, poolID string) ([]numberd.Gap, error)
 	if err != nil {
 		return nil, err
 	}
-	return e.store.Gaps(ctx, poolID)
+	return e.store.gaps.List(ctx, poolID)
 }
 
 // Ready reports whether the store answers, with a *DownError naming it if not.
 func (e *Engine) Ready(ctx context.Context) error {
-	if err := e.store.Ping(ctx); err != nil {
-		return &numberd.DownError{Stores: []string{e.store.Name()}, Err: err}
+	if err := e.store.ready.Ping(ctx); err != nil {
+		return &numberd.DownError{Stores: []string{e.store.ready.Name()}, Err: err}
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ func (e *Engine) close(ctx context.Context, p *pool, s *alloc.SegmentState, stat
 		gap = &numberd.Gap{Pool: p.id, SegmentID: s.Meta.ID, Range: s.Meta.Range, Reason: reason}
 		gap.Range.Lo = s.Next
 	}
-	if _, err := e.store.CloseSegment(ctx, s.Meta.ID, state, s.Next, gap); err != nil {
+	if _, err := e.store.segments.CloseSegment(ctx, s.Meta.ID, state, s.Next, gap); err != nil {
 		return err
 	}
 	s.Meta.State = state

@@ -66,7 +66,7 @@ func (e *Engine) reserve(p *pool, need int64) *alloc.Extension {
 	go func() {
 		defer e.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), e.opts.StoreTimeout)
-		err := e.store.Reserve(ctx, rs, cs)
+		err := e.store.segments.Reserve(ctx, rs, cs)
 		cancel()
 		p.lock()
 		if err == nil {

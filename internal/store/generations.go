@@ -11,33 +11,62 @@ import (
 	"github.com/numberd/numberd"
 )
 
+// Generations is the writes of distributed mode that hold only while a pool's
+// Redis state is at the generation they carry, and the reseeds that start a new
+// one. Each checks the pool's generation with its row locked, in the
+// transaction that writes.
+type Generations struct {
+	h    *handle
+	segs *Store
+	gaps *Gaps
+}
+
 // lockPool reads pool's epoch with its row locked for the transaction.
-func (s *Store) lockPool(ctx context.Context, tx *sqlx.Tx, pool string) (epoch int64, err error) {
-	err = tx.GetContext(ctx, &epoch, "SELECT epoch FROM pools WHERE id = ?"+s.dialect.forUpdate, pool)
+func (g *Generations) lockPool(ctx context.Context, tx *sqlx.Tx, pool string) (epoch int64, err error) {
+	err = tx.GetContext(ctx, &epoch, "SELECT epoch FROM pools WHERE id = ?"+g.h.dialect.forUpdate, pool)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("%w: no pool %s", numberd.ErrPoolNotFound, pool)
 	}
 	return epoch, err
 }
 
-// ReserveAt is Reserve for the Redis state of generation epoch: it also fails with
-// ErrConflict, applying nothing, if the pool has been reseeded since. In the same
-// transaction it checkpoints cursors as SaveCursors does, so that a reseed after a
-// loss skips little more than the reservations ahead of them.
-func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Reservation, cs []Cursor) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		current, err := s.lockPool(ctx, tx, pool)
+// ReserveAt is Store.Reserve for the Redis state of generation epoch: it also
+// fails with ErrConflict, applying nothing, if the pool has been reseeded since.
+// In the same transaction it checkpoints cursors as Store.SaveCursors does, so
+// that a reseed after a loss skips little more than the reservations ahead of them.
+func (g *Generations) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Reservation, cs []Cursor) error {
+	return g.h.inTx(ctx, func(tx *sqlx.Tx) error {
+		current, err := g.lockPool(ctx, tx, pool)
 		if err != nil {
 			return err
 		}
 		if current != epoch {
 			return fmt.Errorf("%w: pool %s is at generation %d, not %d", ErrConflict, pool, current, epoch)
 		}
-		if err := s.reserve(ctx, tx, rs); err != nil {
+		if err := reserve(ctx, tx, rs); err != nil {
 			return err
 		}
-		return s.saveCursors(ctx, tx, cs, false)
+		return saveCursors(ctx, tx, cs, false)
 	})
+}
+
+// CloseSegmentAt is Store.CloseSegment for a close that the Redis state of
+// generation epoch reported: it fails with ErrConflict, changing nothing, if the
+// pool has been reseeded since. A reseed resumes the segment above its high-water
+// mark, so next, counted under the older generation, no longer bounds what went out.
+func (g *Generations) CloseSegmentAt(ctx context.Context, pool string, epoch, id int64, state string, next int64, gap *numberd.Gap) (changed bool, err error) {
+	err = g.h.inTx(ctx, func(tx *sqlx.Tx) error {
+		current, err := g.lockPool(ctx, tx, pool)
+		if err != nil {
+			return err
+		}
+		if current != epoch {
+			return fmt.Errorf("%w: pool %s is at generation %d, not %d", ErrConflict, pool, current, epoch)
+		}
+		changed, err = g.segs.closeSegment(ctx, tx, id, state, next, gap)
+		return err
+	})
+	return changed, err
 }
 
 // Reseed starts a new generation of pool's Redis state, which resumes every open
@@ -54,10 +83,10 @@ func (s *Store) ReserveAt(ctx context.Context, pool string, epoch int64, rs []Re
 // store does not remember). Reseed fails with ErrConflict if the pool is not at
 // generation epoch any more, because another node reseeded first. It returns the
 // new generation, the pool's segments afterwards and the gaps it recorded.
-func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, floors map[int64]int64) (next int64, segs []numberd.Segment, gaps []numberd.Gap, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+func (g *Generations) Reseed(ctx context.Context, pool string, epoch, minGen int64, floors map[int64]int64) (next int64, segs []numberd.Segment, gaps []numberd.Gap, err error) {
+	err = g.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		segs, gaps = nil, nil
-		current, err := s.lockPool(ctx, tx, pool)
+		current, err := g.lockPool(ctx, tx, pool)
 		if err != nil {
 			return err
 		}
@@ -68,7 +97,7 @@ func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, fl
 		if err := tx.SelectContext(ctx, &rows, segmentSelect+"WHERE s.pool = ? ORDER BY s.id", pool); err != nil {
 			return err
 		}
-		at := s.Now()
+		at := g.h.clock()
 		for _, r := range rows {
 			seg := r.segment()
 			resume := max(seg.Next, seg.ReservedHi+1, floors[seg.ID])
@@ -78,7 +107,7 @@ func (s *Store) Reseed(ctx context.Context, pool string, epoch, minGen int64, fl
 			}
 			gap := numberd.Gap{Pool: pool, SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRecovery, At: at}
 			gap.Range.Lo, gap.Range.Hi = seg.Next, min(resume-1, seg.Range.Hi)
-			recorded, err := s.addGapOutside(ctx, tx, gap)
+			recorded, err := g.gaps.addOutside(ctx, tx, gap)
 			if err != nil {
 				return err
 			}
@@ -116,8 +145,8 @@ type Trim struct {
 // pieces of a trim's range that end below its From are deleted, and the one that
 // holds From starts there. Applying a trim again changes nothing, so a failed one
 // is retried whole; a trim never reaches a gap outside its range.
-func (s *Store) TrimRecovery(ctx context.Context, pool string, trims []Trim) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+func (g *Generations) TrimRecovery(ctx context.Context, pool string, trims []Trim) error {
+	return g.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		for _, t := range trims {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM gaps WHERE pool = ? AND segment_id = ? AND reason = ? AND lo >= ? AND hi <= ? AND hi < ?",
 				pool, t.SegmentID, numberd.GapRecovery, t.Lo, t.Hi, t.From); err != nil {
