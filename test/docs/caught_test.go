@@ -19,7 +19,7 @@ func TestReferencesCaught(t *testing.T) {
 		{"docs/DESIGN.md", "[performance](PERFORMANCE.md), [readme](../README.md)", 2, 0},
 		{"README.md", "see `DESIGN.md`", 1, 1},
 		{"README.md", "see docs/API.md", 1, 1},
-		{"README.md", "the house style in `../shared/docs/STYLE.md`", 1, 1},
+		{"README.md", "notes kept in `../elsewhere/notes.md`", 1, 1},
 		{"README.md", "`scripts/bench.sh`, `internal/alloc/`, `go test ./internal/refill/...`", 3, 0},
 		{"README.md", "`scripts/nothing.sh` and `internal/nothing`", 2, 2},
 		{"README.md", "`/v1/pools/{pool}`, `redis://host:6379/0`, `.tmp/nemesis/<run>/`, `net/http`", 0, 0},
