@@ -30,10 +30,12 @@ type gapRow struct {
 // Add records a gap. A gap starting where one of the same segment already starts
 // is the same gap recorded again, by a retry or by a second node, and is ignored.
 func (gs *Gaps) Add(ctx context.Context, g numberd.Gap) error {
-	return gs.h.inTx(ctx, func(tx *sqlx.Tx) error { return gs.add(ctx, tx, g) })
+	return gs.h.inTx(ctx, func(tx *sqlx.Tx) error { return gs.add(ctx, tx, g, false) })
 }
 
-func (gs *Gaps) add(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) error {
+// add records g; trimmable marks a reseed's recovery gap, recorded wide, which
+// Generations.TrimRecovery may narrow.
+func (gs *Gaps) add(ctx context.Context, tx *sqlx.Tx, g numberd.Gap, trimmable bool) error {
 	if g.Range.Lo > g.Range.Hi {
 		return fmt.Errorf("%w: empty gap %d..%d", numberd.ErrInvalid, g.Range.Lo, g.Range.Hi)
 	}
@@ -41,8 +43,8 @@ func (gs *Gaps) add(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) error {
 	if at.IsZero() {
 		at = gs.h.clock()
 	}
-	_, err := tx.ExecContext(ctx, gs.h.dialect.insertIgnore+" INTO gaps (pool, segment_id, lo, hi, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-		g.Pool, g.SegmentID, g.Range.Lo, g.Range.Hi, g.Reason, at.UnixMicro())
+	_, err := tx.ExecContext(ctx, gs.h.dialect.insertIgnore+" INTO gaps (pool, segment_id, lo, hi, reason, at, trimmable) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		g.Pool, g.SegmentID, g.Range.Lo, g.Range.Hi, g.Reason, at.UnixMicro(), boolInt(trimmable))
 	return err
 }
 
@@ -53,10 +55,12 @@ func (gs *Gaps) add(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) error {
 // a recovery gap that holds it: the recovery gap says only that the numbers may
 // have been handed out, and Generations.TrimRecovery later drops what the
 // replaced state did take, which would otherwise uncover the abandoned call's
-// numbers with it.
+// numbers with it. A recovery gap recorded here (numbers a call took whose answer
+// may have reached no one) carves its range out of a reseed's, for the same
+// reason, and is never trimmed.
 func (gs *Gaps) AddOutside(ctx context.Context, g numberd.Gap) (recorded []numberd.Gap, err error) {
 	err = gs.h.inTx(ctx, func(tx *sqlx.Tx) error {
-		recorded, err = gs.addOutside(ctx, tx, g)
+		recorded, err = gs.addOutside(ctx, tx, g, false)
 		return err
 	})
 	return recorded, err
@@ -69,18 +73,20 @@ type heldGap struct {
 	Hi     int64  `db:"hi"`
 	Reason string `db:"reason"`
 	At     int64  `db:"at"`
+	// Trimmable marks a reseed's recovery gap (see add).
+	Trimmable bool `db:"trimmable"`
 }
 
-func (gs *Gaps) addOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) ([]numberd.Gap, error) {
+func (gs *Gaps) addOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap, trimmable bool) ([]numberd.Gap, error) {
 	var held []heldGap
-	if err := tx.SelectContext(ctx, &held, "SELECT id, lo, hi, reason, at FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+gs.h.dialect.forUpdate,
+	if err := tx.SelectContext(ctx, &held, "SELECT id, lo, hi, reason, at, trimmable FROM gaps WHERE segment_id = ? AND hi >= ? AND lo <= ? ORDER BY lo"+gs.h.dialect.forUpdate,
 		g.SegmentID, g.Range.Lo, g.Range.Hi); err != nil {
 		return nil, err
 	}
 	var out []numberd.Gap
 	part := g
 	for _, h := range held {
-		if g.Reason == numberd.GapAbandoned && h.Reason == numberd.GapRecovery {
+		if h.Reason == numberd.GapRecovery && (g.Reason == numberd.GapAbandoned || (g.Reason == numberd.GapRecovery && !trimmable && h.Trimmable)) {
 			if err := gs.carve(ctx, tx, g, h); err != nil {
 				return nil, err
 			}
@@ -97,7 +103,7 @@ func (gs *Gaps) addOutside(ctx context.Context, tx *sqlx.Tx, g numberd.Gap) ([]n
 		out = append(out, part)
 	}
 	for _, piece := range out {
-		if err := gs.add(ctx, tx, piece); err != nil {
+		if err := gs.add(ctx, tx, piece, trimmable); err != nil {
 			return nil, err
 		}
 	}
@@ -119,7 +125,14 @@ func (gs *Gaps) carve(ctx context.Context, tx *sqlx.Tx, g numberd.Gap, h heldGap
 	}
 	above := numberd.Gap{Pool: g.Pool, SegmentID: g.SegmentID, Range: g.Range, Reason: numberd.GapRecovery, At: fromMicros(h.At)}
 	above.Range.Lo, above.Range.Hi = g.Range.Hi+1, h.Hi
-	return gs.add(ctx, tx, above)
+	return gs.add(ctx, tx, above, h.Trimmable)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // List returns the gaps of pool in the order they were recorded.

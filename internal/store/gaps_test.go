@@ -181,6 +181,41 @@ func TestAbandonedInsideRecoveryOutlivesTheTrim(t *testing.T) {
 	})
 }
 
+// TestLeftMemoRecoveryOutlivesTheTrim: the numbers of a call whose memo was
+// left in place are recorded as a recovery gap, before a reseed's wide gap or
+// inside it; the reseed's trim, which drops what the replaced state took,
+// leaves that gap whole.
+func TestLeftMemoRecoveryOutlivesTheTrim(t *testing.T) {
+	for _, first := range []string{"memo", "reseed"} {
+		t.Run(first+" first", func(t *testing.T) {
+			forEachPool(t, 4, func(ctx context.Context, t *testing.T, s *store.Store) {
+				a := mustSegment(t, s, "p", "0001", "0100")
+				must(t, s.Generations().ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 40}}, []store.Cursor{{SegmentID: a.ID, Next: 10}}))
+				left := numberd.Gap{Pool: "p", SegmentID: a.ID, Range: a.Range, Reason: numberd.GapRecovery}
+				left.Range.Lo, left.Range.Hi = 14, 16
+				record := func() {
+					if got, err := s.Gaps().AddOutside(ctx, left); err != nil || len(got) != 1 {
+						t.Fatalf("recording the left memo's numbers = %+v, %v; want 14..16", got, err)
+					}
+				}
+				if first == "memo" {
+					record()
+				}
+				if _, _, _, err := s.Generations().Reseed(ctx, "p", 0, 0, nil); err != nil {
+					t.Fatal(err)
+				}
+				if first == "reseed" {
+					record()
+				}
+				must(t, s.Generations().TrimRecovery(ctx, "p", []store.Trim{{SegmentID: a.ID, Lo: 10, Hi: 40, From: 21}}))
+				if got, want := recordedGaps(t, s, "p"), []string{"14..16 recovery", "21..40 recovery"}; !slices.Equal(got, want) {
+					t.Errorf("gaps after the trim = %q, want %q", got, want)
+				}
+			})
+		})
+	}
+}
+
 func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
 	forEachPool(t, 4, func(ctx context.Context, t *testing.T, s *store.Store) {
 		seg := mustSegment(t, s, "p", "0001", "0100")

@@ -107,7 +107,7 @@ func (g *Generations) Reseed(ctx context.Context, pool string, epoch, minGen int
 			}
 			gap := numberd.Gap{Pool: pool, SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRecovery, At: at}
 			gap.Range.Lo, gap.Range.Hi = seg.Next, min(resume-1, seg.Range.Hi)
-			recorded, err := g.gaps.addOutside(ctx, tx, gap)
+			recorded, err := g.gaps.addOutside(ctx, tx, gap, true)
 			if err != nil {
 				return err
 			}
@@ -141,18 +141,19 @@ type Trim struct {
 	From      int64
 }
 
-// TrimRecovery applies trims to pool's recovery gaps, in one transaction: the
+// TrimRecovery applies trims to the recovery gaps reseeds recorded of pool (no
+// other recovery gap, see Gaps.AddOutside), in one transaction: the
 // pieces of a trim's range that end below its From are deleted, and the one that
 // holds From starts there. Applying a trim again changes nothing, so a failed one
 // is retried whole; a trim never reaches a gap outside its range.
 func (g *Generations) TrimRecovery(ctx context.Context, pool string, trims []Trim) error {
 	return g.h.inTx(ctx, func(tx *sqlx.Tx) error {
 		for _, t := range trims {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM gaps WHERE pool = ? AND segment_id = ? AND reason = ? AND lo >= ? AND hi <= ? AND hi < ?",
+			if _, err := tx.ExecContext(ctx, "DELETE FROM gaps WHERE pool = ? AND segment_id = ? AND reason = ? AND trimmable = 1 AND lo >= ? AND hi <= ? AND hi < ?",
 				pool, t.SegmentID, numberd.GapRecovery, t.Lo, t.Hi, t.From); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE gaps SET lo = ? WHERE pool = ? AND segment_id = ? AND reason = ? AND lo >= ? AND lo < ? AND hi >= ? AND hi <= ?",
+			if _, err := tx.ExecContext(ctx, "UPDATE gaps SET lo = ? WHERE pool = ? AND segment_id = ? AND reason = ? AND trimmable = 1 AND lo >= ? AND lo < ? AND hi >= ? AND hi <= ?",
 				t.From, pool, t.SegmentID, numberd.GapRecovery, t.Lo, t.From, t.From, t.Hi); err != nil {
 				return err
 			}

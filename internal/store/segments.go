@@ -295,7 +295,7 @@ func (s *Store) closeSegment(ctx context.Context, tx *sqlx.Tx, id int64, state s
 		return false, err
 	}
 	if gap != nil {
-		if err := s.gaps.add(ctx, tx, *gap); err != nil {
+		if err := s.gaps.add(ctx, tx, *gap, false); err != nil {
 			return false, err
 		}
 	}

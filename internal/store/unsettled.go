@@ -36,6 +36,13 @@ func (b *Backlog) Delete(ctx context.Context, pool, id string) error {
 	}))
 }
 
+// Has reports whether an entry id of pool is kept.
+func (b *Backlog) Has(ctx context.Context, pool, id string) (bool, error) {
+	var n int
+	err := b.h.db.GetContext(ctx, &n, "SELECT COUNT(*) FROM unsettled WHERE pool = ? AND id = ?", pool, id)
+	return n > 0, b.h.unavailable(err)
+}
+
 // Old returns up to limit entries kept longer than age ago by the
 // store's clock, oldest first.
 func (b *Backlog) Old(ctx context.Context, age time.Duration, limit int) ([]Unsettled, error) {

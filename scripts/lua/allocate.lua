@@ -11,14 +11,16 @@
 --                                 the same moment), <id>:size, <id>:used,
 --                                 <id>:lease (numbers the store has reserved),
 --                                 <id>:exp (ms, 0 = never), <id>:state (set once
---                                 retired or expired)
--- KEYS[3]   numberd:{pool}:memo:<call id>  this call's answer, kept briefly so that
---                                 a call retried after a lost reply answers again
---                                 instead of allocating twice
--- KEYS[3+i] numberd:{pool}:idem:<scope>:<key>  idempotency record of key i
--- KEYS[...] after the idempotency keys: memos of calls whose answers the caller
---           got, deleted here, so that memos need not expire soon
--- ARGV[1]   memo lifetime, seconds
+--                                 retired or expired),
+--                                 m:<call id> (the memo of a call: the Redis
+--                                 time in ms, |, and its answer, or VOID; see below)
+-- KEYS[2+i] numberd:{pool}:idem:<scope>:<key>  idempotency record of key i
+-- ARGV[1]   this call's id: its memo, the field m:<id> of KEYS[2], keeps its
+--           answer, so that a call retried after a lost reply answers again
+--           instead of allocating twice, and so that what it took is known
+--           should its caller never get the answer. A memo lives in the same key
+--           as the counters it tells of: it is lost only with them, and then
+--           the reseed's recovery gap covers what it took (see peek.lua)
 -- ARGV[2]   idempotency record lifetime, seconds
 -- ARGV[3]   the newest seed generation the caller has seen: a state of an older
 --           one was superseded elsewhere (this server was failed over from and has
@@ -39,6 +41,9 @@
 --           state restored meanwhile could pass for current; it is answered
 --           STALE and reads them again
 -- ARGV[10+i] the fingerprint of the request with key index i
+-- ARGV[...] after the fingerprints: ids of calls whose answers their caller got,
+--           whose memos are deleted here: a memo left in place is of a call
+--           whose answer may not have reached anyone (see orphans.lua)
 --
 -- The requests come as two strings rather than three arguments each: per-request
 -- arguments and their conversion to numbers were most of a call's cost, and the
@@ -78,9 +83,11 @@ if #ARGV < 10 then
 end
 
 -- Spent memos go first: whatever this call answers, they are of no more use.
-for i = 4 + (#ARGV - 10), #KEYS do
-  redis.call('UNLINK', KEYS[i])
+local nkeys = #KEYS - 2
+for i = 11 + nkeys, #ARGV do
+  redis.call('HDEL', KEYS[2], 'm:' .. ARGV[i])
 end
+local memoField = 'm:' .. ARGV[1]
 
 local run, repl = identity()
 local meta = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')
@@ -97,9 +104,9 @@ end
 if gen < tonumber(ARGV[3]) then
   return 'RESEED superseded ' .. meta[3]
 end
-local memo = redis.call('GET', KEYS[3])
+local memo = redis.call('HGET', KEYS[2], memoField)
 if memo then
-  return memo
+  return string.match(memo, '^%d+|(.*)$') or 'RESEED partial ' .. meta[3]
 end
 local ver = tonumber(meta[5] or '0')
 if not ver or (redis.call('HGET', KEYS[2], 'ver') or '0') ~= (meta[5] or '0') then
@@ -159,7 +166,7 @@ elseif n > 0 then
     local fp = ki > 0 and ARGV[10 + ki]
     local rec = false
     if ki > 0 and not fresh then
-      rec = redis.call('GET', KEYS[3 + ki])
+      rec = redis.call('GET', KEYS[2 + ki])
     end
     local rgen, rfp, spans
     if rec then
@@ -202,7 +209,7 @@ elseif n > 0 then
           s.used = s.used + take
         end
         if ki > 0 then
-          redis.call('SET', KEYS[3 + ki], meta[3] .. '|' .. fp .. '|' .. table.concat(parts, ','), 'EX', ARGV[2])
+          redis.call('SET', KEYS[2 + ki], meta[3] .. '|' .. fp .. '|' .. table.concat(parts, ','), 'EX', ARGV[2])
         end
         letters[r] = 'A'
       end
@@ -252,6 +259,6 @@ if #replays > 0 then
   if #used > 0 then reply = reply .. ' ' .. table.concat(used, ' ') end
 end
 if #runs > 0 then
-  redis.call('SET', KEYS[3], reply, 'EX', ARGV[1])
+  redis.call('HSET', KEYS[2], memoField, fmt(now) .. '|' .. reply)
 end
 return reply

@@ -31,6 +31,8 @@ var (
 	Peek = identity + peek
 	//go:embed resolve.lua
 	Resolve string
+	//go:embed orphans.lua
+	Orphans string
 	//go:embed lock.lua
 	Lock string
 	//go:embed unlock.lua

@@ -10,6 +10,10 @@
 -- one moment, every queued segment whole): none of its numbers above that went
 -- out, and the caller's recovery gap can start there.
 --
+-- The memos of calls (fields m:<id>, see allocate.lua) are carried over: each
+-- tells of numbers a call took, which are yet to reach a caller or a gap, or is
+-- a tombstone that keeps a lingering call from running.
+--
 -- KEYS[1]  numberd:{pool}:meta
 -- KEYS[2]  numberd:{pool}:seg
 -- ARGV[1]  gen, the store's seed generation for this state
@@ -28,6 +32,7 @@ local m = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')
 if m[1] == run and m[2] == repl and tonumber(m[3]) and tonumber(m[3]) > tonumber(ARGV[1]) then
   return 'NEWER ' .. m[3]
 end
+local fields = redis.call('HGETALL', KEYS[2])
 if m[1] == run and m[2] == repl and tonumber(m[3]) and m[4] and tonumber(m[5] or '0')
     and (redis.call('HGET', KEYS[2], 'ver') or '0') == (m[5] or '0') then
   local usable = true
@@ -39,7 +44,6 @@ if m[1] == run and m[2] == repl and tonumber(m[3]) and m[4] and tonumber(m[5] or
   end
   if usable then
     local out = {m[3], m[5] or '0'}
-    local fields = redis.call('HGETALL', KEYS[2])
     for i = 1, #fields, 2 do
       local id = string.match(fields[i], '^(%d+):used$')
       if id and tonumber(fields[i + 1]) then
@@ -60,6 +64,11 @@ for _ = 1, tonumber(ARGV[2]) do
   ids[#ids + 1] = id
 end
 redis.call('HSET', KEYS[2], 'ver', '1')
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'm:' then
+    redis.call('HSET', KEYS[2], fields[i], fields[i + 1])
+  end
+end
 -- The report stays in the new state (replaced), for a caller whose reply is lost:
 -- it reads it back to narrow its recovery gaps all the same.
 redis.call('HSET', KEYS[1], 'run', run, 'repl', repl, 'gen', ARGV[1], 'ver', '1', 'queue', table.concat(ids, ','),

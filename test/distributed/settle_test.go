@@ -86,8 +86,7 @@ func TestLostAnswerSettledAfterItsMemoIsGone(t *testing.T) {
 	for range 20 {
 		mustAllocate(t, c, l, n1, "me", 5)
 	}
-	memos, err := rds.Keys(ctx, "numberd:{me}:memo:*")
-	must(t, err)
+	memos := memoFields(t, rds, "me")
 	if len(memos) > 1 {
 		t.Errorf("after 20 answered calls Redis holds %d memos of them, want the last one at most", len(memos))
 	}
@@ -102,10 +101,11 @@ func TestLostAnswerSettledAfterItsMemoIsGone(t *testing.T) {
 	rpx.KeepReplies()
 	// The resolver retries every second: let it read the memo and fail on the store.
 	time.Sleep(3 * time.Second)
-	memos, err = rds.Keys(ctx, "numberd:{me}:memo:*")
-	must(t, err)
-	_, err = rds.DelKeys(ctx, memos...)
-	must(t, err)
+	memos = memoFields(t, rds, "me")
+	for _, m := range memos {
+		field, _, _ := strings.Cut(m, "=")
+		must(t, rds.Client().HDel(ctx, "numberd:{me}:seg", field).Err())
+	}
 	mpx.Restore()
 
 	eventually(t, 10*time.Second, "an allocation after the store is back", func() bool {

@@ -70,9 +70,9 @@ func TestAllocateScriptBatches(t *testing.T) {
 	allocate := func(args []any, idemKeys ...string) []string {
 		t.Helper()
 		calls++
-		keys := append([]string{meta, seg, "numberd:{p}:memo:" + strings.Repeat("x", calls)}, idemKeys...)
+		keys := append([]string{meta, seg}, idemKeys...)
 		// No floors read yet, and no age limit: this test is not about them.
-		all := append(append([]any{60, 86400, 0, 0}, args[:4]...), 0, 0)
+		all := append(append([]any{strings.Repeat("x", calls), 86400, 0, 0}, args[:4]...), 0, 0)
 		reply, err := script.Run(ctx, rdb, keys, append(all, args[4:]...)...).Text()
 		if err != nil {
 			t.Fatal(err)
@@ -176,7 +176,7 @@ func TestAllocateScriptRefusesUnusableStates(t *testing.T) {
 	}
 	allocate := func(memo string, gen, ver int) string {
 		t.Helper()
-		reply, err := script.Run(ctx, rdb, []string{meta, seg, "numberd:{p}:memo:" + memo}, 60, 86400, gen, ver, 1, 1, "1", "-", 0, 0).Text()
+		reply, err := script.Run(ctx, rdb, []string{meta, seg}, memo, 86400, gen, ver, 1, 1, "1", "-", 0, 0).Text()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +215,7 @@ func TestAllocateScriptRefusesUnusableStates(t *testing.T) {
 
 	reset()
 	resolve := redis.NewScript(lua.Resolve)
-	if got := resolve.Run(ctx, rdb, []string{"numberd:{p}:memo:late"}, 600).Val(); got != "VOID" {
+	if got := resolve.Run(ctx, rdb, []string{seg}, "late", "read").Val(); got != "VOID" {
 		t.Errorf("resolve of a call that never ran = %v, want VOID", got)
 	}
 	if got := allocate("late", 3, 5); got != "VOID" {
@@ -225,8 +225,17 @@ func TestAllocateScriptRefusesUnusableStates(t *testing.T) {
 		t.Errorf("used = %s after the late call, want 10", u)
 	}
 	done := allocate("ran", 3, 5)
-	if got := resolve.Run(ctx, rdb, []string{"numberd:{p}:memo:ran"}, 600).Val(); got != done {
+	if got := resolve.Run(ctx, rdb, []string{seg}, "ran", "read").Val(); got != done {
 		t.Errorf("resolve of a call that ran = %v, want its answer %q", got, done)
+	}
+	if got := resolve.Run(ctx, rdb, []string{seg}, "ran", "close").Val(); got != "VOID" {
+		t.Errorf("closing the memo of a settled call = %v, want VOID", got)
+	}
+	if got := allocate("ran", 3, 5); got != "VOID" {
+		t.Errorf("a settled call arriving again = %q, want VOID", got)
+	}
+	if u := used(); u != "11" {
+		t.Errorf("used = %s after the settled call came again, want 11", u)
 	}
 }
 
@@ -288,8 +297,8 @@ func TestAllocateScriptRefusesStaleFloorsAndOldKeyRecords(t *testing.T) {
 	idem := "numberd:{p}:idem:s:k"
 	allocate := func(memo string, floorsAt time.Time, keyed bool) string {
 		t.Helper()
-		keys := []string{meta, seg, "numberd:{p}:memo:" + memo}
-		args := []any{60, 86400, 3, 5, 1, 1, "1", "-", floorsAt.UnixMilli(), 3000}
+		keys := []string{meta, seg}
+		args := []any{memo, 86400, 3, 5, 1, 1, "1", "-", floorsAt.UnixMilli(), 3000}
 		if keyed {
 			args[7] = "1"
 			keys, args = append(keys, idem), append(args, "count=1")

@@ -40,12 +40,6 @@ type RedisClient interface {
 const (
 	// maxBatch bounds the requests one allocate call carries.
 	maxBatch = 512
-	// memoTTL is how long an allocate call's answer is kept: for a retry of the
-	// call, and for the resolver when its answer was lost, which must find it
-	// after the longest outage a node rides out. The node deletes the memo of
-	// every call whose answer it got (with its pool's next call), so what stays
-	// is one memo a pool and the memos of lost answers.
-	memoTTL = 3600
 	// lockTTL is the lease lock's lifetime; a holder that stops is replaced after
 	// it. Holders need milliseconds; what a slow one does late is refused anyway.
 	lockTTL = 2 * time.Second
@@ -57,17 +51,17 @@ const (
 	// A request that needs more meets a pool whose state keeps changing, and
 	// answers unavailable.
 	maxRounds = 7
-	// tombstoneTTL is how long a given-up call's memo place stays taken (see
+	// tombstoneAge is how long a given-up call's memo place stays taken (see
 	// resolve.lua): far longer than a call can linger in a socket or a paused
 	// server.
-	tombstoneTTL = 3600
+	tombstoneAge = time.Hour
 )
 
 var scripts = struct {
-	allocate, seed, lease, add, retire, peek, resolve, lock, unlock *redis.Script
+	allocate, seed, lease, add, retire, peek, resolve, orphans, lock, unlock *redis.Script
 }{
 	redis.NewScript(lua.Allocate), redis.NewScript(lua.Seed), redis.NewScript(lua.Lease), redis.NewScript(lua.Add),
-	redis.NewScript(lua.Retire), redis.NewScript(lua.Peek), redis.NewScript(lua.Resolve), redis.NewScript(lua.Lock),
+	redis.NewScript(lua.Retire), redis.NewScript(lua.Peek), redis.NewScript(lua.Resolve), redis.NewScript(lua.Orphans), redis.NewScript(lua.Lock),
 	redis.NewScript(lua.Unlock),
 }
 
@@ -130,13 +124,13 @@ type life struct {
 // namer names this node's allocate calls and its entries of unsettled work.
 type namer struct {
 	node string        // this node's token in lease locks
-	seq  atomic.Uint64 // numbers this node's allocate calls; see memoKey
+	seq  atomic.Uint64 // numbers this node's allocate calls; see callID
 }
 
-// memoKey names a new allocate call of p: the node's token and a sequence number,
-// unique across nodes without drawing randomness per call.
-func (n *namer) memoKey(p *rpool) string {
-	return p.keys.memo + n.node + "-" + strconv.FormatUint(n.seq.Add(1), 10)
+// callID names a new allocate call, and so its memo: the node's token and a
+// sequence number, unique across nodes without drawing randomness per call.
+func (n *namer) callID() string {
+	return n.node + "-" + strconv.FormatUint(n.seq.Add(1), 10)
 }
 
 // entryID names an entry of unsettled work that is not an allocate call.
@@ -155,7 +149,7 @@ func Open(ctx context.Context, rdb RedisClient, st *store.Store, opts alloc.Opti
 	e := &Engine{rdb: rdb, store: storesOf(st), opts: opts.WithDefaults(), names: namer{node: randomToken()}}
 	e.life.stop = make(chan struct{})
 	e.wire()
-	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.resolve, scripts.lock, scripts.unlock} {
+	for _, s := range []*redis.Script{scripts.allocate, scripts.seed, scripts.lease, scripts.add, scripts.retire, scripts.peek, scripts.resolve, scripts.orphans, scripts.lock, scripts.unlock} {
 		if err := s.Load(ctx, rdb).Err(); err != nil {
 			return nil, redisErr(err)
 		}
@@ -180,7 +174,7 @@ func (e *Engine) wire() {
 	e.leases = &leaser{rdb: rdb, store: st, opts: opts, life: lf, names: names, unsure: e.unsure}
 	e.admin = &admin{rdb: rdb, store: st, opts: opts, life: lf, names: names, pipe: e.pipe, pools: e.pools, leases: e.leases}
 	e.batches = &batcher{opts: opts, life: lf, names: names, pipe: e.pipe, pools: e.pools, floors: e.floors, leases: e.leases, records: e.records, admin: e.admin, unsure: e.unsure}
-	e.resolver = &resolver{rdb: rdb, store: st, opts: opts, life: lf, names: names, pools: e.pools, records: e.records, unsure: e.unsure}
+	e.resolver = &resolver{rdb: rdb, store: st, opts: opts, life: lf, names: names, pipe: e.pipe, pools: e.pools, records: e.records, unsure: e.unsure}
 }
 
 func randomToken() string {

@@ -160,23 +160,24 @@ func (b *batcher) run(p *rpool, batch []*call, self *call) {
 			deadline = c.deadline
 		}
 	}
-	memo := b.names.memoKey(p)
-	keys, args := allocateArgs(p, memo, live, b.floors.maxFloorAge())
-	if p.spent != "" {
-		// Only the leader touches spent: one call of p is in flight at a time.
-		keys = append(keys, p.spent) // after the idempotency keys: see allocate.lua
-		p.spent = ""
+	id := b.names.callID()
+	keys, args := allocateArgs(p, id, live, b.floors.maxFloorAge())
+	spent := p.spent.take()
+	for _, s := range spent {
+		args = append(args, s) // after the fingerprints: see allocate.lua
 	}
 	reply, err := b.pipe.evalAllocate(keys, args, deadline)
 	b.opts.Metrics.RedisCalls.WithLabelValues("allocate").Inc()
 	if err == nil {
 		// Answered: no retry of this call will come, nor a need to resolve it.
-		p.spent = memo
+		p.spent.add(id)
+	} else {
+		p.spent.add(spent...) // deleted or not: the next call deletes them again
 	}
 	if err != nil && outcomeUnknown(err) {
 		// The call may run yet, or may have run and lost its answer: none of its
 		// numbers goes to these requests, and the resolver settles what it took.
-		b.unsure.add(unsettledCall{pool: p, memo: memo, reqs: requestsOf(live), since: time.Now()})
+		b.unsure.add(unsettledCall{pool: p, memo: id, reqs: requestsOf(live), since: time.Now()})
 		err = fmt.Errorf("%w: %v", numberd.ErrOutcomeUnknown, err)
 		for _, c := range live {
 			c.err = err
@@ -193,10 +194,10 @@ func (b *batcher) run(p *rpool, batch []*call, self *call) {
 
 // allocateArgs returns allocate.lua's keys and arguments for batch: the counts
 // and key indexes go as two strings, not as arguments of each request.
-func allocateArgs(p *rpool, memo string, batch []*call, maxAge time.Duration) (keys []string, args []any) {
-	keys = []string{p.keys.meta, p.keys.seg, memo}
+func allocateArgs(p *rpool, id string, batch []*call, maxAge time.Duration) (keys []string, args []any) {
+	keys = []string{p.keys.meta, p.keys.seg}
 	floor := p.floor()
-	args = []any{memoTTL, int(redisIdemTTL / time.Second), floor.gen, floor.ver, len(batch), 0, "-", "-", p.floorsAt.Load(), maxAge.Milliseconds()}
+	args = []any{id, int(redisIdemTTL / time.Second), floor.gen, floor.ver, len(batch), 0, "-", "-", p.floorsAt.Load(), maxAge.Milliseconds()}
 	var counts, kis []byte
 	total := 0
 	for i, c := range batch {
@@ -208,7 +209,7 @@ func allocateArgs(p *rpool, memo string, batch []*call, maxAge time.Duration) (k
 		ki := 0
 		if c.idem != nil {
 			keys = append(keys, p.keys.idem+c.idem.Scope+":"+c.idem.Key)
-			ki = len(keys) - 3
+			ki = len(keys) - 2
 			args = append(args, numberd.Request{Count: c.count}.Fingerprint())
 			if c.fresh {
 				ki = -ki
@@ -220,7 +221,7 @@ func allocateArgs(p *rpool, memo string, batch []*call, maxAge time.Duration) (k
 	if len(batch) > 0 {
 		args[6] = string(counts)
 	}
-	if len(keys) > 3 {
+	if len(keys) > 2 {
 		args[7] = string(kis)
 	}
 	return keys, args

@@ -13,7 +13,7 @@ import (
 // sweep closes the segments that expired by Redis's clock: an allocate call that
 // asks for nothing, and the store records what it reports.
 func (ad *admin) sweep(ctx context.Context, p *rpool) error {
-	keys, args := allocateArgs(p, ad.names.memoKey(p), nil, 0)
+	keys, args := allocateArgs(p, ad.names.callID(), nil, 0)
 	reply, err := scripts.allocate.Run(ctx, ad.rdb, keys, args...).Text()
 	ad.opts.Metrics.RedisCalls.WithLabelValues("sweep").Inc()
 	if err != nil {
@@ -26,7 +26,7 @@ func (ad *admin) sweep(ctx context.Context, p *rpool) error {
 func (ad *admin) sweepAll(ctx context.Context, ps []*rpool) error {
 	calls := make([]scriptCall, len(ps))
 	for i, p := range ps {
-		calls[i].keys, calls[i].args = allocateArgs(p, ad.names.memoKey(p), nil, 0)
+		calls[i].keys, calls[i].args = allocateArgs(p, ad.names.callID(), nil, 0)
 	}
 	replies, err := ad.pipe.pipelined(ctx, scripts.allocate, "sweep", calls)
 	if err != nil {
@@ -171,8 +171,11 @@ func (ad *admin) checkpoint(ctx context.Context) error {
 				if _, err := ad.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil {
 					errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))
 				}
-			case s.Range.Lo+r.used > s.Next:
-				cs = append(cs, store.Cursor{SegmentID: s.ID, Next: s.Range.Lo + r.used})
+			case s.Range.Lo+r.settledBelow() > s.Next:
+				// Not r.used: should the state be lost, memos and all, the
+				// reseed's recovery gap starts at the checkpoint, and must
+				// cover what calls took whose answers may have reached no one.
+				cs = append(cs, store.Cursor{SegmentID: s.ID, Next: s.Range.Lo + r.settledBelow()})
 			}
 		}
 	}
@@ -196,7 +199,13 @@ func (ad *admin) janitor() {
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), ad.opts.StoreTimeout)
+		// Deleting answered calls' memos goes first, in time of its own: a
+		// checkpoint waiting out a slow store must not keep them in place, where
+		// they would pass for lost.
+		ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+		ad.dropSpent(ctx)
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), ad.opts.StoreTimeout)
 		if err := ad.checkpoint(ctx); err != nil {
 			ad.opts.Logger.Warn("checkpoint failed", "err", err)
 		}

@@ -168,6 +168,17 @@ func (res *resolver) sweepStoredOrphans(ctx context.Context, t *sweepTally) {
 type sweepTally struct {
 	settled, failed int
 	abandoned       int64
+	memos           int   // memos left in place, settled
+	recovered       int64 // their numbers, recorded as recovery gaps
+}
+
+func (t *sweepTally) countMemo(n int64, err error) {
+	if err != nil {
+		t.failed++
+		return
+	}
+	t.memos++
+	t.recovered += n
 }
 
 func (t *sweepTally) count(abandoned int64, err error) {
@@ -206,8 +217,26 @@ func (res *resolver) sweepOrphans(ctx context.Context) {
 			res.opts.Logger.Debug("sweeping unsettled work waits for Redis", "err", err)
 			break
 		}
+		left, err := res.leftMemos(ctx, batch)
+		if err != nil {
+			res.opts.Logger.Debug("sweeping memos left in place waits for Redis", "err", err)
+			break
+		}
 		for i, p := range batch {
-			for id, raw := range cmds[i].Val() {
+			entries := cmds[i].Val()
+			for id, memo := range left[i] {
+				if _, ok := entries[id]; ok {
+					continue // the entry's settling reads the memo, as abandoned
+				}
+				if owned, err := res.ownedElsewhere(ctx, p, id); err != nil || owned {
+					if err != nil {
+						t.count(0, err)
+					}
+					continue
+				}
+				t.countMemo(res.settleLeftMemo(ctx, p, id, memo))
+			}
+			for id, raw := range entries {
 				var en unsettledEntry
 				if err := json.Unmarshal([]byte(raw), &en); err != nil {
 					res.opts.Logger.Error("malformed entry of unsettled work", "pool", p.id, "id", id, "err", err)
@@ -221,7 +250,8 @@ func (res *resolver) sweepOrphans(ctx context.Context) {
 			}
 		}
 	}
-	if t.settled > 0 || t.failed > 0 {
-		res.opts.Logger.Warn("settled work other nodes left unsettled", "entries", t.settled, "abandoned_numbers", t.abandoned, "failed", t.failed)
+	if t.settled > 0 || t.memos > 0 || t.failed > 0 {
+		res.opts.Logger.Warn("settled work other nodes left unsettled", "entries", t.settled, "abandoned_numbers", t.abandoned,
+			"memos", t.memos, "recovered_numbers", t.recovered, "failed", t.failed)
 	}
 }

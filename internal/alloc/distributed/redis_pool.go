@@ -33,7 +33,7 @@ type rpool struct {
 	inFlight bool    // a request of p is making an allocate call
 	queued   []*call // requests waiting for the next one
 	batch    []*call // the batch of the call in flight, kept for the next
-	spent    string  // the memo of the last call answered, for the next to delete
+	spent    spentCalls
 
 	segMu sync.RWMutex
 	segs  map[int64]numberd.Segment
@@ -78,11 +78,11 @@ func (m stateMark) before(o stateMark) bool {
 	return m.gen < o.gen || (m.gen == o.gen && m.ver < o.ver)
 }
 
-type poolKeys struct{ meta, seg, lock, memo, idem, unsettled string }
+type poolKeys struct{ meta, seg, lock, idem, unsettled string }
 
 func keysOf(pool string) poolKeys {
 	tag := "numberd:{" + pool + "}:"
-	return poolKeys{meta: tag + "meta", seg: tag + "seg", lock: tag + "lock", memo: tag + "memo:", idem: tag + "idem:", unsettled: tag + "unsettled"}
+	return poolKeys{meta: tag + "meta", seg: tag + "seg", lock: tag + "lock", idem: tag + "idem:", unsettled: tag + "unsettled"}
 }
 
 // pool returns the node's state of pool id, loading it from the store at first use.

@@ -81,14 +81,18 @@ func TestDistributedSurvivesFlushAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A loss skips the lease at most (200); the gap starts at the checkpoint,
+	// which stays below the memos in place: a node's last answered call, whose
+	// numbers (8 callers of 5 at most) went out just before the loss.
+	const bound = 200 + 3*8*5
 	var gapped int64
 	for _, g := range gaps {
 		if g.Reason != numberd.GapRecovery {
 			t.Errorf("unexpected %s gap %s", g.Reason, g.Range)
 		}
 		gapped += g.Count()
-		if g.Count() > 200 {
-			t.Errorf("recovery gap %s holds %d numbers, more than the lease bound of 200", g.Range, g.Count())
+		if g.Count() > bound {
+			t.Errorf("recovery gap %s holds %d numbers, more than the lease and the calls in flight, %d", g.Range, g.Count(), bound)
 		}
 	}
 	if len(gaps) < 2 {
@@ -235,8 +239,8 @@ func TestRetriedAllocateCallAnswersAgain(t *testing.T) {
 	}
 	rdb := srv.Client()
 	script := redis.NewScript(lua.Allocate)
-	keys := []string{"numberd:{p}:meta", "numberd:{p}:seg", "numberd:{p}:memo:call-1"}
-	args := []any{60, 86400, 0, 0, 1, 3, "3", "-", 0, 0}
+	keys := []string{"numberd:{p}:meta", "numberd:{p}:seg"}
+	args := []any{"call-1", 86400, 0, 0, 1, 3, "3", "-", 0, 0}
 	first, err := script.Run(ctx, rdb, keys, args...).Text()
 	if err != nil {
 		t.Fatal(err)

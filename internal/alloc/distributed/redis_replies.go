@@ -256,7 +256,7 @@ func parsePeek(reply string, ids []int64) (redisView, error) {
 	}
 	for _, field := range f[4:] {
 		parts := strings.Split(field, ":")
-		if len(parts) != 4 {
+		if len(parts) != 5 {
 			return redisView{}, malformed
 		}
 		id, err := strconv.ParseInt(parts[0], 10, 64)
@@ -277,6 +277,12 @@ func parsePeek(reply string, ids []int64) (redisView, error) {
 		}
 		if parts[3] != "-" {
 			s.state = parts[3]
+		}
+		s.memoFrom = -1
+		if parts[4] != "-" {
+			if s.memoFrom, err = strconv.ParseInt(parts[4], 10, 64); err != nil {
+				return redisView{}, malformed
+			}
 		}
 		v.segs[id] = s
 	}

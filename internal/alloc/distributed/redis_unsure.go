@@ -28,7 +28,7 @@ type unsettledCall struct {
 	id         string
 	registered bool
 	inStore    bool             // registered in the store, Redis being away
-	memo       string           // the call's memo key, when it is a call
+	memo       string           // the call's id, whose memo tells what it took, when it is a call
 	reqs       []pendingRequest // the call's requests, in its order
 	// took is what each of reqs took (nil: nothing), once read is set: from the
 	// memo, read once so that the memo may expire while the store is away, or
@@ -71,6 +71,7 @@ type resolver struct {
 	opts    *alloc.Options
 	life    *life
 	names   *namer
+	pipe    *pipeline
 	pools   *catalog
 	records *recorder
 	unsure  *unsettled
@@ -102,6 +103,18 @@ func (u *unsettled) keep(c unsettledCall) {
 	}
 	u.calls = append(u.calls, c)
 	u.mu.Unlock()
+}
+
+// holds reports whether the call id is among those to settle.
+func (u *unsettled) holds(id string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range u.calls {
+		if c.memo == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (u *unsettled) take() (calls []unsettledCall, lost int) {
@@ -285,14 +298,16 @@ func (res *resolver) settle(ctx context.Context, c *unsettledCall) (abandoned, k
 			spans = append(spans, mine...)
 		}
 	}
-	abandoned, err = res.records.abandon(ctx, p, spans)
-	return abandoned, kept, err
+	if abandoned, err = res.records.abandon(ctx, p, spans); err != nil {
+		return 0, 0, err
+	}
+	return abandoned, kept, res.closeMemo(ctx, p, c.memo)
 }
 
 // readMemo reads what c's call took from its memo into c.took, or learns that
 // it never ran and now never will (resolve.lua leaves a tombstone in its place).
 func (res *resolver) readMemo(ctx context.Context, c *unsettledCall) error {
-	reply, err := scripts.resolve.Run(ctx, res.rdb, []string{c.memo}, tombstoneTTL).Text()
+	reply, err := scripts.resolve.Run(ctx, res.rdb, []string{c.pool.keys.seg}, c.memo, "read").Text()
 	res.opts.Metrics.RedisCalls.WithLabelValues("resolve").Inc()
 	if err != nil {
 		return redisErr(err)
@@ -303,12 +318,11 @@ func (res *resolver) readMemo(ctx context.Context, c *unsettledCall) error {
 		return err
 	}
 	if rr.void {
-		if time.Since(c.since) > memoTTL*time.Second/2 {
-			res.opts.Logger.Error("an allocate call's memo was found missing long after its answer was lost: what it took, if it ran, is unaccounted for",
-				"pool", c.pool.id, "memo", c.memo, "lost_since", c.since)
-		}
+		// It never ran, and now never will; or the pool's state was lost, memo
+		// and all, and the reseed's recovery gap holds what it took, as the
+		// checkpoint stays below every memo in place (see peek.lua).
 		c.read = true
-		return nil // it never ran, and now never will
+		return nil
 	}
 	runs := rr.memo.runs
 	for i, r := range c.reqs {

@@ -20,6 +20,18 @@ type redisSeg struct {
 	present     bool
 	used, lease int64
 	state       string // "" while in use; "retired" or "expired" once closed
+	// memoFrom is the lowest offset a call took whose memo is in place, or -1:
+	// numbers from there may have reached no caller, and no gap yet.
+	memoFrom int64
+}
+
+// settledBelow is how far the segment's numbers reached a caller or are yet to
+// be settled from a memo that tells of them: a checkpoint goes no higher.
+func (s redisSeg) settledBelow() int64 {
+	if s.memoFrom >= 0 && s.memoFrom < s.used {
+		return s.memoFrom
+	}
+	return s.used
 }
 
 // unqueued reports whether the view holds an open segment of segs, in use and

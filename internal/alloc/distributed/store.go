@@ -67,6 +67,7 @@ type Records interface {
 type Backlog interface {
 	Put(ctx context.Context, u store.Unsettled) error
 	Delete(ctx context.Context, pool, id string) error
+	Has(ctx context.Context, pool, id string) (bool, error)
 	Old(ctx context.Context, age time.Duration, limit int) ([]store.Unsettled, error)
 }
 
