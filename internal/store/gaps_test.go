@@ -216,6 +216,44 @@ func TestLeftMemoRecoveryOutlivesTheTrim(t *testing.T) {
 	}
 }
 
+// TestReseedGapCoversWhatTheCheckpointHeld: a checkpoint's Held (numbers below
+// its cursor that memos in place tell of) moves the reseed's recovery gap down
+// by as much; it goes with the cursor it was seen below, so a checkpoint that
+// does not move the cursor on leaves it to a newer one, and an exhausted
+// segment's held numbers get a gap too.
+func TestReseedGapCoversWhatTheCheckpointHeld(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cs   [][]store.Cursor // checkpoints, in order
+		want []string
+	}{
+		{"held", [][]store.Cursor{{{Next: 30, Held: 5}}}, []string{"25..40 recovery"}},
+		{"an older checkpoint after", [][]store.Cursor{{{Next: 30, Held: 5}}, {{Next: 20}}}, []string{"25..40 recovery"}},
+		{"settled since", [][]store.Cursor{{{Next: 30, Held: 5}}, {{Next: 30}}}, []string{"30..40 recovery"}},
+		{"two in one batch", [][]store.Cursor{{{Next: 30}, {Next: 32, Held: 4}}}, []string{"28..40 recovery"}},
+		{"exhausted", [][]store.Cursor{{{Next: 101, Held: 3}}}, []string{"98..100 recovery"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachPool(t, 4, func(ctx context.Context, t *testing.T, s *store.Store) {
+				a := mustSegment(t, s, "p", "0001", "0100")
+				must(t, s.Generations().ReserveAt(ctx, "p", 0, []store.Reservation{{SegmentID: a.ID, From: 0, To: 40}}, nil))
+				for _, cs := range tc.cs {
+					for i := range cs {
+						cs[i].SegmentID = a.ID
+					}
+					must(t, s.SaveCursors(ctx, cs))
+				}
+				if _, _, _, err := s.Generations().Reseed(ctx, "p", 0, 0, nil); err != nil {
+					t.Fatal(err)
+				}
+				if got := recordedGaps(t, s, "p"); !slices.Equal(got, tc.want) {
+					t.Errorf("gaps after the reseed = %q, want %q", got, tc.want)
+				}
+			})
+		})
+	}
+}
+
 func TestCloseSegmentAtRefusesAStaleGeneration(t *testing.T) {
 	forEachPool(t, 4, func(ctx context.Context, t *testing.T, s *store.Store) {
 		seg := mustSegment(t, s, "p", "0001", "0100")

@@ -101,12 +101,18 @@ func (g *Generations) Reseed(ctx context.Context, pool string, epoch, minGen int
 		for _, r := range rows {
 			seg := r.segment()
 			resume := max(seg.Next, seg.ReservedHi+1, floors[seg.ID])
-			if seg.State != numberd.SegmentOpen || resume == seg.Next {
+			used := seg.State == numberd.SegmentExhausted && r.Held > 0 // its last calls' memos went with the state
+			if !used && (seg.State != numberd.SegmentOpen || (resume == seg.Next && r.Held == 0)) {
 				segs = append(segs, seg)
 				continue
 			}
+			if used {
+				resume = seg.Next
+			}
 			gap := numberd.Gap{Pool: pool, SegmentID: seg.ID, Range: seg.Range, Reason: numberd.GapRecovery, At: at}
-			gap.Range.Lo, gap.Range.Hi = seg.Next, min(resume-1, seg.Range.Hi)
+			// From below the cursor by what it held: numbers of calls whose
+			// answers may have reached no one, known only to the lost state.
+			gap.Range.Lo, gap.Range.Hi = max(seg.Next-r.Held, seg.Range.Lo), min(resume-1, seg.Range.Hi)
 			recorded, err := g.gaps.addOutside(ctx, tx, gap, true)
 			if err != nil {
 				return err
@@ -117,7 +123,7 @@ func (g *Generations) Reseed(ctx context.Context, pool string, epoch, minGen int
 			if seg.Next > seg.Range.Hi {
 				seg.State = numberd.SegmentExhausted
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE segments SET next = ?, reserved_hi = ?, state = ? WHERE id = ?", seg.Next, seg.ReservedHi, seg.State, seg.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE segments SET next = ?, held = 0, reserved_hi = ?, state = ? WHERE id = ?", seg.Next, seg.ReservedHi, seg.State, seg.ID); err != nil {
 				return err
 			}
 			segs = append(segs, seg)

@@ -26,6 +26,7 @@ type segmentRow struct {
 	ExpiresAt  sql.NullInt64  `db:"expires_at"`
 	ReservedHi int64          `db:"reserved_hi"`
 	Next       int64          `db:"next"`
+	Held       int64          `db:"held"`
 	CreatedAt  int64          `db:"created_at"`
 	Digits     int            `db:"digits"`
 	Epoch      int64          `db:"epoch"`
@@ -41,7 +42,7 @@ func (r segmentRow) segment() numberd.Segment {
 	}
 }
 
-const segmentSelect = "SELECT s.id, s.pool, s.prefix, s.lo, s.hi, s.state, s.source, s.ref, s.ywlsh, s.expires_at, s.reserved_hi, s.next, s.created_at, p.digits, p.epoch FROM segments s JOIN pools p ON p.id = s.pool "
+const segmentSelect = "SELECT s.id, s.pool, s.prefix, s.lo, s.hi, s.state, s.source, s.ref, s.ywlsh, s.expires_at, s.reserved_hi, s.next, s.held, s.created_at, p.digits, p.epoch FROM segments s JOIN pools p ON p.id = s.pool "
 
 // AddSegment adds a segment to pool, after every segment the pool has. Adding a
 // segment identical (same start and end) to one the pool has returns that segment
@@ -210,6 +211,10 @@ func reserve(ctx context.Context, tx *sqlx.Tx, rs []Reservation) error {
 type Cursor struct {
 	SegmentID int64
 	Next      int64
+	// Held is how many numbers below Next may be in neither an answer nor a gap
+	// yet (calls of unknown outcome, to be settled): a reseed's recovery gap
+	// starts that far below the cursor.
+	Held int64
 }
 
 // SaveCursors checkpoints cursors, never moving one back, and marks the open
@@ -244,29 +249,38 @@ func saveCursors(ctx context.Context, tx *sqlx.Tx, cs []Cursor, release bool) er
 	}
 	// One statement per few hundred cursors: every node checkpoints every pool it
 	// serves each second, and a statement per segment would grow with them.
-	highest := map[int64]int64{}
+	highest := map[int64]Cursor{}
 	var ids []int64
 	for _, c := range cs {
-		if _, ok := highest[c.SegmentID]; !ok {
+		h, ok := highest[c.SegmentID]
+		if !ok {
 			ids = append(ids, c.SegmentID)
 		}
-		highest[c.SegmentID] = max(highest[c.SegmentID], c.Next)
+		if !ok || c.Next > h.Next || (c.Next == h.Next && c.Held > h.Held) {
+			highest[c.SegmentID] = c
+		}
 	}
 	for len(ids) > 0 {
 		n := min(len(ids), 300)
 		chunk := ids[:n]
 		ids = ids[n:]
 		value := "CASE id" + strings.Repeat(" WHEN ? THEN ?", n) + " END"
-		var pairs, in []any
+		var pairs, helds, in []any
 		for _, id := range chunk {
-			pairs = append(pairs, id, highest[id])
+			pairs = append(pairs, id, highest[id].Next)
+			helds = append(helds, id, highest[id].Held)
 			in = append(in, id)
 		}
-		q := "UPDATE segments SET next = CASE WHEN next > " + value + " THEN next ELSE " + value + " END, " +
+		// held first: MySQL assigns left to right, each assignment seeing the
+		// ones before it, and held goes with the cursor it was seen below: a
+		// checkpoint that does not move the cursor on leaves it to a newer one.
+		q := "UPDATE segments SET held = CASE WHEN next > " + value + " THEN held ELSE " + value + " END, " +
+			"next = CASE WHEN next > " + value + " THEN next ELSE " + value + " END, " +
 			"state = CASE WHEN state = ? AND " + value + " > hi THEN ? ELSE state END " +
 			"WHERE id IN (?" + strings.Repeat(", ?", n-1) + ")"
-		args := append(append(append([]any{}, pairs...), pairs...), numberd.SegmentOpen)
-		args = append(append(append(args, pairs...), numberd.SegmentExhausted), in...)
+		args := append(append(append(append([]any{}, pairs...), helds...), pairs...), pairs...)
+		args = append(append(append(args, numberd.SegmentOpen), pairs...), numberd.SegmentExhausted)
+		args = append(args, in...)
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}

@@ -171,11 +171,10 @@ func (ad *admin) checkpoint(ctx context.Context) error {
 				if _, err := ad.closeSegment(ctx, p, view.gen, s.ID, r.used, r.state, reason); err != nil {
 					errs = append(errs, fmt.Errorf("pool %s: %w", p.id, err))
 				}
-			case s.Range.Lo+r.settledBelow() > s.Next:
-				// Not r.used: should the state be lost, memos and all, the
-				// reseed's recovery gap starts at the checkpoint, and must
-				// cover what calls took whose answers may have reached no one.
-				cs = append(cs, store.Cursor{SegmentID: s.ID, Next: s.Range.Lo + r.settledBelow()})
+			case s.Range.Lo+r.used >= s.Next:
+				// Also when the cursor stays: what the memos in place hold
+				// below it changes (see Cursor.Held).
+				cs = append(cs, r.cursor(s.ID, s.Range.Lo))
 			}
 		}
 	}

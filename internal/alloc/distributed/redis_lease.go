@@ -134,8 +134,8 @@ func (ls *leaser) doExtend(ctx context.Context, p *rpool, want int64) error {
 		byID[s.ID] = s
 		// Every segment Redis has used from, the used-up ones too: a loss then
 		// skips only what lies ahead of these cursors.
-		if rv := view.segs[s.ID]; rv.present && s.Range.Lo+rv.settledBelow() > s.Next {
-			cs = append(cs, store.Cursor{SegmentID: s.ID, Next: s.Range.Lo + rv.settledBelow()})
+		if rv := view.segs[s.ID]; rv.present && s.Range.Lo+rv.used >= s.Next {
+			cs = append(cs, rv.cursor(s.ID, s.Range.Lo))
 		}
 	}
 	var rs []store.Reservation

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/numberd/numberd"
+	"github.com/numberd/numberd/internal/store"
 )
 
 // redisView is a pool's Redis state as peek.lua reports it.
@@ -25,13 +26,14 @@ type redisSeg struct {
 	memoFrom int64
 }
 
-// settledBelow is how far the segment's numbers reached a caller or are yet to
-// be settled from a memo that tells of them: a checkpoint goes no higher.
-func (s redisSeg) settledBelow() int64 {
+// cursor is the store's checkpoint of the segment at first number lo: the
+// numbers used, and how many of those the memos in place tell of (see Cursor).
+func (s redisSeg) cursor(id, lo int64) store.Cursor {
+	c := store.Cursor{SegmentID: id, Next: lo + s.used}
 	if s.memoFrom >= 0 && s.memoFrom < s.used {
-		return s.memoFrom
+		c.Held = s.used - s.memoFrom
 	}
-	return s.used
+	return c
 }
 
 // unqueued reports whether the view holds an open segment of segs, in use and
