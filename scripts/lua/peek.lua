@@ -11,8 +11,9 @@
 -- (meta and seg not of one moment, or a queued segment's field missing).
 -- memo is the first number (an offset) of the segment that a call took whose memo
 -- is still in place (see allocate.lua), the lowest of them: its caller may not
--- have got it, and it is yet to be recorded. A checkpoint stays below it, so that
--- a reseed after the loss of the state, memos and all, records it as recovery.
+-- have got it, and it is yet to be recorded. A checkpoint records how far below
+-- its cursor that lies, so that a reseed after the loss of the state, memos and
+-- all, records those numbers as recovery.
 
 local run, repl = identity()
 local m = redis.call('HMGET', KEYS[1], 'run', 'repl', 'gen', 'queue', 'ver')

@@ -25,6 +25,7 @@ type orphanRig struct {
 	seg        span
 	l          *harness.Ledger
 	pool       string
+	dsn        string // the database's, without node1's proxy
 	aliveNodes []*harness.Node
 }
 
@@ -35,6 +36,7 @@ func newOrphanRig(t *testing.T, pool string) *orphanRig {
 	dsn := mysqlDSN(t)
 	var dsn1 string
 	r.mpx, dsn1 = proxiedDSN(t, dsn)
+	r.dsn = dsn
 	r.n1 = startHoleNode(t, "node1", "redis://"+r.rpx.Addr()+"/0", dsn1, holeTimeout)
 	r.n2 = startHoleNode(t, "node2", "redis://"+r.rds.Addr()+"/0", dsn, holeTimeout)
 	r.aliveNodes = []*harness.Node{r.n1, r.n2}

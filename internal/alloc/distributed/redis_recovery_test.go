@@ -81,8 +81,8 @@ func TestDistributedSurvivesFlushAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A loss skips the lease at most (200); the gap starts at the checkpoint,
-	// which stays below the memos in place: a node's last answered call, whose
+	// A loss skips the lease at most (200); the gap starts below the checkpoint
+	// by what the memos in place held: a node's last answered call, whose
 	// numbers (8 callers of 5 at most) went out just before the loss.
 	const bound = 200 + 3*8*5
 	var gapped int64

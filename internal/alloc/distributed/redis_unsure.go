@@ -320,7 +320,7 @@ func (res *resolver) readMemo(ctx context.Context, c *unsettledCall) error {
 	if rr.void {
 		// It never ran, and now never will; or the pool's state was lost, memo
 		// and all, and the reseed's recovery gap holds what it took, as the
-		// checkpoint stays below every memo in place (see peek.lua).
+		// checkpoint records what every memo in place held (see peek.lua).
 		c.read = true
 		return nil
 	}
